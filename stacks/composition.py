@@ -1,0 +1,46 @@
+"""The composition: which parts this rack has, layer by layer (metal -> system -> platform ->
+ci -> apps -> gpu), and what the stack exports. `__main__.py` and the offline plan both call `build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from stacks.apps import AppsLayer, build_apps
+from stacks.ci import CiLayer, build_ci
+from stacks.gpu import GpuLayer, build_gpu
+from stacks.loader import Loaded
+from stacks.metal import MetalLayer, build_metal
+from stacks.platform import PlatformLayer, build_platform
+from stacks.system import SystemLayer, build_system
+
+
+@dataclass(frozen=True)
+class RackStack:
+    metal: MetalLayer
+    system: SystemLayer
+    platform: PlatformLayer
+    ci: CiLayer
+    apps: AppsLayer
+    gpu: GpuLayer
+
+
+def build(loaded: Loaded) -> RackStack:
+    metal = build_metal(loaded)
+    system = build_system(loaded, metal)
+    platform = build_platform(loaded, metal, system)
+    ci = build_ci(loaded, metal, system, platform)
+    apps = build_apps(loaded, metal, system, platform)
+    gpu = build_gpu(loaded, metal, system)
+    return RackStack(metal=metal, system=system, platform=platform, ci=ci, apps=apps, gpu=gpu)
+
+
+def export(stack: RackStack, loaded: Loaded) -> None:
+    rack = loaded.rack
+    pulumi.export("kubeconfig", stack.metal.kubeconfig)
+    pulumi.export("domain", rack.domain)
+    pulumi.export("nodes", sorted(n.hostname for n in rack.nodes))
+    pulumi.export("apps", sorted(stack.apps.workloads))
+    pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
