@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make plan` and `make test`. Each sets itself up on first
+# run (a virtualenv in .venv with the pinned requirements) and reuses it after.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STACK ?= homelab
+CONFIG ?= Pulumi.$(STACK).yaml
+PLAN_JSON ?=
+PYTEST_ARGS ?=
+
+.PHONY: plan test lint typecheck schema venv clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+venv: $(STAMP)
+
+plan: $(STAMP)
+	@$(PY) -m plan --config $(CONFIG) $(if $(PLAN_JSON),--json $(PLAN_JSON))
+
+test: $(STAMP)
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@$(PY) -m ruff check .
+
+typecheck: $(STAMP)
+	@$(PY) -m mypy
+
+schema: $(STAMP)
+	@$(PY) -m stacks.schema > schema/stack.schema.json
+
+clean:
+	rm -rf $(VENV) build

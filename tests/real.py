@@ -1,0 +1,30 @@
+"""Prerequisites of the real-service tests (OpenSSH in namespaces, dockerd, database servers,
+Chromium). Locally a missing one skips the test with the install command; in CI
+(HOMELAB_REQUIRE_REAL=1, set by .ci/run after installing them) it fails instead, so a green CI
+never hides a skipped real test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def need(binary: str, package: str, *, root: bool = False) -> str:
+    """Path of `binary`, else skip (locally) or fail (CI) naming the Debian package."""
+    path = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/sbin/{binary}") if os.path.exists(p)), None
+    )
+    problem = None
+    if path is None:
+        problem = f"{binary} not found: apt-get install {package}"
+    elif root and os.geteuid() != 0:
+        problem = f"{binary} needs root"
+    if problem is not None:
+        if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    assert path is not None
+    return path
