@@ -1,0 +1,53 @@
+"""`python -m plan`: the offline plan (what `make plan` runs).
+
+Exit 0: config valid, every layout check passes. 1: layout errors. 2: invalid config (each
+problem with its key path, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from stacks.config import ConfigError
+from stacks.loader import StackFile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="plan", description="Offline plan of a homelab rack stack.")
+    parser.add_argument("--config", type=Path, default=Path("Pulumi.homelab.yaml"), help="stack file")
+    parser.add_argument("--json", type=Path, default=None, help="also write the machine-readable plan here")
+    args = parser.parse_args(argv)
+
+    # A log or CI job summary is not 80 columns wide; a terminal keeps its own width.
+    out = Console(width=None if sys.stdout.isatty() else 140)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+    try:
+        stack_file = StackFile.read(args.config)
+        loaded = stack_file.load()
+    except ConfigError as exc:
+        err.print(f"[bold red]invalid config[/] in {args.config}:", highlight=False)
+        for issue in exc.issues:
+            err.print(f"  {issue.path}: {issue.message}", markup=False, highlight=False)
+        return 2
+
+    # Imported here so a bad config answers before the Pulumi SDK loads.
+    from plan.report import render
+    from plan.result import make_plan
+
+    with out.status("evaluating the program under mocks…"):
+        result = make_plan(loaded, stack_file.stack)
+    render(result, out)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+        out.print(f"plan JSON written to {args.json}")
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

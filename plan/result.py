@@ -1,0 +1,188 @@
+"""The offline plan: run the real composition under mocks, schedule its pods, and describe it.
+
+`make_plan` is what `make plan` runs; `PlanResult.to_json()` is the contract of
+shared/spec/plan-format.md. Secret inputs appear only as "[secret]".
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from plan.engine import Recording, Registration, run_program
+from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
+from stacks.composition import build, export
+from stacks.loader import Loaded
+
+CONTAINER_TYPE = "docker:index/container:Container"
+REMOTE_IMAGE_TYPE = "docker:index/remoteImage:RemoteImage"
+DOCKER_PROVIDER_TYPE = "pulumi:providers:docker"
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    loaded: Loaded
+    recording: Recording
+    sched: Schedule
+    external: list[dict[str, Any]]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def component_summary(self) -> list[tuple[str, int, Counter[str]]]:
+        """(top-level component type or 'stack', how many, resource counts by type beneath)."""
+        by_urn = {r.urn: r for r in self.recording}
+        top_of: dict[str, Registration] = {}
+
+        def top(r: Registration) -> Registration:
+            if r.urn in top_of:
+                return top_of[r.urn]
+            parent = by_urn.get(r.parent)
+            result = r if parent is None else top(parent)
+            top_of[r.urn] = result
+            return result
+
+        roots: dict[str, set[str]] = defaultdict(set)
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for r in self.recording:
+            root = top(r)
+            label = "stack" if root.custom else root.type
+            if not root.custom:
+                roots[label].add(root.urn)
+            if r.custom:
+                counts[label][short_type(r.type)] += 1
+        return sorted(
+            ((label, len(roots[label]), counts[label]) for label in counts),
+            key=lambda g: (g[0] == "stack", g[0]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        sched = self.sched
+        return {
+            "stack": self.stack,
+            "nodes": [_node_json(n) for n in sched.nodes],
+            "placements": [_placement_json(p) for p in sched.placements],
+            "external": self.external,
+            "resources": [_resource_json(r) for r in self.recording],
+            "problems": [
+                {"severity": p.severity, "check": p.check, "workload": p.workload, "node": p.node, "message": p.message}
+                for p in self.problems
+            ],
+        }
+
+
+def short_type(type_: str) -> str:
+    """`kubernetes:apps/v1:Deployment` -> `Deployment`; `homelab:apps:AppWorkload` -> `AppWorkload`."""
+    if type_.startswith("pulumi:providers:"):
+        return f"Provider({type_.rsplit(':', 1)[-1]})"
+    return type_.rsplit(":", 1)[-1]
+
+
+def _node_json(n: Node) -> dict[str, Any]:
+    return {
+        "hostname": n.hostname,
+        "role": n.role,
+        "class": n.node_class,
+        "arch": n.arch,
+        "labels": n.labels,
+        "taints": n.taints,
+        "capacity": {"cpu_m": n.capacity_cpu_m, "memory_mib": n.capacity_memory_mib},
+        "allocatable": {"cpu_m": n.allocatable_cpu_m, "memory_mib": n.allocatable_memory_mib},
+        "requested": {"cpu_m": n.requested_cpu_m, "memory_mib": n.requested_memory_mib},
+    }
+
+
+def _placement_json(p: Placement) -> dict[str, Any]:
+    return {
+        "workload": p.workload,
+        "kind": p.kind,
+        "category": p.category,
+        "replica": p.replica,
+        "node": p.node,
+        "cpu_m": p.cpu_m,
+        "memory_mib": p.memory_mib,
+    }
+
+
+def _resource_json(r: Registration) -> dict[str, Any]:
+    inputs = {k: ("<dynamic provider>" if k == "__provider" else v) for k, v in r.redacted.items()}
+    return {
+        "urn": r.urn,
+        "urn_name": r.urn_name,
+        "type": r.type,
+        "name": r.name,
+        "parent": r.parent or None,
+        "protect": r.protect,
+        "retain_on_delete": r.retain_on_delete,
+        "depends_on": r.depends_on,
+        "secret_paths": r.secret_paths,
+        "inputs": inputs,
+    }
+
+
+def external_containers(recording: Recording, loaded: Loaded) -> list[dict[str, Any]]:
+    """Docker containers the program registers on hosts outside the cluster (the GPU host)."""
+    by_urn = {r.urn: r for r in recording}
+    hosts = {}
+    if loaded.rack.gpu_host is not None:
+        hosts[str(loaded.rack.gpu_host.address)] = loaded.rack.gpu_host.hostname
+    out = []
+    for r in recording.of_type(CONTAINER_TYPE):
+        image = next(
+            (
+                by_urn[d].inputs.get("name")
+                for d in r.depends_on
+                if d in by_urn and by_urn[d].type == REMOTE_IMAGE_TYPE
+            ),
+            r.inputs.get("image"),
+        )
+        provider = by_urn.get(r.provider.rsplit("::", 1)[0])  # a provider reference is "<urn>::<id>"
+        host = str((provider.inputs.get("host") if provider else "") or "")
+        address = host.rsplit("@", 1)[-1].split(":")[0] if host else ""
+        gpus = r.inputs.get("gpus")
+        requests = r.inputs.get("deviceRequests")
+        out.append(
+            {
+                "workload": r.inputs.get("name", r.name),
+                "host": hosts.get(address, address or "unknown"),
+                "image": image,
+                "gpus": gpus if gpus is not None else _gpus_of(requests),
+                "ports": [p.get("external") for p in r.inputs.get("ports") or []],
+            }
+        )
+    return sorted(out, key=lambda c: (c["host"], c["workload"]))
+
+
+def _gpus_of(requests: Any) -> str | None:
+    for req in requests or []:
+        if "gpu" in [c for caps in req.get("capabilities") or [] for c in caps]:
+            ids = req.get("deviceIds")
+            if ids:
+                return "device=" + ",".join(ids)
+            return "all" if req.get("count", -1) == -1 else str(req.get("count"))
+    return None
+
+
+def make_plan(loaded: Loaded, stack: str) -> PlanResult:
+    """Evaluate the real composition under mocks, then place every replica."""
+
+    def program() -> None:
+        export(build(loaded), loaded)
+
+    recording = run_program(program, stack=stack, preview=True)
+    workloads, read_problems = workloads_from(recording.registrations)
+    sched = schedule(nodes_from_rack(loaded.rack), workloads)
+    warnings = [Problem("warning", "secret", None, None, str(w)) for w in loaded.warnings]
+    problems = warnings + read_problems + sched.problems
+    return PlanResult(
+        stack=stack,
+        loaded=loaded,
+        recording=recording,
+        sched=sched,
+        external=external_containers(recording, loaded),
+        problems=problems,
+    )

@@ -1,0 +1,171 @@
+"""The offline plan end to end on the committed stacks: exit codes, the JSON contract, the
+layout the rules demand, and no secret value in any output."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from rich.console import Console
+
+from components.layout import ALLOWED_CLASSES, Category
+from plan.__main__ import main
+from plan.report import render
+from plan.result import PlanResult, make_plan
+from stacks.loader import SECRET_KEYS, Loaded, RackSecrets, StackFile
+from tests.conftest import ROOT, stack_raw
+
+SECRET_VALUES = {key: f"PLAINTEXT-{key}-d41d8cd98f00b204" for key in SECRET_KEYS}
+
+
+def plan_of(loaded: Loaded, stack: str = "homelab") -> PlanResult:
+    return make_plan(loaded, stack)
+
+
+def text_of(result: PlanResult) -> str:
+    buf = io.StringIO()
+    render(result, Console(file=buf, width=200, color_system=None))
+    return buf.getvalue()
+
+
+def write_stack(tmp_path: Path, rack: dict[str, Any], name: str = "x") -> Path:
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": {"homelab:rack": rack}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def homelab_plan() -> PlanResult:
+    return plan_of(StackFile.read(ROOT / "Pulumi.homelab.yaml").load())
+
+
+def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
+    assert homelab_plan.errors == []
+    data = homelab_plan.to_json()
+    assert set(data) == {"stack", "nodes", "placements", "external", "resources", "problems"}
+    assert data["stack"] == "homelab"
+    assert [n["hostname"] for n in data["nodes"]] == ["rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
+    # one placement per replica of every app, each on a node
+    replicas = {f"apps/{a.name}" if a.category != Category.EXPERIMENTAL else f"experimental/{a.name}": a.replicas
+                for a in homelab_plan.loaded.rack.apps}
+    for key, count in replicas.items():
+        placed = [p for p in data["placements"] if p["workload"] == key]
+        assert len(placed) == count and all(p["node"] for p in placed), key
+    assert len(data["resources"]) == len(homelab_plan.recording)
+
+
+def test_every_placement_obeys_the_placement_table(homelab_plan: PlanResult) -> None:
+    classes = {n.hostname: n.node_class for n in homelab_plan.sched.nodes}
+    checked = 0
+    for p in homelab_plan.sched.placements:
+        if p.kind == "DaemonSet":
+            continue
+        allowed = [str(c) for c in ALLOWED_CLASSES[Category(p.category)]]
+        assert classes[p.node] in allowed, p  # type: ignore[index]
+        checked += 1
+    assert checked >= 8
+    assert all(classes[p.node] != "control-plane" for p in homelab_plan.sched.placements if p.kind != "DaemonSet")  # type: ignore[index]
+
+
+def test_rag_service_lands_on_the_experimental_node(homelab_plan: PlanResult) -> None:
+    rag = [p.node for p in homelab_plan.sched.placements if p.workload == "experimental/rag-playground"]
+    assert rag == ["rack-lab-1"]
+
+
+def test_requested_totals_match_placements(homelab_plan: PlanResult) -> None:
+    data = homelab_plan.to_json()
+    for n in data["nodes"]:
+        mine = [p for p in data["placements"] if p["node"] == n["hostname"]]
+        assert n["requested"]["cpu_m"] == sum(p["cpu_m"] for p in mine)
+        assert n["requested"]["memory_mib"] == sum(p["memory_mib"] for p in mine)
+
+
+def test_human_report_shows_layout_and_verdict(homelab_plan: PlanResult) -> None:
+    text = text_of(homelab_plan)
+    for hostname in ("rack-cp-1", "rack-pi-1", "rack-db-1", "rack-lab-1"):
+        assert hostname in text
+    assert "apps/bible-api ×" in text or "apps/bible-api" in text
+    assert "layout OK" in text
+
+
+def test_no_secret_value_reaches_the_plan(homelab: Loaded) -> None:
+    secrets = RackSecrets({k: (lambda v=v: pulumi.Output.secret(v)) for k, v in SECRET_VALUES.items()})
+    loaded = Loaded(homelab.rack, secrets, homelab.skip_layers, homelab.warnings)
+    result = plan_of(loaded)
+    blob = json.dumps(result.to_json()) + text_of(result)
+    for value in SECRET_VALUES.values():
+        assert value not in blob
+    # and the recording did see secret inputs (so the check above is not vacuous)
+    assert any(r.secret_paths for r in result.recording)
+    assert "[secret]" in json.dumps(result.to_json()["resources"])
+
+
+def test_infeasible_layout_exits_1_naming_the_workload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rack = stack_raw("homelab")
+    rack["apps"][0]["replicas"] = 3  # bible-api: three replicas, maxSkew 1 ...
+    rack["apps"][0]["cpu"] = "3"  # ... each needing 3 of the 3.75 allocatable cores of two general Pis
+    code = main(["--config", str(write_stack(tmp_path, rack)), "--json", str(tmp_path / "plan.json")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "apps/bible-api" in out and "layout error" in out
+    problems = json.loads((tmp_path / "plan.json").read_text())["problems"]
+    assert any(p["severity"] == "error" and p["workload"] == "apps/bible-api" for p in problems)
+
+
+def test_experimental_app_without_room_names_the_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rack = stack_raw("homelab")
+    rag = next(a for a in rack["apps"] if a["name"] == "rag-playground")
+    rag["memory"] = "6Gi"  # the experimental Pi has 4Gi
+    assert main(["--config", str(write_stack(tmp_path, rack))]) == 1
+    assert "experimental/rag-playground" in capsys.readouterr().out
+
+
+def test_invalid_config_exits_2_with_key_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rack = stack_raw("homelab")
+    rack["nodes"][3]["address"] = "192.168.10.300"
+    rack["apps"][1]["replicas"] = "two"
+    assert main(["--config", str(write_stack(tmp_path, rack))]) == 2
+    err = capsys.readouterr().err
+    assert "rack.nodes[3].address" in err and "rack.apps[1].replicas" in err
+    assert "Traceback" not in err
+
+
+def test_missing_stack_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "Pulumi.nope.yaml")]) == 2
+    assert "no such stack file" in capsys.readouterr().err
+
+
+def test_cli_process_exit_codes_and_no_traceback(tmp_path: Path) -> None:
+    bad = write_stack(tmp_path, {"domain": "lab.home.arpa", "nodes": []})
+    proc = subprocess.run(
+        [sys.executable, "-m", "plan", "--config", str(bad)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "rack.k3s: required key is missing" in proc.stderr
+
+
+def test_secure_values_are_present_but_unknown(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "Pulumi.homelab.yaml").read_text())
+    data["config"]["homelab:postgres-password"] = {"secure": "v1:AAAA"}
+    path = tmp_path / "Pulumi.sec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    loaded = StackFile.read(path).load()
+    assert set(loaded.secrets.present) == {"postgres-password"}
+    result = plan_of(loaded, "sec")
+    assert result.errors == []
+    assert "v1:AAAA" not in json.dumps(result.to_json())
+
+
+def test_lab_stack_plans_cleanly() -> None:
+    result = plan_of(StackFile.read(ROOT / "Pulumi.lab.yaml").load(), "lab")
+    assert result.errors == []
+    web = [p.node for p in result.sched.placements if p.workload == "apps/web"]
+    assert sorted(web) == ["lab-gen-1", "lab-gen-2", "lab-gen-3"]  # spread: one per general node
