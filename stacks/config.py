@@ -115,15 +115,51 @@ def _to_str(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _version_text(value: Any) -> Any:
+    """YAML reads `version: 16.10` as the float 16.1: refuse it instead of pinning the wrong release."""
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is a YAML number, not a version: quote it (\"{value}\")")
+    return _to_str(value)
+
+
+def _ipv4(value: Any) -> Any:
+    """An address written as text; pydantic alone would also take an int (3232238091)."""
+    if isinstance(value, IPv4Address):
+        return value
+    if not isinstance(value, str):
+        got = f"{type(value).__name__} {value!r}"
+        raise ValueError(f"must be an IPv4 address written as text, e.g. 192.168.10.11 (got {got})")
+    try:
+        return IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IPv4 address (e.g. 192.168.10.11)") from None
+
+
+def _cidr(value: Any) -> Any:
+    """A network written as `address/prefix` with no host bits set (10.42.0.0/16)."""
+    if isinstance(value, IPv4Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be an IPv4 CIDR like 10.42.0.0/16 (got {type(value).__name__} {value!r})")
+    try:
+        if "/" not in value:
+            raise ValueError("no /prefix")
+        return IPv4Network(value)
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not an IPv4 CIDR (e.g. 10.42.0.0/16): {exc}") from None
+
+
 Hostname = Annotated[str, AfterValidator(_hostname)]
 DnsLabel = Annotated[str, AfterValidator(_hostname)]
 Domain = Annotated[str, AfterValidator(_domain)]
 K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
-Version = Annotated[str, BeforeValidator(_to_str), AfterValidator(_version)]
+Version = Annotated[str, BeforeValidator(_version_text, json_schema_input_type=str), AfterValidator(_version)]
 Image = Annotated[str, AfterValidator(_image)]
-Cpu = Annotated[str, BeforeValidator(_to_str), AfterValidator(_cpu)]
-Memory = Annotated[str, BeforeValidator(_to_str), AfterValidator(_memory)]
-Size = Annotated[str, BeforeValidator(_to_str), AfterValidator(_memory)]
+Cpu = Annotated[str, BeforeValidator(_to_str, json_schema_input_type=str | int | float), AfterValidator(_cpu)]
+Memory = Annotated[str, BeforeValidator(_to_str, json_schema_input_type=str | int), AfterValidator(_memory)]
+Size = Annotated[str, BeforeValidator(_to_str, json_schema_input_type=str | int), AfterValidator(_memory)]
+Ipv4 = Annotated[IPv4Address, BeforeValidator(_ipv4, json_schema_input_type=IPv4Address)]
+Cidr = Annotated[IPv4Network, BeforeValidator(_cidr, json_schema_input_type=IPv4Network)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
 Cron = Annotated[str, AfterValidator(_cron)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
@@ -191,9 +227,9 @@ class K3s(Model):
     """The pinned k3s release; changing it is an in-place upgrade (servers first, one at a time)."""
     datastore: Datastore = Datastore.SQLITE
     """sqlite: exactly one server | etcd: an odd number of servers (1, 3, 5)."""
-    cluster_cidr: IPv4Network = IPv4Network("10.42.0.0/16")
+    cluster_cidr: Cidr = IPv4Network("10.42.0.0/16")
     """The pod network."""
-    service_cidr: IPv4Network = IPv4Network("10.43.0.0/16")
+    service_cidr: Cidr = IPv4Network("10.43.0.0/16")
     """The Service network."""
     secrets_encryption: StrictBool = True
     """Encrypt Secrets at rest; can only be chosen at first install."""
@@ -201,7 +237,7 @@ class K3s(Model):
     """Where the k3s binary comes from."""
     bootstrap_server: Hostname | None = None
     """The server that initialises the cluster; required with more than one server, never changes."""
-    api_address: IPv4Address | None = None
+    api_address: Ipv4 | None = None
     """The API address in the kubeconfig and tls-san (default: the bootstrap server's address)."""
     system_reserved: Reserve = Reserve()
     """Per node, kept out of what pods may request; the plan subtracts it from capacity."""
@@ -224,7 +260,7 @@ class Storage(Model):
 class Node(Model):
     hostname: Hostname
     """RFC 1123 hostname; also the Kubernetes node name."""
-    address: IPv4Address
+    address: Ipv4
     """Static IPv4 address reached over SSH."""
     role: Role
     """server | agent."""
@@ -241,18 +277,18 @@ class Node(Model):
 
 
 class Dns(Model):
-    upstream: list[IPv4Address] = Field(
+    upstream: list[Ipv4] = Field(
         default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1
     )
     """Resolvers CoreDNS forwards to."""
-    records: dict[DnsLabel, IPv4Address] = Field(default_factory=dict)
+    records: dict[DnsLabel, Ipv4] = Field(default_factory=dict)
     """Extra names under `domain`, served by the cluster's CoreDNS."""
 
 
 class Ingress(Model):
     controller: Literal["traefik"] = "traefik"
     """The k3s-bundled Traefik, configured through a HelmChartConfig."""
-    address: IPv4Address
+    address: Ipv4
     """Where *.domain resolves."""
 
 
@@ -348,7 +384,7 @@ class GpuService(Model):
 class GpuHost(Model):
     hostname: Hostname
     """The GPU machine's hostname (also a DNS record under `domain`)."""
-    address: IPv4Address
+    address: Ipv4
     """Its static address."""
     ssh_user: str = "ops"
     """SSH user with access to Docker."""
@@ -473,6 +509,8 @@ def _pydantic_issues(exc: ValidationError, root: str) -> list[Issue]:
             message = str(err["msg"]).removeprefix("Value error, ")
             if kind in ("string_type", "int_type", "bool_type", "list_type", "dict_type", "model_type"):
                 message += f" (got {type(err['input']).__name__} {err['input']!r})"
+            elif kind in ("less_than_equal", "greater_than_equal", "enum", "literal_error", "string_pattern_mismatch"):
+                message += f" (got {err['input']!r})"
         issues.append(Issue(format_loc(loc, root), message))
     return issues
 
@@ -533,7 +571,10 @@ def rack_problems(rack: Rack) -> list[Issue]:
             )
     elif len(servers) > 1:
         issues.append(
-            Issue("rack.k3s.bootstrap-server", "required with more than one server: name the one that initialises the cluster")
+            Issue(
+                "rack.k3s.bootstrap-server",
+                "required with more than one server: name the one that initialises the cluster",
+            )
         )
     if k3s.install.source == InstallSource.AIRGAP and not k3s.install.airgap_dir:
         issues.append(Issue("rack.k3s.install.airgap-dir", "required with source: airgap"))
@@ -541,7 +582,12 @@ def rack_problems(rack: Rack) -> list[Issue]:
         if node.role == Role.SERVER and node.node_class != NodeClass.CONTROL_PLANE:
             issues.append(Issue(f"rack.nodes[{i}].class", "a server's class must be control-plane"))
         if node.role == Role.AGENT and node.node_class == NodeClass.CONTROL_PLANE:
-            issues.append(Issue(f"rack.nodes[{i}].class", "control-plane is for servers; an agent is general, reliable or experimental"))
+            issues.append(
+                Issue(
+                    f"rack.nodes[{i}].class",
+                    "control-plane is for servers; an agent is general, reliable or experimental",
+                )
+            )
 
     # volumes on reliable nodes
     volumes: list[tuple[str, str, str]] = []  # (path, node, size)
@@ -551,12 +597,12 @@ def rack_problems(rack: Rack) -> list[Issue]:
         volumes.append((f"rack.databases.{kind.value}", db.node, db.size))
     used: dict[str, float] = defaultdict(float)
     for path, hostname, size in volumes:
-        node = rack.node(hostname)
-        if node is None:
+        target = rack.node(hostname)
+        if target is None:
             issues.append(Issue(f"{path}.node", f"'{hostname}' is not a node in rack.nodes"))
-        elif node.node_class != NodeClass.RELIABLE:
-            issues.append(Issue(f"{path}.node", f"'{hostname}' is {node.node_class}, not reliable"))
-        elif node.storage is None:
+        elif target.node_class != NodeClass.RELIABLE:
+            issues.append(Issue(f"{path}.node", f"'{hostname}' is {target.node_class}, not reliable"))
+        elif target.storage is None:
             issues.append(Issue(f"{path}.node", f"'{hostname}' has no storage: set nodes[].storage"))
         else:
             used[hostname] += storage_gib(size)
@@ -586,7 +632,12 @@ def rack_problems(rack: Rack) -> list[Issue]:
         if app.category == Category.EXPERIMENTAL and not has_experimental:
             issues.append(Issue(f"rack.apps[{i}].category", "experimental, but no node has class: experimental"))
         if app.category == Category.DATA:
-            issues.append(Issue(f"rack.apps[{i}].category", "data workloads are the databases and Gitea; an app cannot pin a volume"))
+            issues.append(
+                Issue(
+                    f"rack.apps[{i}].category",
+                    "data workloads are the databases and Gitea; an app cannot pin a volume",
+                )
+            )
     for i, app in enumerate(rack.apps):
         if len(set(app.uses)) != len(app.uses):
             issues.append(Issue(f"rack.apps[{i}].uses", "lists a name twice"))
@@ -637,7 +688,7 @@ def parse_rack(raw: Any, root: str = "rack") -> Rack:
     if not isinstance(raw, dict):
         raise ConfigError([Issue(root, f"must be a mapping of keys, got {type(raw).__name__}")])
     try:
-        rack = Rack.model_validate(raw)
+        rack = Rack.model_validate(raw, by_alias=True, by_name=False)  # YAML keys are kebab-case only
     except ValidationError as exc:
         raise ConfigError(_pydantic_issues(exc, root)) from None
     issues = rack_problems(rack)
