@@ -79,8 +79,8 @@ class DefaultMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 class RecordingMonitor(_mocks.MockMonitor):

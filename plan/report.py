@@ -42,8 +42,8 @@ def render(result: PlanResult, console: Console) -> None:
     for p in result.sched.placements:
         if p.node:
             per_workload[(p.node, p.workload)] += 1
-    for (node, workload), n in sorted(per_workload.items()):
-        pods[node].append(workload if n == 1 else f"{workload} ×{n}")
+    for (host, workload), count in sorted(per_workload.items()):
+        pods[host].append(workload if count == 1 else f"{workload} ×{count}")
     layout = Table(title="Pod layout", title_justify="left", show_lines=True)
     for col in ("node", "class", "role", "arch", "workloads", "cpu requested / allocatable", "memory"):
         layout.add_column(col)
@@ -70,10 +70,14 @@ def render(result: PlanResult, console: Console) -> None:
 
     if result.problems:
         console.print("[bold]Problems[/]")
-        for p in result.problems:
-            style = "red" if p.severity == "error" else "yellow"
-            where = " ".join(x for x in (p.workload, f"@{p.node}" if p.node else None) if x)
-            console.print(f"  [{style}]{p.severity}[/] [{p.check}] {where + ': ' if where else ''}{p.message}")
+        for problem in result.problems:
+            style = "red" if problem.severity == "error" else "yellow"
+            where = " ".join(x for x in (problem.workload, f"@{problem.node}" if problem.node else None) if x)
+            console.print(
+                f"  [{style}]{problem.severity}[/] [{problem.check}] {where + ': ' if where else ''}{problem.message}",
+                markup=True,
+                highlight=False,
+            )
     errors = len(result.errors)
     verdict = "[green]layout OK[/]" if not errors else f"[red]{errors} layout error(s)[/]"
     console.print(verdict)

@@ -8,6 +8,7 @@ exactly the same configs. Secrets are never read into the pydantic models: they 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,10 +104,9 @@ def load_from_pulumi() -> Loaded:
         raise ConfigError([Issue("homelab:rack", "required: the stack config has no homelab:rack")])
     rack = parse_rack(raw)
     skip = _options({"skip-layers": config.get_object("skip-layers") or []})
-    present: dict[str, Callable[[], pulumi.Output[str]]] = {}
-    for key in SECRET_KEYS:
-        if config.get(key) is not None:
-            present[key] = lambda key=key: config.require_secret(key)
+    present: dict[str, Callable[[], pulumi.Output[str]]] = {
+        key: functools.partial(config.require_secret, key) for key in SECRET_KEYS if config.get(key) is not None
+    }
     return Loaded(rack, RackSecrets(present), skip, tuple(missing_secret_warnings(set(present))))
 
 

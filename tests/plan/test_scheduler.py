@@ -199,9 +199,10 @@ def test_affinity_terms_are_ored_and_expressions_anded() -> None:
     n = node("gen-1", NodeClass.GENERAL)
     miss = {"key": "rack.homelab.io/class", "operator": "In", "values": ["reliable"]}
     hit = {"key": "rack.homelab.io/class", "operator": "In", "values": ["general"]}
-    required = lambda *terms: {  # noqa: E731
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}}
-    }
+    def required(*terms: dict[str, Any]) -> dict[str, Any]:
+        rule = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}
+        return {"affinity": {"nodeAffinity": rule}}
+
     assert affinity_matches(required({"matchExpressions": [miss]}, {"matchExpressions": [hit]}), n)
     assert not affinity_matches(required({"matchExpressions": [miss, hit]}), n)
 
