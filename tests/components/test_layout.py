@@ -51,7 +51,7 @@ def test_node_labels_are_under_the_one_prefix() -> None:
         "rack.homelab.io/arch": "arm64",
     }
     assert all(k.startswith(f"{LABEL_PREFIX}/") for k in labels)
-    assert (CLASS_LABEL, ROLE_LABEL, ARCH_LABEL) == tuple(labels)
+    assert tuple(labels) == (CLASS_LABEL, ROLE_LABEL, ARCH_LABEL)
 
 
 @pytest.mark.parametrize(
