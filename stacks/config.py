@@ -370,6 +370,8 @@ class GpuContainer(Model):
     """Host path -> container path."""
     health_path: Annotated[str, Field(pattern=r"^/")] = "/"
     """HTTP path the healthcheck polls."""
+    health_cmd: list[str] | None = None
+    """Exec-form probe run in the container instead of the default HTTP check (images without a shell)."""
 
 
 class GpuService(Model):
@@ -388,6 +390,10 @@ class GpuHost(Model):
     """Its static address."""
     ssh_user: str = "ops"
     """SSH user with access to Docker."""
+    ssh_port: Port = 22
+    """SSH port of the GPU machine."""
+    gpu_driver: Literal["nvidia", "cdi"] = "nvidia"
+    """How containers get GPUs: nvidia (Container Toolkit hook) | cdi (CDI devices, Docker 25+)."""
     host_key: HostKey | None = None
     """Optional: pin its SSH host key."""
     containers: list[GpuContainer] = Field(default_factory=list)

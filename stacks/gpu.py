@@ -1,24 +1,78 @@
 """The GPU layer: model servers on the external GPU machine, reachable as an in-cluster Service.
 
-Creates nothing until the GPU-host component lands; left out entirely when `homelab:skip-layers`
-names `gpu` or the rack has no `gpu-host`.
+Creates one `GpuHost` (its Docker provider, the SSH preflight, the network, the pinned images and
+containers, the selector-less Service and its EndpointSlice) and, when the Service's namespace is
+not one the system layer creates, that Namespace. Left out entirely (nothing registered) when
+`homelab:skip-layers` names `gpu` or the rack has no `gpu-host`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gpu_host import GpuHost, GpuHostArgs
+from stacks.config import Rack
+from stacks.endpoints import inference_endpoint
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.system import SystemLayer
+
+NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+"""The GPU Service's own namespace holds no pods; it gets the strictest Pod Security level."""
 
 
 @dataclass(frozen=True)
 class GpuLayer:
     enabled: bool
     """False when the rack has no gpu-host or the layer is skipped."""
+    host: GpuHost | None = None
+    """The GPU host component (None when disabled)."""
+    namespace: k8s.core.v1.Namespace | None = None
+    """The Namespace this layer created for the Service (None when the system layer owns it)."""
+
+
+def external_containers(rack: Rack) -> list[dict[str, Any]]:
+    """The plan's `external` rows: one per model server on the GPU host (pure)."""
+    gpu = rack.gpu_host
+    if gpu is None:
+        return []
+    return [{"workload": c.name, "host": gpu.hostname, "image": c.image, "gpus": c.gpus} for c in gpu.containers]
 
 
 def build_gpu(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> GpuLayer:
-    enabled = loaded.rack.gpu_host is not None and "gpu" not in loaded.skip_layers
-    return GpuLayer(enabled=enabled)
+    rack = loaded.rack
+    endpoint = inference_endpoint(rack)
+    if rack.gpu_host is None or endpoint is None or "gpu" in loaded.skip_layers:
+        return GpuLayer(enabled=False)
+
+    system_namespaces = {system.namespace_of(category): ns for category, ns in system.namespaces.items()}
+    namespace: k8s.core.v1.Namespace | None = None
+    ready: list[pulumi.Resource] = []
+    if endpoint.namespace in system_namespaces:
+        ready.append(system_namespaces[endpoint.namespace])
+    else:
+        namespace = k8s.core.v1.Namespace(
+            f"ns-{endpoint.namespace}",
+            metadata={"name": endpoint.namespace, "labels": NAMESPACE_LABELS},
+            opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
+        )
+        ready.append(namespace)
+
+    host = GpuHost(
+        rack.gpu_host.hostname,
+        GpuHostArgs(
+            host=rack.gpu_host,
+            endpoint=endpoint,
+            ssh_private_key=loaded.secrets.get("ssh-private-key"),
+            k8s_depends_on=ready,
+        ),
+        pulumi.ResourceOptions(providers=[metal.k8s_provider]),
+    )
+    return GpuLayer(enabled=True, host=host, namespace=namespace)
