@@ -38,6 +38,9 @@ OPTION_KEYS: dict[str, str] = {
 }
 """Non-secret settings beside `homelab:rack` that are not part of the rack itself."""
 
+SKIPPABLE_LAYERS: tuple[str, ...] = ("gpu",)
+"""The layers `homelab:skip-layers` may name."""
+
 
 @dataclass(frozen=True)
 class ConfigWarning:
@@ -90,7 +93,7 @@ def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = 
 
 def _options(raw: dict[str, Any]) -> frozenset[str]:
     layers = raw.get("skip-layers", [])
-    valid = {"gpu"}
+    valid = set(SKIPPABLE_LAYERS)
     if not isinstance(layers, list) or not all(isinstance(x, str) and x in valid for x in layers):
         raise ConfigError([Issue("homelab:skip-layers", f"must be a list of layer names from {sorted(valid)}")])
     return frozenset(layers)
