@@ -204,3 +204,13 @@ def namespace_labels(category: Category) -> dict[str, str]:
         "pod-security.kubernetes.io/enforce": level,
         "pod-security.kubernetes.io/warn": "restricted",
     }
+
+
+def pod_security_labels(category: Category, *, enforce: str, warn: str = "restricted") -> dict[str, str]:
+    """Namespace labels for a namespace outside NAMESPACES (e.g. CI's): its category and an explicit
+    Pod Security admission level, for when the category's default level does not fit its pods."""
+    return {
+        CATEGORY_LABEL: str(category),
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/warn": warn,
+    }

@@ -1,6 +1,15 @@
-"""The CI layer: Gitea and its runners (built on the platform layer's PostgreSQL and volumes).
+"""The CI layer: Gitea and its runners, built on the platform layer's PostgreSQL.
 
-Creates nothing until the Gitea components land.
+Creates, when `rack.gitea` is set:
+- `Namespace` `ci` (Pod Security `restricted` enforced: Gitea and its init Job) and `ci-runners`
+  (`privileged`: the runners' rootless Docker-in-Docker sidecar needs it, so it is fenced into a
+  namespace of its own), each with a default-deny NetworkPolicy;
+- `GeneratedSecret` `gitea-runner-token`: the shared registration token Gitea is started with
+  and the runners register with;
+- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`.
+
+Gitea's Ingress (`git.<domain>` -> service `gitea` port 3000 in `ci`) is the platform layer's,
+like every Ingress.
 """
 
 from __future__ import annotations
@@ -8,18 +17,129 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from components import gitea as gitea_mod
+from components import gitea_runners as runners_mod
+from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
+from components.gitea import Gitea, GiteaArgs, GiteaSettings
+from components.gitea_runners import GiteaRunners, GiteaRunnersArgs, RunnerSettings
+from components.layout import WORKLOAD_LABEL, Category, pod_security_labels
+from components.network_policy import render_default_deny
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.platform import PlatformLayer
 from stacks.system import SystemLayer
+
+CI_NAMESPACE = "ci"
+"""Gitea's namespace (the platform layer's Ingress points at service `gitea` here)."""
+RUNNERS_NAMESPACE = "ci-runners"
+"""The runners' namespace."""
+
+
+def namespace_labels() -> dict[str, dict[str, str]]:
+    """Pod Security per CI namespace: restricted for Gitea, privileged (only) for the runners."""
+    return {
+        CI_NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="restricted"),
+        RUNNERS_NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="privileged", warn="privileged"),
+    }
 
 
 @dataclass(frozen=True)
 class CiLayer:
     components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
     """Gitea and its runners, by name."""
+    namespaces: dict[str, k8s.core.v1.Namespace] = field(default_factory=dict)
+    """The CI namespaces, by name."""
+    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = field(default_factory=dict)
+    """The default-deny policy of each CI namespace, by namespace."""
 
 
 def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: PlatformLayer) -> CiLayer:
-    return CiLayer()
+    rack = loaded.rack
+    cfg = rack.gitea
+    if cfg is None:
+        return CiLayer()
+    postgres = platform.endpoints.get("postgres")
+    if postgres is None or rack.databases.postgres is None:
+        # The config requires postgres with gitea (rack_problems); only a platform layer that has
+        # not handed its endpoint over yet gets here.
+        pulumi.log.warn("gitea: the platform layer provides no postgres endpoint; Gitea and its runners are left out")
+        return CiLayer()
+    node = rack.node(cfg.volume.node)
+    assert node is not None and node.storage is not None, "validated by rack_problems"
+
+    k8s_opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
+    namespaces: dict[str, k8s.core.v1.Namespace] = {}
+    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = {}
+    wanted = [CI_NAMESPACE] + ([RUNNERS_NAMESPACE] if cfg.runners.replicas > 0 else [])
+    labels = namespace_labels()
+    for ns in wanted:
+        namespaces[ns] = k8s.core.v1.Namespace(f"ns-{ns}", metadata={"name": ns, "labels": labels[ns]}, opts=k8s_opts)
+        deny = render_default_deny(ns)
+        default_deny[ns] = k8s.networking.v1.NetworkPolicy(
+            f"netpol-{ns}-default-deny",
+            metadata=deny["metadata"],
+            spec=deny["spec"],
+            opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=[namespaces[ns]]),
+        )
+
+    token = GeneratedSecret("gitea-runner-token", GeneratedSecretArgs(length=48))
+    fqdn = f"{cfg.host}.{rack.domain}"
+    runners_on = cfg.runners.replicas > 0
+    settings = GiteaSettings(
+        version=cfg.version,
+        namespace=CI_NAMESPACE,
+        fqdn=fqdn,
+        root_url=f"http://{fqdn}/",
+        node=node.hostname,
+        cpu=cfg.cpu,
+        memory=cfg.memory,
+        admin_user=cfg.admin_user,
+        postgres=postgres,
+        postgres_image=f"docker.io/library/postgres:{rack.databases.postgres.version}",
+        runners_namespace=RUNNERS_NAMESPACE if runners_on else None,
+        runner_pod_labels={WORKLOAD_LABEL: runners_mod.NAME} if runners_on else None,
+    )
+    pg_component = platform.components.get("postgres")
+    gitea = Gitea(
+        "gitea",
+        GiteaArgs(
+            settings=settings,
+            storage_path=node.storage.path,
+            volume_size=cfg.volume.size,
+            runner_token=token.value,
+            admin_password=loaded.secrets.get("gitea-admin-password"),
+        ),
+        pulumi.ResourceOptions(
+            providers=[metal.k8s_provider],
+            depends_on=[namespaces[CI_NAMESPACE], *([pg_component] if pg_component is not None else [])],
+        ),
+    )
+    components: dict[str, pulumi.ComponentResource] = {"gitea": gitea}
+    if runners_on:
+        components["gitea-runners"] = GiteaRunners(
+            "gitea-runners",
+            GiteaRunnersArgs(
+                settings=RunnerSettings(
+                    namespace=RUNNERS_NAMESPACE,
+                    replicas=cfg.runners.replicas,
+                    version=cfg.runners.version,
+                    docker_version=cfg.runners.docker_version,
+                    labels=cfg.runners.labels,
+                    cpu=cfg.runners.cpu,
+                    memory=cfg.runners.memory,
+                    work_size=cfg.runners.work_size,
+                    gitea_url=f"http://{gitea_mod.NAME}.{CI_NAMESPACE}.svc.cluster.local:{gitea_mod.HTTP_PORT}",
+                    gitea_namespace=CI_NAMESPACE,
+                    gitea_pod_labels={WORKLOAD_LABEL: gitea_mod.NAME},
+                    ingress_address=str(rack.ingress.address),
+                    failover_seconds=rack.failover_seconds,
+                ),
+                registration_token=token.value,
+            ),
+            pulumi.ResourceOptions(
+                providers=[metal.k8s_provider], depends_on=[namespaces[RUNNERS_NAMESPACE], gitea.http_service]
+            ),
+        )
+    return CiLayer(components=components, namespaces=namespaces, default_deny=default_deny)

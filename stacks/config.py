@@ -299,13 +299,36 @@ class VolumeRef(Model):
     """The volume's size."""
 
 
+_RUNNER_LABEL = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*(:(host|docker://\S+))?$")
+
+
+def _runner_label(value: str) -> str:
+    if not _RUNNER_LABEL.match(value):
+        raise ValueError(f"'{value}' is not a runner label (name, name:host or name:docker://image:tag)")
+    image = value.split(":docker://", 1)[1] if ":docker://" in value else None
+    if image is not None:
+        _image(image)
+    return value
+
+
+RunnerLabel = Annotated[str, AfterValidator(_runner_label)]
+
+
 class Runners(Model):
     replicas: Annotated[StrictInt, Field(ge=0, le=20)] = 1
     """How many act_runner instances."""
     version: Version = "0.2.11"
     """act_runner release."""
-    labels: list[str] = Field(default_factory=lambda: ["ubuntu-latest:docker://node:20-bookworm"])
+    labels: list[RunnerLabel] = Field(default_factory=lambda: ["ubuntu-latest:docker://node:20-bookworm"])
     """Runner labels (`name:docker://image`)."""
+    docker_version: Version = "27.4.1"
+    """Release of the rootless Docker-in-Docker sidecar (`docker:<version>-dind-rootless`) that runs jobs."""
+    cpu: Cpu = "1"
+    """CPU request (and limit) of each runner's job daemon."""
+    memory: Memory = "2Gi"
+    """Memory request (and limit) of each runner's job daemon."""
+    work_size: Size = "10Gi"
+    """Size limit of each runner's ephemeral work directory (job images, checkouts)."""
 
 
 class Gitea(Model):
@@ -317,6 +340,12 @@ class Gitea(Model):
     """Gitea's state on a pinned volume."""
     runners: Runners = Runners()
     """CI runners."""
+    admin_user: Annotated[str, Field(pattern=r"^[a-z0-9][-a-z0-9_.]{1,38}$")] = "gitea-admin"
+    """Login of the admin account (its password: secret gitea-admin-password, else generated)."""
+    cpu: Cpu = "250m"
+    """CPU request (and limit) of the Gitea pod."""
+    memory: Memory = "512Mi"
+    """Memory request (and limit) of the Gitea pod."""
 
 
 class Backup(Model):
@@ -324,6 +353,8 @@ class Backup(Model):
     """When the logical dump runs (cron)."""
     keep: Annotated[StrictInt, Field(ge=1, le=365)] = 7
     """How many dumps are kept."""
+    size: Size | None = None
+    """Size of the backup volume beside the data volume on the same node (default: the database's size)."""
 
 
 class Database(Model):
@@ -421,6 +452,8 @@ class App(Model):
     """Name under `domain` routed through the ingress."""
     uses: list[str] = Field(default_factory=list)
     """Databases / the GPU service it talks to (wires env and allows exactly this traffic)."""
+    health_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    """HTTP path the readiness/liveness probes GET (default: a TCP connect to the port)."""
 
 
 class Rack(Model):
@@ -620,6 +653,12 @@ def rack_problems(rack: Rack) -> list[Issue]:
                     f"volumes on {node.hostname} need {used[node.hostname]:g}Gi, storage.size is {node.storage.size}",
                 )
             )
+
+    # gitea keeps its metadata in the rack's PostgreSQL
+    if rack.gitea is not None and rack.databases.postgres is None:
+        issues.append(Issue("rack.gitea", "needs rack.databases.postgres: Gitea keeps its database there"))
+    if rack.gitea is not None and rack.gitea.admin_user == "admin":
+        issues.append(Issue("rack.gitea.admin-user", "'admin' is a name Gitea reserves: pick another"))
 
     # apps
     services = rack.service_names()
