@@ -1,7 +1,9 @@
 """The metal layer: the Pis, k3s on them, and the Kubernetes provider every later layer uses.
 
-Creates the cluster's Kubernetes provider (explicit; default providers are disabled, so a
-forgotten provider fails instead of falling back to ~/.kube/config).
+Creates one `K3sCluster` ("k3s"): every node preflighted, installed, joined, labelled and tainted
+over SSH, and the cluster's Kubernetes provider built from the kubeconfig read back from the
+bootstrap server (explicit; default providers are disabled, so a forgotten provider fails instead
+of falling back to ~/.kube/config).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.loader import Loaded, unknown_secret
+from components.k3s_cluster import K3sCluster, K3sClusterArgs
+from stacks.loader import Loaded
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,12 @@ class MetalLayer:
 
 
 def build_metal(loaded: Loaded) -> MetalLayer:
-    rack = loaded.rack
-    kubeconfig = unknown_secret()
-    provider = k8s.Provider(
-        "k8s",
-        kubeconfig=kubeconfig,
-        cluster_identifier=rack.domain,
-        delete_unreachable=False,
-        enable_server_side_apply=True,
+    cluster = K3sCluster(
+        "k3s",
+        K3sClusterArgs(
+            rack=loaded.rack,
+            ssh_private_key=loaded.secrets.get("ssh-private-key"),
+            token=loaded.secrets.get("k3s-token"),
+        ),
     )
-    return MetalLayer(k8s_provider=provider, kubeconfig=kubeconfig)
+    return MetalLayer(k8s_provider=cluster.provider, kubeconfig=cluster.kubeconfig, cluster_ready=cluster.ready)
