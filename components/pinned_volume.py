@@ -2,12 +2,19 @@
 
 Creates, under `homelab:data:PinnedVolume` (protected by construction: the component and so
 every child carry `protect=True`, and the claim and volume are `retain_on_delete`):
-- `StorageClass` `pinned-local` is shared and made by the platform layer, not here;
-- `PersistentVolume` `<name>` of `local.path = <storage.path>/<name>`, node affinity to the
-  hostname, reclaim policy Retain;
-- `PersistentVolumeClaim` `<name>` in the workload's namespace, bound to that volume by name.
+- `PersistentVolume` `<volume_name>` with `local.path = <storage.path>/<volume_name>`, node
+  affinity to the hostname, reclaim policy Retain, and a `claimRef` reserving it for its claim;
+- `PersistentVolumeClaim` `<volume_name>` in the workload's namespace, bound to that volume by
+  `spec.volumeName`.
 
-Nothing in here depends on a database version or requests, so bumping them never replaces it.
+The shared `StorageClass` `pinned-local` (no provisioner, `WaitForFirstConsumer`, Retain) is made
+once by the platform layer from `render_storage_class()`, not here.
+
+Why pods reference the claim by name (`volumes[].persistentVolumeClaim.claimName`) instead of a
+StatefulSet `volumeClaimTemplates`: templates are immutable, and pulumi-kubernetes has replaced
+StatefulSets and claims over template/size diffs (pulumi-kubernetes #619, #4328, #1665). A claim
+owned by this component never depends on the workload's version or requests, and its size request
+is in `ignore_changes`, so no config change can turn into a replacement of the data.
 """
 
 from __future__ import annotations
@@ -23,8 +30,16 @@ from components.layout import HOSTNAME_LABEL, LABEL_PREFIX
 STORAGE_CLASS = "pinned-local"
 """The no-provisioner, WaitForFirstConsumer storage class every pinned volume uses."""
 
+VOLUME_LABEL = f"{LABEL_PREFIX}/volume"
+"""Label on the PV and PVC carrying the volume name (for `kubectl get pv -L`)."""
+
+CLAIM_IGNORED_CHANGES = ["spec.resources"]
+"""A local volume cannot be resized; a changed size must never diff the claim into a replacement
+(pulumi-kubernetes #1665). The PV's capacity still follows the config (it is mutable)."""
+
 
 def render_storage_class() -> dict[str, Any]:
+    """The shared storage class of pinned volumes (pure)."""
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
@@ -32,41 +47,51 @@ def render_storage_class() -> dict[str, Any]:
         "provisioner": "kubernetes.io/no-provisioner",
         "reclaimPolicy": "Retain",
         "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": False,
     }
 
 
 def volume_path(storage_path: str, name: str) -> str:
+    """Where on the node the volume's files live: `<storage.path>/<name>`."""
     return f"{storage_path.rstrip('/')}/{name}"
 
 
-def render_volume(*, name: str, node: str, storage_path: str, size: str) -> dict[str, Any]:
+def render_volume(
+    *, name: str, node: str, storage_path: str, size: str, namespace: str | None = None
+) -> dict[str, Any]:
+    """The Retain local PersistentVolume pinned to `node` (pure). With `namespace`, the volume is
+    reserved (`claimRef`) for the claim of the same name there, so no other claim can take it."""
+    spec: dict[str, Any] = {
+        "capacity": {"storage": size},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": STORAGE_CLASS,
+        "volumeMode": "Filesystem",
+        "local": {"path": volume_path(storage_path, name)},
+        "nodeAffinity": {
+            "required": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}
+                ]
+            }
+        },
+    }
+    if namespace is not None:
+        spec["claimRef"] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": name}
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": name, "labels": {f"{LABEL_PREFIX}/volume": name}},
-        "spec": {
-            "capacity": {"storage": size},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": STORAGE_CLASS,
-            "volumeMode": "Filesystem",
-            "local": {"path": volume_path(storage_path, name)},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}
-                    ]
-                }
-            },
-        },
+        "metadata": {"name": name, "labels": {VOLUME_LABEL: name}},
+        "spec": spec,
     }
 
 
 def render_claim(*, name: str, namespace: str, size: str) -> dict[str, Any]:
+    """The claim bound to the volume of the same name (pure)."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {VOLUME_LABEL: name}},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": STORAGE_CLASS,
@@ -74,6 +99,21 @@ def render_claim(*, name: str, namespace: str, size: str) -> dict[str, Any]:
             "resources": {"requests": {"storage": size}},
         },
     }
+
+
+def pinned_node(volume: dict[str, Any]) -> str | None:
+    """The hostname a rendered PV's node affinity names (None if it names none): what the
+    scheduler will force every pod using its claim onto."""
+    terms = volume.get("spec", {}).get("nodeAffinity", {}).get("required", {}).get("nodeSelectorTerms", [])
+    for term in terms:
+        for expr in term.get("matchExpressions", []):
+            if (
+                expr.get("key") == HOSTNAME_LABEL
+                and expr.get("operator") == "In"
+                and len(expr.get("values", [])) == 1
+            ):
+                return str(expr["values"][0])
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +137,10 @@ class PinnedVolume(pulumi.ComponentResource):
     """The claim bound to it by name."""
     claim_name: str
     """The claim's metadata.name, for pod specs."""
+    node: str
+    """The hostname every pod using the claim lands on."""
+    path: str
+    """The volume's directory on that node."""
 
     def __init__(self, name: str, args: PinnedVolumeArgs, opts: pulumi.ResourceOptions | None = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True))
@@ -104,14 +148,36 @@ class PinnedVolume(pulumi.ComponentResource):
         # Children inherit protect from this component; retain_on_delete additionally keeps the
         # objects in the cluster should someone unprotect and delete the stack.
         child = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
-        pv = render_volume(name=args.volume_name, node=args.node, storage_path=args.storage_path, size=args.size)
+        pv = render_volume(
+            name=args.volume_name,
+            node=args.node,
+            storage_path=args.storage_path,
+            size=args.size,
+            namespace=args.namespace,
+        )
         self.volume = k8s.core.v1.PersistentVolume(f"{name}-pv", metadata=pv["metadata"], spec=pv["spec"], opts=child)
         pvc = render_claim(name=args.volume_name, namespace=args.namespace, size=args.size)
         self.claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-pvc",
             metadata=pvc["metadata"],
             spec=pvc["spec"],
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.volume])),
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    depends_on=[self.volume],
+                    ignore_changes=CLAIM_IGNORED_CHANGES,
+                ),
+            ),
         )
         self.claim_name = args.volume_name
-        self.register_outputs({"volume": self.volume, "claim": self.claim})
+        self.node = args.node
+        self.path = volume_path(args.storage_path, args.volume_name)
+        self.register_outputs(
+            {
+                "volume": self.volume,
+                "claim": self.claim,
+                "claim_name": self.claim_name,
+                "node": self.node,
+                "path": self.path,
+            }
+        )

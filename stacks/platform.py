@@ -1,7 +1,9 @@
-"""The platform layer: stateful services on pinned volumes (databases, Gitea).
+"""The platform layer: stateful services on pinned volumes.
 
-Creates nothing until the data-layer components land; its output is the typed hand-over the
-apps layer reads.
+Creates the shared `StorageClass` `pinned-local` (once, for every PinnedVolume of the rack, Gitea's
+included) and one `Database` per configured `rack.databases.<kind>`, each admitting exactly the
+apps whose `uses` names it (and Gitea, for PostgreSQL). Its output is the typed hand-over the apps
+and CI layers read: `PlatformLayer.endpoints[<kind>]`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from components.database import Database, DatabaseArgs
+from components.database_manifests import (
+    NAMESPACE,
+    Client,
+    backup_volume_name,
+    data_volume_name,
+    workload_name,
+)
+from components.ingress_routes import GITEA_NAMESPACE
+from components.layout import NAMESPACES, WORKLOAD_LABEL, Category
+from components.pinned_volume import render_storage_class, volume_path
+from stacks.config import DatabaseKind, Rack
 from stacks.endpoints import ServiceEndpoint
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.system import SystemLayer
+
+GITEA_CLIENTS = ("gitea", "gitea-db-init")
+"""Pods of the CI layer (by `app.kubernetes.io/name`, in `ci`) that reach PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +40,74 @@ class PlatformLayer:
     """The platform components by name."""
     endpoints: dict[str, ServiceEndpoint] = field(default_factory=dict)
     """Each database as apps reach it, keyed by the name apps put in `uses`."""
+    storage_class: k8s.storage.v1.StorageClass | None = None
+    """The shared `pinned-local` StorageClass."""
+
+
+def database_clients(rack: Rack, kind: DatabaseKind) -> list[Client]:
+    """Who may connect to a database (pure): apps whose `uses` names it, and Gitea for PostgreSQL."""
+    clients = [
+        Client(NAMESPACES[app.category], {WORKLOAD_LABEL: app.name}) for app in rack.apps if kind.value in app.uses
+    ]
+    if kind == DatabaseKind.POSTGRES and rack.gitea is not None:
+        clients += [Client(GITEA_NAMESPACE, {WORKLOAD_LABEL: name}) for name in GITEA_CLIENTS]
+    return clients
+
+
+def volume_directories(rack: Rack) -> dict[str, list[str]]:
+    """Per reliable node, the directories the databases' local volumes need (pure). A `local` PV's
+    path must exist before a pod mounts it: the node's bootstrap creates these."""
+    out: dict[str, list[str]] = {}
+    for kind, db in rack.databases.configured().items():
+        node = rack.node(db.node)
+        assert node is not None and node.storage is not None, "validated by rack_problems"
+        for name in (data_volume_name(kind), backup_volume_name(kind)):
+            out.setdefault(db.node, []).append(volume_path(node.storage.path, name))
+    return {host: sorted(paths) for host, paths in sorted(out.items())}
 
 
 def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> PlatformLayer:
-    return PlatformLayer()
+    rack = loaded.rack
+    sc = render_storage_class()
+    storage_class = k8s.storage.v1.StorageClass(
+        "storage-class-pinned-local",
+        metadata=sc["metadata"],
+        provisioner=sc["provisioner"],
+        reclaim_policy=sc["reclaimPolicy"],
+        volume_binding_mode=sc["volumeBindingMode"],
+        allow_volume_expansion=sc["allowVolumeExpansion"],
+        opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
+    )
+    components: dict[str, pulumi.ComponentResource] = {}
+    endpoints: dict[str, ServiceEndpoint] = {}
+    data_ns = system.namespaces.get(Category.DATA)
+    for kind, db in rack.databases.configured().items():
+        node = rack.node(db.node)
+        assert node is not None and node.storage is not None, "validated by rack_problems"
+        database = Database(
+            f"db-{kind.value}",
+            DatabaseArgs(
+                kind=kind,
+                config=db,
+                storage_path=node.storage.path,
+                clients=database_clients(rack, kind),
+                password=loaded.secrets.get(f"{kind.value}-password"),
+            ),
+            pulumi.ResourceOptions(
+                providers=[metal.k8s_provider],
+                depends_on=[storage_class, *([data_ns] if data_ns is not None else [])],
+            ),
+        )
+        components[kind.value] = database
+        endpoints[kind.value] = ServiceEndpoint(
+            name=kind.value,
+            kind=kind.value,
+            namespace=NAMESPACE,
+            service=workload_name(kind),
+            port=database.port,
+            pod_labels={WORKLOAD_LABEL: workload_name(kind)},
+            database=database.database,
+            user=database.user,
+            password=database.password,
+        )
+    return PlatformLayer(components=components, endpoints=endpoints, storage_class=storage_class)

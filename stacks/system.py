@@ -1,24 +1,56 @@
 """The system layer: what every workload namespace and service relies on.
 
-Creates one Namespace per workload category in use, with its Pod Security admission labels.
+Creates:
+- one Namespace per workload category in use, with its Pod Security admission labels, and the
+  `ci` Namespace when Gitea is configured (Gitea's Ingress lives there, so it must exist here);
+- `CorednsConfig`: the `coredns-custom` ConfigMap serving the names under `rack.domain`;
+- `TraefikConfig`: the HelmChartConfig placing and configuring the bundled Traefik;
+- `IngressRoutes`: one Ingress per app `host` and for Gitea.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.layout import NAMESPACES, Category, namespace_labels
+from components.coredns_config import CorednsConfig, CorednsConfigArgs
+from components.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
+from components.layout import CATEGORY_LABEL, NAMESPACES, Category, namespace_labels
+from components.traefik_config import TraefikConfig, TraefikConfigArgs
+from stacks.config import Rack
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
+
+CI_POD_SECURITY = "restricted"
+"""Pod Security level enforced in `ci` (Gitea and its init Job run restricted; the runners, which
+need more, live in a namespace of the CI layer's own)."""
+
+
+def ci_namespace_labels() -> dict[str, str]:
+    """Labels of the `ci` namespace: the infrastructure category, Pod Security `restricted`."""
+    return {
+        CATEGORY_LABEL: str(Category.INFRASTRUCTURE),
+        "pod-security.kubernetes.io/enforce": CI_POD_SECURITY,
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
 
 
 @dataclass(frozen=True)
 class SystemLayer:
     namespaces: dict[Category, k8s.core.v1.Namespace]
     """The namespace object of each category in use."""
+    ci_namespace: k8s.core.v1.Namespace | None = None
+    """The `ci` namespace (Gitea, runners) when Gitea is configured, else None."""
+    dns: CorednsConfig | None = None
+    """The coredns-custom ConfigMap."""
+    traefik: TraefikConfig | None = None
+    """The HelmChartConfig of the bundled Traefik."""
+    ingress: IngressRoutes | None = None
+    """Every Ingress."""
+    components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
+    """The system components by name."""
 
     def namespace_of(self, category: Category) -> str:
         return NAMESPACES[category]
@@ -34,7 +66,13 @@ def categories_in_use(loaded: Loaded) -> list[Category]:
     return [c for c in Category if c in used]
 
 
+def ingress_hosts(rack: Rack) -> dict[str, str]:
+    """Every host the ingress routes: FQDN -> `<namespace>/<service>:<port>` (pure)."""
+    return {r.host: r.backend for r in routes(rack)}
+
+
 def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
+    rack = loaded.rack
     opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
     namespaces = {
         category: k8s.core.v1.Namespace(
@@ -44,4 +82,33 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
         )
         for category in categories_in_use(loaded)
     }
-    return SystemLayer(namespaces=namespaces)
+    ci_namespace = None
+    if rack.gitea is not None:
+        ci_namespace = k8s.core.v1.Namespace(
+            f"ns-{GITEA_NAMESPACE}",
+            metadata={
+                "name": GITEA_NAMESPACE,
+                "labels": ci_namespace_labels(),
+            },
+            opts=opts,
+        )
+
+    component_opts = pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=metal.cluster_ready)
+    dns = CorednsConfig("coredns", CorednsConfigArgs(rack=rack), component_opts)
+    traefik = TraefikConfig("traefik", TraefikConfigArgs(), component_opts)
+    by_name: dict[str, pulumi.Resource] = {NAMESPACES[c]: ns for c, ns in namespaces.items()}
+    if ci_namespace is not None:
+        by_name[GITEA_NAMESPACE] = ci_namespace
+    ingress = IngressRoutes(
+        "ingress",
+        IngressRoutesArgs(rack=rack, namespaces=by_name),
+        pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=[*metal.cluster_ready, traefik]),
+    )
+    return SystemLayer(
+        namespaces=namespaces,
+        ci_namespace=ci_namespace,
+        dns=dns,
+        traefik=traefik,
+        ingress=ingress,
+        components={"coredns": dns, "traefik": traefik, "ingress": ingress},
+    )
