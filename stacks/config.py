@@ -355,8 +355,6 @@ class Backup(Model):
     """How many dumps are kept."""
     size: Size | None = None
     """Size of the backup volume beside the data volume on the same node (default: the database's size)."""
-    size: Size | None = None
-    """Size of the backup volume beside the data volume on the same node (default: the database's size)."""
 
 
 class Database(Model):
