@@ -170,7 +170,7 @@ def test_everything_fixture_sets_every_key() -> None:
     _fields(rack, declared, written)
     assert "Rack.gpu-host" in written and "GpuContainer.health-path" in declared
     missing = sorted(declared - written - NOT_IN_EVERYTHING)
-    assert missing == [], "add these keys to tests/fixtures/valid/everything.yaml"
+    assert not missing, f"add these keys to tests/fixtures/valid/everything.yaml: {missing}"
 
 
 # --- error collection and paths -------------------------------------------------------------
