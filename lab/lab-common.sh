@@ -1,0 +1,127 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
+# Shared by lab-up.sh, lab-down.sh and lab-host.sh: where the lab keeps its state, the names of
+# what it creates, and the per-host start/stop logic. Sourced, never run.
+
+lab_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LAB_REPO="$(cd "$lab_here/.." && pwd)"
+LAB_DIR="${HOMELAB_LAB_DIR:-$LAB_REPO/build/lab}"
+LAB_STACK="${HOMELAB_LAB_STACK:-$LAB_REPO/Pulumi.lab.yaml}"
+# Spare hosts that are up but not in the stack file (the e2e adds one to the config):
+# space-separated hostname:address:role.
+LAB_EXTRA_HOSTS="${HOMELAB_LAB_EXTRA_HOSTS-lab-gen-4:10.77.0.24:agent}"
+LAB_PYTHON="${HOMELAB_LAB_PYTHON:-$LAB_REPO/.venv/bin/python}"
+
+LAB_BRIDGE=labbr0
+LAB_BRIDGE_ADDR=10.77.0.1
+LAB_PREFIX_LEN=24
+LAB_SUBNET_PREFIX=10.77.0.
+LAB_NS_PREFIX=hl-
+LAB_API_PORT=6443
+LAB_API_URL="https://$LAB_BRIDGE_ADDR:$LAB_API_PORT"
+LAB_ETCD_CLIENT=127.0.0.1:12379
+LAB_ETCD_PEER=127.0.0.1:12380
+LAB_SERVICE_CIDR=10.43.0.0/16
+LAB_SERVICE_API_IP=10.43.0.1
+LAB_CLUSTER_CIDR=10.42.0.0/16
+
+# Everything lab-up makes under LAB_DIR; lab-down removes exactly these (LAB_DIR itself also
+# holds the k3s air-gap folder and build logs, which are not the lab's to delete).
+LAB_RUN="$LAB_DIR/run"
+LAB_PKI="$LAB_DIR/pki"
+LAB_HOSTS_DIR="$LAB_DIR/hosts"
+LAB_ETCD_DATA="$LAB_DIR/etcd"
+LAB_MADE_FILES=(env.sh id_ed25519 id_ed25519.pub known_hosts hosts.json admin.kubeconfig agent.sock)
+
+log() { echo "lab: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# "hostname address role" per line: the stack file's nodes, then the spare hosts.
+lab_hosts() {
+    [[ -f "$LAB_STACK" ]] || die "no stack file $LAB_STACK"
+    "$LAB_PYTHON" - "$LAB_STACK" <<'PY'
+import sys
+import yaml
+with open(sys.argv[1]) as f:
+    rack = yaml.safe_load(f)["config"]["homelab:rack"]
+for node in rack["nodes"]:
+    print(node["hostname"], node["address"], node["role"])
+PY
+    local extra
+    for extra in $LAB_EXTRA_HOSTS; do
+        echo "${extra//:/ }"
+    done
+}
+
+ns_of() { echo "$LAB_NS_PREFIX$1"; }
+# veth names are limited to 15 characters: use the address's last octet.
+veth_of() { echo "labv${1##*.}"; }
+
+# Kill a process recorded in a pid file, only if it still runs the binary we started.
+kill_pidfile() {
+    local file="$1" pid exe want
+    [[ -f "$file" ]] || return 0
+    read -r pid want <"$file" || true
+    if [[ -n "${pid:-}" && -d "/proc/$pid" ]]; then
+        exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+        if [[ -z "${want:-}" || "$exe" == "$want" ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do [[ -d "/proc/$pid" ]] || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$file"
+}
+
+# Kill every process inside a network namespace (the host's sshd, its sessions, whatever they
+# started, the API forwarder). The host's mount namespace dies with its last process.
+kill_netns_pids() {
+    local ns="$1" pids round
+    for round in 1 2 3 4 5 6 7 8 9 10; do
+        pids="$(ip netns pids "$ns" 2>/dev/null || true)"
+        [[ -n "$pids" ]] || return 0
+        # shellcheck disable=SC2086
+        if ((round < 5)); then kill -TERM $pids 2>/dev/null || true; else kill -KILL $pids 2>/dev/null || true; fi
+        sleep 0.3
+    done
+    pids="$(ip netns pids "$ns" 2>/dev/null || true)"
+    [[ -z "$pids" ]] || log "WARNING: processes left in $ns: $pids"
+}
+
+# Start a host: its sshd inside the host's network namespace, in a private mount and UTS
+# namespace that lab-host-init.sh gives its own filesystem view; an API forwarder on servers.
+host_start() {
+    local name="$1" addr="$2" role="$3" ns hd
+    ns="$(ns_of "$name")"
+    hd="$LAB_HOSTS_DIR/$name"
+    [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] || die "host $name is already running"
+    setsid ip netns exec "$ns" unshare --mount --uts --propagation private -- \
+        "$lab_here/lab-host-init.sh" "$name" "$hd" </dev/null >>"$hd/sshd.log" 2>&1 &
+    if [[ "$role" == server ]]; then
+        # A k3s server serves the API on :6443 of its own address (and 127.0.0.1 inside the
+        # host). The lab's one kube-apiserver sits on the bridge; forward to it.
+        setsid ip netns exec "$ns" socat \
+            "TCP-LISTEN:$LAB_API_PORT,fork,reuseaddr" "TCP:$LAB_BRIDGE_ADDR:$LAB_API_PORT" \
+            </dev/null >>"$hd/api-forward.log" 2>&1 &
+    fi
+}
+
+host_stop() {
+    kill_netns_pids "$(ns_of "$1")"
+}
+
+# Wait until a host's sshd answers with its own host key (and the lab key is accepted).
+host_wait_ssh() {
+    local name="$1" addr="$2"
+    for _ in $(seq 100); do
+        if ssh -i "$LAB_DIR/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
+            -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$LAB_DIR/known_hosts" \
+            -o IdentitiesOnly=yes -o LogLevel=ERROR "root@$addr" true 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    log "sshd log of $name:"
+    tail -n 20 "$LAB_HOSTS_DIR/$name/sshd.log" >&2 || true
+    die "host $name ($addr) does not answer on ssh"
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Tear the lab down (root): processes, host namespaces (and with them their mounts), veths, the
+# bridge, and everything lab-up wrote under build/lab. Idempotent; works after a failed or
+# partial lab-up. Exits non-zero if something it made is still there afterwards.
+set -uo pipefail
+# shellcheck source=lab/lab-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
+
+[[ $EUID -eq 0 ]] || die "lab-down needs root"
+start=$SECONDS
+
+# Control plane and agent, newest first, by recorded pid (only if still the same binary).
+for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd ssh-agent; do
+    kill_pidfile "$LAB_RUN/$name.pid"
+done
+# Anything else still running one of the lab's own binaries (a pid file lost to a crash).
+cache_root="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/"
+for p in /proc/[0-9]*; do
+    exe="$(readlink "$p/exe" 2>/dev/null)" || continue
+    if [[ "$exe" == "$cache_root"* ]]; then
+        log "killing leftover ${exe##*/} (pid ${p#/proc/})"
+        kill -KILL "${p#/proc/}" 2>/dev/null
+    fi
+done
+
+# Hosts: every namespace with the lab's prefix.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$LAB_NS_PREFIX"); do
+    kill_netns_pids "$ns"
+    ip netns del "$ns" 2>/dev/null || log "WARNING: could not delete netns $ns"
+done
+for veth in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^labv'); do
+    ip link del "$veth" 2>/dev/null
+done
+ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && ip link del "$LAB_BRIDGE"
+
+rm -rf "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA"
+for f in "${LAB_MADE_FILES[@]}"; do rm -f "${LAB_DIR:?}/$f"; done
+
+left=()
+ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && left+=("bridge $LAB_BRIDGE")
+ip netns list 2>/dev/null | grep -q "^$LAB_NS_PREFIX" && left+=("namespaces")
+grep -q " ${LAB_DIR}/" /proc/mounts && left+=("mounts under $LAB_DIR")
+[[ -e "$LAB_HOSTS_DIR" ]] && left+=("$LAB_HOSTS_DIR")
+if ((${#left[@]})); then
+    die "left behind: ${left[*]}"
+fi
+log "down in $((SECONDS - start)) s"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The init of one lab host. lab-up runs it inside the host's network namespace and a fresh,
+# private mount + UTS namespace (`ip netns exec NS unshare --mount --uts --propagation private`):
+#
+#   - hostname: the host's own (UTS namespace);
+#   - /etc /usr /var /opt /srv /root /home: copy-on-write overlays of the machine's directories,
+#     whose writes land in <host dir>/upper/<dir> — k3s' /usr/local/bin, /etc/rancher,
+#     /var/lib/rancher, /etc/systemd/system, the storage path under /srv... written on one host
+#     are invisible to the others and to the machine, and survive a host stop/start (reboot);
+#   - /usr/local: the host's own, initially empty directory (k3s installs to /usr/local/bin);
+#   - /tmp: the host's own directory; /run: a fresh tmpfs (no view of the machine's /run);
+#
+# then execs a real OpenSSH server in the foreground (its config and host key were put in the
+# upper /etc by lab-up). The mounts exist only in this mount namespace and vanish with its last
+# process; nothing is mounted in the machine's namespace.
+#   lab-host-init.sh HOSTNAME HOST_DIR
+set -euo pipefail
+name="$1"
+hd="$2"
+
+hostname "$name"
+for d in etc usr var opt srv root home; do
+    [[ -d "/$d" ]] || continue
+    mount -t overlay "lab-$name-$d" \
+        -o "lowerdir=/$d,upperdir=$hd/upper/$d,workdir=$hd/work/$d" "/$d"
+done
+# A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
+mount --bind "$hd/usr-local" /usr/local
+mount --bind "$hd/tmp" /tmp
+mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
+mkdir -p /run/sshd /run/lock
+chmod 0755 /run/sshd
+exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Take one lab host down or bring it back (root), for the "host is down" step of the e2e:
+#   lab-host.sh stop HOSTNAME    kill everything in the host (sshd, sessions, API forwarder):
+#                                ssh to it is refused, like a host whose sshd is gone
+#   lab-host.sh start HOSTNAME   boot it again: same network, same disk (its overlay upper dirs
+#                                keep what was written, like a reboot), fresh /tmp and /run
+#   lab-host.sh status HOSTNAME  prints up or down
+set -euo pipefail
+# shellcheck source=lab/lab-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
+
+[[ $# -eq 2 ]] || die "usage: $0 stop|start|status HOSTNAME"
+[[ $EUID -eq 0 ]] || die "lab-host needs root"
+verb="$1"
+want="$2"
+line=""
+while read -r name addr role; do
+    [[ "$name" == "$want" ]] && line="$name $addr $role"
+done < <(lab_hosts)
+[[ -n "$line" ]] || die "no lab host $want"
+read -r name addr role <<<"$line"
+ns="$(ns_of "$name")"
+ip netns list | grep -q "^$ns\b" || die "host $name has no namespace: is the lab up?"
+case "$verb" in
+    stop) host_stop "$name"; log "host $name stopped" ;;
+    start)
+        host_start "$name" "$addr" "$role"
+        host_wait_ssh "$name" "$addr"
+        log "host $name started"
+        ;;
+    status) if [[ -n "$(ip netns pids "$ns")" ]]; then echo up; else echo down; fi ;;
+    *) die "usage: $0 stop|start|status HOSTNAME" ;;
+esac

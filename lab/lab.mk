@@ -1,0 +1,14 @@
+# The lab rack (lab/README-interface.md): included by the Makefile. lab-up/lab-down need root.
+#   make lab-build   control plane + KWOK from Go modules into the cache (no-op when cached)
+#   make lab-up      bridge, host namespaces with sshd, etcd, API server, controllers, KWOK
+#   make lab-down    removes everything lab-up made (also after a failed or partial lab-up)
+.PHONY: lab-build lab-up lab-down
+
+lab-build:
+	@lab/build.sh >/dev/null
+
+lab-up: $(STAMP)
+	@lab/lab-up.sh
+
+lab-down:
+	@lab/lab-down.sh
