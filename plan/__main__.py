@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plan", description="Offline plan of a homelab rack stack.")
     parser.add_argument("--config", type=Path, default=Path("Pulumi.homelab.yaml"), help="stack file")
     parser.add_argument("--json", type=Path, default=None, help="also write the machine-readable plan here")
+    parser.add_argument(
+        "--picture", type=Path, default=Path("build/plan"), help="write the rack picture (rack.svg, rack.html) here"
+    )
     args = parser.parse_args(argv)
 
     # A log or CI job summary is not 80 columns wide; a terminal keeps its own width.
@@ -42,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     with out.status("evaluating the program under mocks…"):
         result = make_plan(loaded, stack_file.stack)
     render(result, out)
+    plan_json = result.to_json()
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+        args.json.write_text(json.dumps(plan_json, indent=2, sort_keys=False) + "\n")
         out.print(f"plan JSON written to {args.json}")
+    from plan.picture import write_picture
+
+    for path in write_picture(plan_json, args.picture):
+        out.print(f"rack picture written to {path}", highlight=False)
     return 1 if result.errors else 0
 
 

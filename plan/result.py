@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.layout import NAMESPACES, Category
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
 from stacks.composition import build, export
@@ -67,6 +68,7 @@ class PlanResult:
             "nodes": [_node_json(n) for n in sched.nodes],
             "placements": [_placement_json(p) for p in sched.placements],
             "external": self.external,
+            "links": app_links(self.loaded, sched.placements),
             "resources": [_resource_json(r) for r in self.recording],
             "problems": [
                 {"severity": p.severity, "check": p.check, "workload": p.workload, "node": p.node, "message": p.message}
@@ -122,6 +124,28 @@ def _resource_json(r: Registration) -> dict[str, Any]:
         "secret_paths": r.secret_paths,
         "inputs": inputs,
     }
+
+
+def app_links(loaded: Loaded, placements: list[Placement]) -> list[dict[str, Any]]:
+    """What each app talks to, from `rack.apps[].uses`: one link per (app, used name).
+
+    `from` is the app's workload key as placed; `to` is the database's StatefulSet
+    (`data/<db>`) or the GPU service (`<namespace>/<name>`, with the GPU `host` it points at)."""
+    rack = loaded.rack
+    keys = sorted({p.workload for p in placements})
+    data_ns = NAMESPACES[Category.DATA]
+    gpu = rack.gpu_host
+    out = []
+    for app in rack.apps:
+        home = f"{NAMESPACES[Category(app.category)]}/{app.name}"
+        source = home if home in keys else next((k for k in keys if k.split("/", 1)[1] == app.name), home)
+        for use in app.uses:
+            if gpu is not None and use == gpu.service.name:
+                target = f"{gpu.service.namespace}/{gpu.service.name}"
+                out.append({"from": source, "to": target, "uses": use, "kind": "inference", "host": gpu.hostname})
+            else:
+                out.append({"from": source, "to": f"{data_ns}/{use}", "uses": use, "kind": "database"})
+    return out
 
 
 def external_containers(recording: Recording, loaded: Loaded) -> list[dict[str, Any]]:
