@@ -157,7 +157,9 @@ def device_requests(gpus: str, driver: str) -> tuple[DeviceRequest, ...]:
 def http_probe(port: int, path: str) -> tuple[str, ...]:
     """The default healthcheck: GET http://127.0.0.1:<port><path> from inside the container with
     whatever the image has — curl, else wget, else bash's /dev/tcp (the ollama image ships neither
-    curl nor wget). Needs `/bin/sh` in the image; otherwise set `health-cmd`."""
+    curl nor wget). Needs `/bin/sh` in the image; otherwise set `health-cmd`. No `wget -T`: Docker's
+    healthcheck timeout bounds the probe, and busybox's static wget crashes on -T (found by the
+    real-daemon test)."""
     url = f"http://127.0.0.1:{port}{path}"
     raw = (
         f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
@@ -166,7 +168,7 @@ def http_probe(port: int, path: str) -> tuple[str, ...]:
     )
     script = (
         f"if command -v curl >/dev/null 2>&1; then curl -fsS -m 4 -o /dev/null {shlex.quote(url)}; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q -T 4 -O /dev/null {shlex.quote(url)}; "
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null {shlex.quote(url)}; "
         f"else bash -c {shlex.quote(raw)}; fi"
     )
     return ("CMD-SHELL", script)
