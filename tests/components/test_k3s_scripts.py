@@ -74,9 +74,8 @@ def test_bootstrap_server_config_carries_layout_network_and_reserve() -> None:
     rack = homelab()
     cfg = render_config(rack, rack.bootstrap())
     assert cfg["node-name"] == "rack-cp-1"
-    assert cfg["node-label"] == sorted(
-        f"{k}={v}" for k, v in node_labels(node_class=rack.nodes[0].node_class, role=Role.SERVER, arch=Arch.ARM64).items()
-    )
+    labels = node_labels(node_class=rack.nodes[0].node_class, role=Role.SERVER, arch=Arch.ARM64)
+    assert cfg["node-label"] == sorted(f"{k}={v}" for k, v in labels.items())
     assert cfg["node-taint"] == [CONTROL_PLANE_TAINT.to_k3s()]
     assert cfg["tls-san"] == ["192.168.10.11"]
     assert cfg["cluster-cidr"] == "10.42.0.0/16"
@@ -231,7 +230,9 @@ def host_arch() -> Arch:
     return {"x86_64": Arch.AMD64, "aarch64": Arch.ARM64}.get(machine, Arch.ARM)
 
 
-def fake_preflight(tmp_path: Path, *, controllers: str, boot_file: str | None, **kw: Any) -> subprocess.CompletedProcess[str]:
+def fake_preflight(
+    tmp_path: Path, *, controllers: str, boot_file: str | None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     if boot_file is not None:
@@ -260,7 +261,8 @@ def test_preflight_passes_with_memory_cgroup(tmp_path: Path) -> None:
 def test_preflight_names_the_bookworm_boot_file(tmp_path: Path) -> None:
     result = fake_preflight(tmp_path, controllers="cpuset cpu io pids", boot_file="/boot/firmware/cmdline.txt")
     assert result.returncode == 1
-    assert "append 'cgroup_memory=1 cgroup_enable=memory' to the single line in /boot/firmware/cmdline.txt" in result.stderr
+    flags = "'cgroup_memory=1 cgroup_enable=memory'"
+    assert f"append {flags} to the single line in /boot/firmware/cmdline.txt" in result.stderr
     assert "Bookworm" in result.stderr
 
 
