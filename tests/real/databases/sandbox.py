@@ -11,6 +11,7 @@ here), the namespace, its hosts file, and any mount-point directory this module 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -46,10 +47,8 @@ class Sandbox:
     def stop(self) -> None:
         out = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True, text=True)
         for pid in out.stdout.split():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), 9)
-            except ProcessLookupError:
-                pass
         for proc in self.procs:
             try:
                 proc.wait(timeout=10)
@@ -62,10 +61,8 @@ class Sandbox:
         others = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         if not any(line.startswith("hl4db-") for line in others.splitlines()):
             for path in reversed(self.created_dirs):
-                try:
+                with contextlib.suppress(OSError):
                     path.rmdir()
-                except OSError:
-                    pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- helpers --

@@ -362,7 +362,8 @@ def test_mysql_backup_and_restore_round_trip(sandbox: Sandbox) -> None:
     my.sql(
         "SET SESSION max_recursive_iterations = 100000;"  # MariaDB's CTE limit (test data only)
         f"CREATE TABLE {DATABASE_NAME}.items (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL) ENGINE=InnoDB;"
-        f"INSERT INTO {DATABASE_NAME}.items WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)"
+        f"INSERT INTO {DATABASE_NAME}.items"
+        " WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)"
         " SELECT n, CONCAT('item-', n) FROM g;"
         "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, total INT) ENGINE=InnoDB;"
         "INSERT INTO shop.orders WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 250)"
