@@ -394,16 +394,24 @@ def _box_svg(b: Box) -> list[str]:
     return out
 
 
+NAME_FITS = 34
+"""Characters of a row's name that fit before the detail column (13px DejaVu Sans, ~7.3px each)."""
+NAME_MAX = 56
+"""Longer names are cut here with an ellipsis (the full name stays in the row's data-key and tooltip)."""
+
+
 def _row_svg(r: Row, b: Box) -> list[str]:
     x, w = MARGIN + PAD, BOX_W - 2 * PAD
     fill = "#fef2f2" if r.kind in ("unscheduled", "missing") else "#f3f4f6"
+    name = r.name if len(r.name) <= NAME_MAX else r.name[: NAME_MAX - 1] + "…"
+    detail = r.detail if len(name) <= NAME_FITS else ""  # a long name takes the detail column
     return [
         f'<g class="row {r.kind}" data-kind="{r.kind}" data-key="{_t(r.key)}" data-node="{_t(b.key)}">',
         f"<title>{_t(r.tooltip or r.key)}</title>",
         f'<rect class="row-box" x="{x}" y="{r.y}" width="{w}" height="{ROW_H}" rx="5" fill="{fill}"/>',
         f'<rect x="{x + 7}" y="{r.y + 6}" width="10" height="10" rx="2" fill="{r.colour}"/>',
-        f'<text class="row-name" x="{x + 24}" y="{r.y + 15.5}" font-size="13" fill="#111827">{_t(r.name)}</text>',
-        f'<text x="{x + 290}" y="{r.y + 15.5}" font-size="11" fill="#6b7280">{_t(r.detail)}</text>',
+        f'<text class="row-name" x="{x + 24}" y="{r.y + 15.5}" font-size="13" fill="#111827">{_t(name)}</text>',
+        f'<text x="{x + 290}" y="{r.y + 15.5}" font-size="11" fill="#6b7280">{_t(detail)}</text>',
         f'<text x="{x + w - 122}" y="{r.y + 15.5}" font-size="12" text-anchor="end" fill="#111827">'
         f"{_t(r.count)}</text>",
         f'<text x="{x + w - 10}" y="{r.y + 15.5}" font-size="12" text-anchor="end" fill="#374151">{_t(r.right)}</text>',
