@@ -10,7 +10,7 @@ CONFIG ?= Pulumi.$(STACK).yaml
 PLAN_JSON ?=
 PYTEST_ARGS ?=
 
-.PHONY: plan test lint typecheck schema venv clean
+.PHONY: plan test lint typecheck schema venv clean bench
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,6 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build
+
+bench: $(STAMP)
+	@$(PY) -m bench.bench --json build/bench.json

@@ -6,6 +6,7 @@ shared/spec/plan-format.md. Secret inputs appear only as "[secret]".
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ class PlanResult:
     sched: Schedule
     external: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent evaluating the program and scheduling (for `make bench`)."""
 
     @property
     def errors(self) -> list[Problem]:
@@ -197,9 +200,12 @@ def make_plan(loaded: Loaded, stack: str) -> PlanResult:
     def program() -> None:
         export(build(loaded), loaded)
 
+    started = time.perf_counter()
     recording = run_program(program, stack=stack, preview=True)
+    evaluated = time.perf_counter()
     workloads, read_problems = workloads_from(recording.registrations)
     sched = schedule(nodes_from_rack(loaded.rack), workloads)
+    scheduled = time.perf_counter()
     warnings = [Problem("warning", "secret", None, None, str(w)) for w in loaded.warnings]
     problems = warnings + read_problems + sched.problems
     return PlanResult(
@@ -209,4 +215,5 @@ def make_plan(loaded: Loaded, stack: str) -> PlanResult:
         sched=sched,
         external=external_containers(recording, loaded),
         problems=problems,
+        timings={"program": evaluated - started, "schedule": scheduled - evaluated},
     )

@@ -15,6 +15,8 @@ workload's candidate nodes, so the whole schedule is O(workloads x nodes + repli
 
 from __future__ import annotations
 
+import heapq
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,13 +320,19 @@ class _Spread:
         return min((by_label[item].get(hostname, 0) for item in self.selector.items()), default=0)
 
 
-def _spread_constraints(w: Workload, nodes: list[Node]) -> list[_Spread]:
+def _spread_constraints(
+    w: Workload, nodes: list[Node], domain_cache: dict[str, list[Node]] | None = None
+) -> list[_Spread]:
     out = []
     for c in w.pod_spec.get("topologySpreadConstraints") or []:
         if c.get("topologyKey") != HOSTNAME_LABEL or c.get("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule":
             continue
         selector = (c.get("labelSelector") or {}).get("matchLabels") or {}
-        domains = [n for n in nodes if affinity_matches(w.pod_spec, n)]
+        sig = json.dumps([w.pod_spec.get("nodeSelector"), w.pod_spec.get("affinity")], sort_keys=True)
+        cache = domain_cache if domain_cache is not None else {}
+        if sig not in cache:
+            cache[sig] = [n for n in nodes if affinity_matches(w.pod_spec, n)]
+        domains = cache[sig]
         out.append(_Spread(int(c.get("maxSkew", 1)), selector, domains, frozenset(n.hostname for n in domains)))
     return out
 
@@ -334,6 +342,52 @@ class Schedule:
     nodes: list[Node]
     placements: list[Placement]
     problems: list[Problem]
+    evaluations: int = 0
+    """Candidate nodes examined in all: the scheduler's unit of work (for tests and `make bench`)."""
+
+
+def _signature(w: Workload) -> str:
+    """What decides a workload's candidate nodes; workloads sharing it share the filtering."""
+    spec = w.pod_spec
+    return json.dumps(
+        [spec.get("nodeSelector"), spec.get("affinity"), spec.get("tolerations"), w.volume_terms], sort_keys=True
+    )
+
+
+def _filter(w: Workload, nodes: list[Node]) -> tuple[list[Node], dict[str, str]]:
+    static: list[Node] = []
+    reasons: dict[str, str] = {}
+    for n in nodes:
+        if not affinity_matches(w.pod_spec, n):
+            reasons[n.hostname] = "affinity"
+        elif blocking := taints_tolerated(w.pod_spec, n):
+            reasons[n.hostname] = f"taint {blocking[0]['key']}"
+        elif w.volume_terms and not all(terms_match(t, n) for t in w.volume_terms):
+            reasons[n.hostname] = "volume"
+        else:
+            static.append(n)
+    return static, reasons
+
+
+class _Levels:
+    """Pods per spread domain and the minimum over domains, kept in O(1) per placement."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        self.hist: dict[int, int] = defaultdict(int)
+        for c in counts.values():
+            self.hist[c] += 1
+        self.lowest = min(counts.values(), default=0)
+
+    def add(self, hostname: str) -> None:
+        if hostname not in self.counts:
+            return
+        c = self.counts[hostname]
+        self.counts[hostname] = c + 1
+        self.hist[c] -= 1
+        self.hist[c + 1] += 1
+        while self.hist[self.lowest] == 0 and self.lowest < c + 1:
+            self.lowest += 1
 
 
 def schedule(nodes: list[Node], workloads: list[Workload]) -> Schedule:
@@ -342,68 +396,167 @@ def schedule(nodes: list[Node], workloads: list[Workload]) -> Schedule:
     problems: list[Problem] = []
     # pods placed per node per (label key, value): for spread selectors over any workload
     by_label: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    ordered = sorted(
-        workloads, key=lambda w: (ORDER.get(w.kind, 9), CATEGORY_ORDER.get(w.category, 9), w.key)
-    )
+    filtered: dict[str, tuple[list[Node], dict[str, str]]] = {}
+    domain_cache: dict[str, list[Node]] = {}
+    evaluations = 0
+    ordered = sorted(workloads, key=lambda w: (ORDER.get(w.kind, 9), CATEGORY_ORDER.get(w.category, 9), w.key))
     for w in ordered:
-        static: list[Node] = []
-        reasons: dict[str, str] = {}
-        for n in nodes:
-            if not affinity_matches(w.pod_spec, n):
-                reasons[n.hostname] = "affinity"
-            elif blocking := taints_tolerated(w.pod_spec, n):
-                reasons[n.hostname] = f"taint {blocking[0]['key']}"
-            elif w.volume_terms and not all(terms_match(t, n) for t in w.volume_terms):
-                reasons[n.hostname] = "volume"
-            else:
-                static.append(n)
-        if w.kind in ("CronJob", "Job"):
-            if not static:
-                problems.append(_unplaceable(w, reasons))
-            continue
+        sig = _signature(w)
+        if sig not in filtered:
+            filtered[sig] = _filter(w, nodes)
+        static, reasons = filtered[sig]
         if not static:
             problems.append(_unplaceable(w, reasons))
+        if w.kind in ("CronJob", "Job"):
+            continue
+        if not static:
             placements.extend(
                 Placement(w.key, w.kind, w.category, i, None, w.cpu_m, w.memory_mib) for i in range(w.replicas)
             )
             continue
-        targets = static if w.kind == "DaemonSet" else None
-        spreads = _spread_constraints(w, nodes)
-        own: dict[str, int] = defaultdict(int)
-        count = len(targets) if targets is not None else w.replicas
-        for replica in range(count):
-            candidates = [targets[replica]] if targets is not None else static
-            best: Node | None = None
-            best_key: tuple[Any, ...] | None = None
-            fit_fail = spread_fail = 0
-            for s in spreads:
-                s.lowest = min((s.placed(d.hostname, by_label) for d in s.domains), default=0)
-            for n in candidates:
-                free_cpu, free_mem = n.free()
-                if free_cpu < w.cpu_m or free_mem < w.memory_mib:
-                    fit_fail += 1
-                    continue
-                if spreads and not _spread_ok(spreads, n, by_label):
-                    spread_fail += 1
-                    continue
-                left = (free_cpu - w.cpu_m) / max(n.allocatable_cpu_m, 1) + (free_mem - w.memory_mib) / max(
-                    n.allocatable_memory_mib, 1
-                )
-                key = (own[n.hostname], -left, n.hostname)
-                if best_key is None or key < best_key:
-                    best, best_key = n, key
-            if best is None:
-                problems.append(_unfit(w, replica, candidates, fit_fail, spread_fail))
-                placements.append(Placement(w.key, w.kind, w.category, replica, None, w.cpu_m, w.memory_mib))
-                continue
-            best.requested_cpu_m += w.cpu_m
-            best.requested_memory_mib += w.memory_mib
-            own[best.hostname] += 1
-            for item in w.labels.items():
-                by_label[item][best.hostname] += 1
-            placements.append(Placement(w.key, w.kind, w.category, replica, best.hostname, w.cpu_m, w.memory_mib))
+        if w.kind == "DaemonSet":
+            chosen: list[Node | None] = []
+            for n in static:
+                evaluations += 1
+                fits = n.free()[0] >= w.cpu_m and n.free()[1] >= w.memory_mib
+                if not fits:
+                    problems.append(_unfit(w, len(chosen), [n], 1, 0))
+                chosen.append(n if fits else None)
+                if fits:
+                    _commit(w, n, by_label)
+        else:
+            chosen, work = _place(w, static, _spread_constraints(w, nodes, domain_cache), by_label, problems)
+            evaluations += work
+        placements.extend(
+            Placement(w.key, w.kind, w.category, i, n.hostname if n else None, w.cpu_m, w.memory_mib)
+            for i, n in enumerate(chosen)
+        )
     problems.extend(check_rules(nodes, workloads, placements))
-    return Schedule(nodes=nodes, placements=placements, problems=problems)
+    return Schedule(nodes=nodes, placements=placements, problems=problems, evaluations=evaluations)
+
+
+def _commit(w: Workload, n: Node, by_label: dict[tuple[str, str], dict[str, int]]) -> None:
+    n.requested_cpu_m += w.cpu_m
+    n.requested_memory_mib += w.memory_mib
+    for item in w.labels.items():
+        by_label[item][n.hostname] += 1
+
+
+def _place(
+    w: Workload,
+    static: list[Node],
+    spreads: list[_Spread],
+    by_label: dict[tuple[str, str], dict[str, int]],
+    problems: list[Problem],
+) -> tuple[list[Node | None], int]:
+    """Choose a node per replica: fewest pods of the spread (or of this workload), then the most
+    free resources after placing, then the hostname.
+
+    A heap keyed that way gives the best node in O(log n): placing a replica changes only the
+    chosen node's key, and a node that lacks room now lacks it for every later replica (free
+    resources only shrink), so it leaves the heap for good. Spread feasibility is decided at the
+    top of the heap, which has the fewest pods of any candidate."""
+    own_selector = len(spreads) == 1 and all(w.labels.get(k) == v for k, v in spreads[0].selector.items())
+    if spreads and not own_selector:
+        return _place_scanning(w, static, spreads, by_label, problems)
+    spread = spreads[0] if spreads else None
+    levels = _Levels({d.hostname: spread.placed(d.hostname, by_label) for d in spread.domains}) if spread else None
+    count: dict[str, int] = (
+        dict(levels.counts) if levels is not None else {n.hostname: 0 for n in static}
+    )
+
+    def key(n: Node) -> tuple[int, float, str]:
+        free_cpu, free_mem = n.free()
+        left = (free_cpu - w.cpu_m) / max(n.allocatable_cpu_m, 1) + (free_mem - w.memory_mib) / max(
+            n.allocatable_memory_mib, 1
+        )
+        return (count.get(n.hostname, 0), -left, n.hostname)
+
+    by_host = {n.hostname: n for n in static}
+    heap = [key(n) for n in static]
+    heapq.heapify(heap)
+    work = len(static)
+    out: list[Node | None] = []
+    for replica in range(w.replicas):
+        best: Node | None = None
+        while heap:
+            work += 1
+            top = heap[0]
+            n = by_host[top[2]]
+            free_cpu, free_mem = n.free()
+            if free_cpu < w.cpu_m or free_mem < w.memory_mib:
+                heapq.heappop(heap)
+                continue
+            if levels is not None and spread is not None and top[0] + 1 - levels.lowest > spread.max_skew:
+                break
+            best = n
+            break
+        if best is None:
+            problems.append(_diagnose(w, replica, static, levels, spread))
+            out.append(None)
+            continue
+        heapq.heappop(heap)
+        _commit(w, best, by_label)
+        count[best.hostname] = count.get(best.hostname, 0) + 1
+        if levels is not None:
+            levels.add(best.hostname)
+        heapq.heappush(heap, key(best))
+        out.append(best)
+    return out, work
+
+
+def _diagnose(
+    w: Workload, replica: int, static: list[Node], levels: _Levels | None, spread: _Spread | None
+) -> Problem:
+    """Why no candidate took this replica (only on failure, so a scan is fine here)."""
+    roomy = [n for n in static if n.free()[0] >= w.cpu_m and n.free()[1] >= w.memory_mib]
+    skewed = 0
+    if levels is not None and spread is not None:
+        skewed = sum(1 for n in roomy if levels.counts.get(n.hostname, 0) + 1 - levels.lowest > spread.max_skew)
+    return _unfit(w, replica, static, len(static) - len(roomy), skewed)
+
+
+def _place_scanning(
+    w: Workload,
+    static: list[Node],
+    spreads: list[_Spread],
+    by_label: dict[tuple[str, str], dict[str, int]],
+    problems: list[Problem],
+) -> tuple[list[Node | None], int]:
+    """The general case (several spread constraints, or selectors beyond the workload's own
+    labels): scan every candidate per replica, O(replicas x candidates)."""
+    own: dict[str, int] = defaultdict(int)
+    out: list[Node | None] = []
+    work = 0
+    for replica in range(w.replicas):
+        best: Node | None = None
+        best_key: tuple[Any, ...] | None = None
+        fit_fail = spread_fail = 0
+        for s in spreads:
+            s.lowest = min((s.placed(d.hostname, by_label) for d in s.domains), default=0)
+        for n in static:
+            work += 1
+            free_cpu, free_mem = n.free()
+            if free_cpu < w.cpu_m or free_mem < w.memory_mib:
+                fit_fail += 1
+                continue
+            if not _spread_ok(spreads, n, by_label):
+                spread_fail += 1
+                continue
+            left = (free_cpu - w.cpu_m) / max(n.allocatable_cpu_m, 1) + (free_mem - w.memory_mib) / max(
+                n.allocatable_memory_mib, 1
+            )
+            candidate = (own[n.hostname], -left, n.hostname)
+            if best_key is None or candidate < best_key:
+                best, best_key = n, candidate
+        if best is None:
+            problems.append(_unfit(w, replica, static, fit_fail, spread_fail))
+            out.append(None)
+            continue
+        _commit(w, best, by_label)
+        own[best.hostname] += 1
+        out.append(best)
+    return out, work
 
 
 def _spread_ok(spreads: list[_Spread], node: Node, by_label: dict[tuple[str, str], dict[str, int]]) -> bool:

@@ -228,26 +228,31 @@ def test_prefer_no_schedule_taints_do_not_block() -> None:
     assert taints_tolerated({}, n) == []
 
 
-def test_scheduling_is_linear_in_replicas_not_quadratic() -> None:
-    """Counts work, not seconds: spread bookkeeping must not rescan placed pods per replica."""
-    calls = {"n": 0}
+def test_scheduling_work_is_linear_in_replicas_not_quadratic() -> None:
+    """Counts work (candidates examined), not seconds."""
+
+    def work(replicas: int, node_count: int) -> int:
+        nodes = [node(f"gen-{i}", NodeClass.GENERAL, cpu=10**6, mem=10**7) for i in range(node_count)]
+        result = schedule(nodes, [workload("web", Category.APPLICATION, replicas=replicas)])
+        assert all(p.node for p in result.placements) and result.problems == []
+        return result.evaluations
+
+    assert work(400, 10) <= 2 * work(200, 10) + 10
+    # per replica, the work does not grow with the number of candidate nodes
+    assert work(200, 100) - 100 <= 2 * (work(200, 10) - 10)
+
+
+def test_heap_and_scan_paths_agree() -> None:
+    """Two spread constraints force the scanning path; the same single one takes the heap path."""
     import plan.scheduler as sched
 
-    original = sched._spread_ok
+    def run(force_scan: bool) -> list[str | None]:
+        nodes = [node(f"gen-{i}", NodeClass.GENERAL, cpu=1000 + 100 * i) for i in range(4)]
+        w = workload("web", Category.APPLICATION, replicas=9, cpu=300)
+        spreads = sched._spread_constraints(w, nodes)
+        problems: list[Any] = []
+        place = sched._place_scanning if force_scan else sched._place
+        chosen, _ = place(w, nodes, spreads, sched.defaultdict(lambda: sched.defaultdict(int)), problems)
+        return [n.hostname if n else None for n in chosen]
 
-    def counting(*args: Any) -> bool:
-        calls["n"] += 1
-        return original(*args)
-
-    sched._spread_ok = counting  # type: ignore[assignment]
-    try:
-        nodes = [node(f"gen-{i}", NodeClass.GENERAL, cpu=10**6, mem=10**7) for i in range(10)]
-        schedule(nodes, [workload("web", Category.APPLICATION, replicas=200)])
-        small = calls["n"]
-        calls["n"] = 0
-        nodes = [node(f"gen-{i}", NodeClass.GENERAL, cpu=10**6, mem=10**7) for i in range(10)]
-        schedule(nodes, [workload("web", Category.APPLICATION, replicas=400)])
-        large = calls["n"]
-    finally:
-        sched._spread_ok = original  # type: ignore[assignment]
-    assert large == 2 * small == 2 * 200 * 10
+    assert sorted(map(str, run(True))) == sorted(map(str, run(False)))
