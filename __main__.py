@@ -9,7 +9,12 @@ from stacks.loader import load_from_pulumi
 try:
     loaded = load_from_pulumi()
 except ConfigError as exc:
+    # RunError: a clean message and a non-zero exit, no Python traceback.
     raise pulumi.RunError("invalid homelab:rack config:\n" + str(exc)) from None
 for warning in loaded.warnings:
-    raise pulumi.RunError(str(warning))
+    # A secret the program cannot generate: a warning for a preview, an error for an update.
+    if pulumi.runtime.is_dry_run():
+        pulumi.log.warn(str(warning))
+    else:
+        raise pulumi.RunError(str(warning))
 export(build(loaded), loaded)
