@@ -68,6 +68,9 @@ def _walk_secrets(value: Any, path: str, paths: list[str]) -> tuple[Any, Any]:
     if isinstance(value, list):
         pairs = [_walk_secrets(item, f"{path}[{i}]", paths) for i, item in enumerate(value)]
         return [p for p, _ in pairs], [r for _, r in pairs]
+    if isinstance(value, float) and value.is_integer():
+        # protobuf's Struct carries every number as a double; the program wrote integers.
+        return int(value), int(value)
     return value, value
 
 

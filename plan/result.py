@@ -84,6 +84,8 @@ def short_type(type_: str) -> str:
     """`kubernetes:apps/v1:Deployment` -> `Deployment`; `homelab:apps:AppWorkload` -> `AppWorkload`."""
     if type_.startswith("pulumi:providers:"):
         return f"Provider({type_.rsplit(':', 1)[-1]})"
+    if type_ == "pulumi-python:dynamic:Resource":
+        return "GeneratedValue"
     return type_.rsplit(":", 1)[-1]
 
 
@@ -186,7 +188,9 @@ def external_containers(recording: Recording, loaded: Loaded) -> list[dict[str, 
 
 def _gpus_of(requests: Any) -> str | None:
     for req in requests or []:
-        if "gpu" in [c for caps in req.get("capabilities") or [] for c in caps]:
+        caps = req.get("capabilities") or []
+        flat = [c for item in caps for c in (item if isinstance(item, list) else [item])]
+        if "gpu" in flat:
             ids = req.get("deviceIds")
             if ids:
                 return "device=" + ",".join(ids)
