@@ -1,0 +1,129 @@
+"""The CI layer: the homelab composition under recording mocks (Gitea on its volume's node,
+runners on general/reliable nodes, namespaces with Pod Security levels, protection), and the
+config rule that Gitea needs PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+import stacks.composition as composition
+from components.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, HOSTNAME_LABEL
+from plan.engine import Recording
+from stacks.ci import CI_NAMESPACE, RUNNERS_NAMESPACE
+from stacks.config import ConfigError, parse_rack
+from stacks.loader import Loaded, RackSecrets, unknown_secret
+from tests.stacks.test_apps import KnownSecrets, manifest, platform_with_endpoints, pod_spec, record_stack
+
+__all__ = ["platform_with_endpoints"]  # a fixture, used by name below
+
+
+def affinity(m: dict[str, Any]) -> dict[str, list[str]]:
+    terms = pod_spec(m)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    return {e["key"]: e["values"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
+
+
+def test_gitea_on_its_volume_node_runners_on_infrastructure_nodes(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    rec = record_stack(record, homelab)
+    gitea = manifest(rec.by_name("gitea-deployment"))
+    assert affinity(gitea) == {CLASS_LABEL: ["reliable"], HOSTNAME_LABEL: ["rack-db-1"]}
+    pv = manifest(rec.by_name("gitea-volume-pv"))
+    pinned = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+    assert pinned == ["rack-db-1"] and pv["spec"]["local"]["path"] == "/mnt/ssd/gitea-data"
+    runners = manifest(rec.by_name("gitea-runners-deployment"))
+    assert affinity(runners) == {CLASS_LABEL: ["general", "reliable"]}
+    assert homelab.rack.gitea is not None
+    assert runners["spec"]["replicas"] == homelab.rack.gitea.runners.replicas == 2
+    for m in (gitea, runners, manifest(rec.by_name("gitea-db-init"))):
+        assert CONTROL_PLANE_TAINT_KEY not in {t["key"] for t in pod_spec(m).get("tolerations") or []}
+
+
+def test_namespaces_and_pod_security(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    rec = record_stack(record, homelab)
+    ns = {m["metadata"]["name"]: m for m in (manifest(r) for r in rec.of_type("kubernetes:core/v1:Namespace"))}
+    assert ns[CI_NAMESPACE]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert ns[RUNNERS_NAMESPACE]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    for name in (CI_NAMESPACE, RUNNERS_NAMESPACE):
+        kubernetes_validate.validate(ns[name], "1.31", strict=True)
+    # the only privileged container of the stack lives in the runners' namespace
+    for reg in rec:
+        if reg.type in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job"):
+            m = manifest(reg)
+            spec = pod_spec(m)
+            for c in [*spec.get("initContainers", []), *spec["containers"]]:
+                if (c.get("securityContext") or {}).get("privileged"):
+                    assert m["metadata"]["namespace"] == RUNNERS_NAMESPACE, reg.name
+
+
+def test_gitea_is_protected_and_wired_to_postgres(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    rec = record_stack(record, homelab)
+    assert rec.by_name("gitea").protect and rec.by_name("gitea-deployment").protect
+    assert rec.by_name("gitea-volume").protect
+    # the real platform layer hands postgres over; Gitea waits for its StatefulSet
+    assert platform_with_endpoints["postgres"]
+    assert any(u.endswith("::db-postgres-statefulset") for u in rec.by_name("gitea").depends_on)
+    runner_secret = manifest(rec.by_name("gitea-runners-secret"))["stringData"]["registration-token"]
+    gitea_secret = manifest(rec.by_name("gitea-secret"))["stringData"]["runner-token"]
+    assert runner_secret == gitea_secret == "generated-gitea-runner-token-value"
+
+
+def test_no_runners_when_replicas_is_zero(
+    record: Callable[..., Recording], homelab_raw: dict[str, Any], platform_with_endpoints: dict[str, bool]
+) -> None:
+    homelab_raw["gitea"]["runners"]["replicas"] = 0
+    loaded = Loaded(rack=parse_rack(homelab_raw), secrets=RackSecrets())
+    rec = record_stack(record, loaded)
+    assert not [r for r in rec if r.type == "homelab:ci:GiteaRunners"]
+    namespaces = {manifest(r)["metadata"]["name"] for r in rec.of_type("kubernetes:core/v1:Namespace")}
+    assert RUNNERS_NAMESPACE not in namespaces and CI_NAMESPACE in namespaces
+    ingress = manifest(rec.by_name("gitea-netpol-gitea"))["spec"]["ingress"]
+    assert len(ingress) == 2  # Traefik's HTTP and SSH; no runners to admit
+
+
+def test_configured_admin_password_reaches_gitea(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    loaded = Loaded(rack=homelab.rack, secrets=RackSecrets({"gitea-admin-password": unknown_secret}))
+    rec = record(lambda: composition.build(loaded), preview=True, mocks=KnownSecrets())
+    assert not [r for r in rec if r.name == "gitea-admin-password-value"]
+    assert "gitea-admin-password" in {r.name for r in rec if r.type == "homelab:secrets:GeneratedSecret"}
+
+
+def test_lab_rack_has_no_ci(record: Callable[..., Recording], lab: Loaded) -> None:
+    rec = record_stack(record, lab)
+    assert not [r for r in rec if r.type.startswith("homelab:ci:")]
+
+
+def test_gitea_without_postgres_is_a_config_error(homelab_raw: dict[str, Any]) -> None:
+    del homelab_raw["databases"]["postgres"]
+    for app in homelab_raw["apps"]:
+        app["uses"] = [u for u in app["uses"] if u != "postgres"]
+    with pytest.raises(ConfigError) as err:
+        parse_rack(homelab_raw)
+    assert [str(i) for i in err.value.issues] == [
+        "rack.gitea: needs rack.databases.postgres: Gitea keeps its database there"
+    ]
+
+
+def test_reserved_admin_name_is_a_config_error(homelab_raw: dict[str, Any]) -> None:
+    homelab_raw["gitea"]["admin-user"] = "admin"
+    with pytest.raises(ConfigError) as err:
+        parse_rack(homelab_raw)
+    assert [i.path for i in err.value.issues] == ["rack.gitea.admin-user"]
+
+
+def test_runner_labels_are_validated(homelab_raw: dict[str, Any]) -> None:
+    homelab_raw["gitea"]["runners"]["labels"] = ["ubuntu:docker://node:latest"]
+    with pytest.raises(ConfigError) as err:
+        parse_rack(homelab_raw)
+    assert err.value.issues[0].path == "rack.gitea.runners.labels[0]"
+    assert "latest" in err.value.issues[0].message
