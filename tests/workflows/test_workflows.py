@@ -1,0 +1,346 @@
+"""The Gitea Actions workflows: valid GitHub-Actions syntax (SchemaStore's github-workflow schema,
+as vendored by check-jsonschema), pinned actions, documented secrets, Makefile targets that exist,
+and the step scripts themselves run for real (shellcheck, the version pin, ssh-agent, the summary).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.real import need
+
+WORKFLOWS = ROOT / ".gitea" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+DOC = ROOT / "docs" / "gitea-ci.md"
+PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    # YAML 1.1 (PyYAML) reads the key `on` as True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def steps(path: Path) -> list[dict[str, Any]]:
+    return [s for job in load(path)["jobs"].values() for s in job["steps"]]
+
+
+def step(path: Path, name: str) -> dict[str, Any]:
+    found = [s for s in steps(path) if s.get("name", "").startswith(name)]
+    assert len(found) == 1, f"{path.name}: expected one step named {name!r}"
+    return found[0]
+
+
+def run_scripts(path: Path) -> list[str]:
+    return [s["run"] for s in steps(path) if "run" in s]
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+
+
+def make_variables() -> set[str]:
+    return set(re.findall(r"^([A-Z_]+)\s*\?=", (ROOT / "Makefile").read_text(), re.M))
+
+
+def bash(script: str, *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a step's script the way the runner does for `shell: bash`."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_there_are_the_two_workflows() -> None:
+    assert [p.name for p in FILES] == ["deploy.yml", "preview.yml"]
+    assert not list(WORKFLOWS.glob("*.yaml"))
+
+
+# --- syntax ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_workflow_matches_the_github_workflow_schema(path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mutation", "why"),
+    [
+        (lambda d: d["jobs"]["preview"].pop("runs-on"), "a job without runs-on"),
+        (lambda d: d["jobs"]["preview"]["steps"][0].update(run="echo both"), "a step with uses and run"),
+        (lambda d: d["on"].update(pull_requests={}), "an unknown event"),
+        (lambda d: d["jobs"]["preview"].update(step=[]), "an unknown job key"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_the_schema_check_rejects_a_broken_workflow(tmp_path: Path, mutation: Any, why: str) -> None:
+    data = load(WORKFLOWS / "preview.yml")
+    mutation(data)
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, why
+
+
+# --- semantics ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_version(path: Path) -> None:
+    uses = [s["uses"] for s in steps(path) if "uses" in s]
+    assert uses
+    for ref in uses:
+        assert PIN.match(ref), f"{path.name}: {ref} is not pinned to vX.Y.Z or a commit"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_expressions_never_reach_a_script_directly(path: Path) -> None:
+    # Values go through `env:`; an expression inside `run:` is a script-injection hole.
+    for script in run_scripts(path):
+        assert "${{" not in script
+
+
+def documented(kind: str) -> set[str]:
+    """The names in the doc's table of that kind (rows like "| `NAME` | secret | ...")."""
+    rows = re.findall(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|\s*(\w+)\s*\|", DOC.read_text(), re.M)
+    return {name for name, k in rows if k == kind}
+
+
+def test_every_secret_and_variable_is_documented_and_used() -> None:
+    text = "\n".join(p.read_text() for p in FILES)
+    secrets = set(re.findall(r"secrets\.([A-Za-z0-9_]+)", text))
+    variables = set(re.findall(r"vars\.([A-Za-z0-9_]+)", text))
+    assert secrets and variables
+    assert secrets == documented("secret")
+    assert variables == documented("variable")
+    for name in secrets | variables:
+        # Gitea refuses names starting with GITEA_ or GITHUB_
+        assert not name.startswith(("GITEA_", "GITHUB_")), name
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_make_commands_are_targets_that_exist(path: Path) -> None:
+    targets, variables = make_targets(), make_variables()
+    calls = [m for script in run_scripts(path) for m in re.findall(r"^\s*make\b([^|;&\n]*)", script, re.M)]
+    assert calls
+    for call in calls:
+        words = call.split()
+        assert words, "a bare `make` runs whatever the first target is: name it"
+        for word in words:
+            if re.match(r"^\d*[<>]", word):  # a redirection ends make's arguments
+                break
+            if "=" in word:
+                assert word.split("=", 1)[0] in variables, word
+            else:
+                assert word in targets, f"{path.name}: make {word}: no such target"
+
+
+def test_preview_workflow_runs_tests_plan_then_preview_and_publishes() -> None:
+    path = WORKFLOWS / "preview.yml"
+    data = load(path)
+    assert set(data["on"]) == {"pull_request"}
+    assert data["env"]["STACK"] == "homelab"
+    names = [s.get("name", "") for s in steps(path)]
+    order = ["Check out", "Set up Python", "Pulumi CLI version", "Install the Pulumi CLI", "Tests", "Offline plan"]
+    order += ["Load the SSH key", "pulumi preview", "Job summary", "Upload"]
+    positions = [next(i for i, n in enumerate(names) if n.startswith(o)) for o in order]
+    assert positions == sorted(positions)
+    assert step(path, "Set up Python")["with"]["python-version"] == "3.11"
+    assert step(path, "Tests")["run"].strip() == "make test"
+    assert "make plan PLAN_JSON=build/plan.json" in step(path, "Offline plan")["run"]
+    preview = step(path, "pulumi preview")
+    assert 'pulumi login "$PULUMI_BACKEND_URL"' in preview["run"]
+    assert 'pulumi preview --stack "$STACK"' in preview["run"]
+    assert set(preview["env"]) >= {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL", "AWS_ACCESS_KEY_ID"}
+    summary = step(path, "Job summary")
+    assert summary["if"] == "always()" and "$GITHUB_STEP_SUMMARY" in summary["run"]
+    upload = step(path, "Upload")
+    assert upload["if"] == "always()"
+    assert {"build/plan/rack.svg", "build/plan/rack.html", "build/plan.json"} <= set(upload["with"]["path"].split())
+
+
+def test_deploy_workflow_is_manual_from_main_and_plans_first() -> None:
+    path = WORKFLOWS / "deploy.yml"
+    data = load(path)
+    assert set(data["on"]) == {"workflow_dispatch"}
+    assert data["on"]["workflow_dispatch"]["inputs"]["confirm"]["required"] is True
+    job = data["jobs"]["up"]
+    assert "github.ref == 'refs/heads/main'" in job["if"]
+    assert "github.event.inputs.confirm == 'homelab'" in job["if"]
+    names = [s.get("name", "") for s in steps(path)]
+    assert names.index("Offline plan") < names.index("pulumi up")
+    assert 'pulumi up --stack "$STACK" --yes' in step(path, "pulumi up")["run"]
+
+
+def test_both_workflows_share_the_same_setup_steps() -> None:
+    shared = ["Pulumi CLI version", "Install the Pulumi CLI", "Load the SSH key"]
+    for name in shared:
+        a, b = step(WORKFLOWS / "preview.yml", name), step(WORKFLOWS / "deploy.yml", name)
+        assert a["run"] == b["run"] and a.get("env") == b.get("env"), name
+
+
+# --- the step scripts, run for real ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_step_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or need("shellcheck", "shellcheck")
+    for i, script in enumerate(run_scripts(path)):
+        f = tmp_path / f"step{i}.sh"
+        f.write_text(script)
+        result = subprocess.run([shellcheck, "-s", "bash", str(f)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{path.name} step {i}:\n{result.stdout}"
+
+
+def test_pulumi_version_comes_from_the_requirements_pin(tmp_path: Path) -> None:
+    script = step(WORKFLOWS / "preview.yml", "Pulumi CLI version")["run"]
+    pin = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin is not None
+    shutil.copy(ROOT / "requirements.txt", tmp_path / "requirements.txt")
+    out = tmp_path / "output"
+    env = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(out)}
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == f"version={pin.group(1)}\n"
+    assert pin.group(1) == "3.272.0"  # the SDK in the venv; the CLI is installed at the same release
+
+    (tmp_path / "requirements.txt").write_text("pulumi>=3\n")
+    out.unlink()
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 1 and "no exact pulumi==X.Y.Z pin" in result.stderr
+    assert not out.exists()
+
+
+def agents_started_with(tmpdir: Path) -> list[int]:
+    """The ssh-agent processes whose environment has this TMPDIR: the ones this test started."""
+    marker = f"TMPDIR={tmpdir}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and (proc / "comm").read_text().strip() == "ssh-agent"
+                and marker in (proc / "environ").read_bytes().split(b"\0")
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.realssh
+def test_ssh_step_loads_the_key_into_a_real_agent(tmp_path: Path) -> None:
+    need("ssh-agent", "openssh-client")
+    keygen = need("ssh-keygen", "openssh-client")
+    key = tmp_path / "id_ed25519"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "ci@test", "-f", str(key)], check=True, timeout=30)
+    fingerprint = subprocess.run(
+        [keygen, "-l", "-f", str(key)], check=True, capture_output=True, text=True, timeout=30
+    ).stdout.split()[1]
+    home, github_env, tmpdir = tmp_path / "home", tmp_path / "github_env", tmp_path / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    known = "192.168.10.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDz1pS6pW8OZQqO8B1o9qgZyB5wN7h0nX3s0l3m0c9rA"
+    private = key.read_text()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "GITHUB_ENV": str(github_env),
+        "TMPDIR": str(tmpdir),  # the agent's socket, and how the cleanup recognises our agent
+        "SSH_PRIVATE_KEY": private,
+        "SSH_KNOWN_HOSTS": known,
+    }
+    result = bash(step(WORKFLOWS / "preview.yml", "Load the SSH key")["run"], cwd=tmp_path, env=env)
+    exported = dict(line.split("=", 1) for line in github_env.read_text().splitlines()) if github_env.exists() else {}
+    try:
+        assert result.returncode == 0, result.stderr
+        assert set(exported) == {"SSH_AUTH_SOCK", "SSH_AGENT_PID"}
+        assert fingerprint in result.stdout  # the step's own `ssh-add -l`
+        # a later step sees the agent through GITHUB_ENV
+        later = subprocess.run(
+            ["ssh-add", "-l"],
+            env={"PATH": os.environ["PATH"], "SSH_AUTH_SOCK": exported["SSH_AUTH_SOCK"]},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert later.returncode == 0 and fingerprint in later.stdout
+        assert (home / ".ssh" / "known_hosts").read_text() == known + "\n"
+        assert (home / ".ssh" / "known_hosts").stat().st_mode & 0o777 == 0o600
+        body = private.splitlines()[1]
+        assert body not in result.stdout and body not in result.stderr
+        assert agents_started_with(tmpdir) == [int(exported["SSH_AGENT_PID"])]
+    finally:
+        for pid in agents_started_with(tmpdir):  # also when the step failed before exporting its pid
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_summary_step_writes_the_reports_or_says_what_did_not_run(path: Path, tmp_path: Path) -> None:
+    script = step(path, "Job summary")["run"]
+    summary = tmp_path / "summary.md"
+    env = {"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": str(summary), "STACK": "homelab"}
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "did not run" in summary.read_text()
+
+    (tmp_path / "build").mkdir()
+    for name in ("plan.txt", "preview.txt", "up.txt"):
+        (tmp_path / "build" / name).write_text(f"contents of {name}\nlayout OK\n")
+    summary.unlink()
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert "stack homelab" in text and "did not run" not in text
+    assert text.count("```text") == text.count("```") // 2 >= 1
+
+
+@pytest.mark.slow
+def test_the_artifact_holds_what_the_plan_writes(tmp_path: Path) -> None:
+    """Run the real plan CLI from a scratch directory, as the workflow does from the checkout: every
+    artifact path other than the Pulumi logs exists afterwards."""
+    (tmp_path / "build").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "plan", "--config", str(ROOT / "Pulumi.homelab.yaml"), "--json", "build/plan.json"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (tmp_path / "build" / "plan.txt").write_text(result.stdout)
+    for path in FILES:
+        upload = step(path, "Upload")["with"]["path"].split()
+        expected_missing = {"build/preview.txt", "build/up.txt"}
+        for entry in upload:
+            assert (tmp_path / entry).is_file() or entry in expected_missing, f"{path.name}: {entry}"
