@@ -1,0 +1,123 @@
+"""The user docs stay true: every command block says whether a test runs it (and that test really
+contains it) or it needs real hardware; every error quoted in the troubleshooting guide is a
+message the code really prints; links and anchors resolve; the Pulumi CLI version is the pin.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+DOCS = [ROOT / "docs" / n for n in ("first-install.md", "operations.md", "troubleshooting.md", "gitea-ci.md")]
+SOURCES = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
+SOURCES += sorted((ROOT / "stacks").glob("*.py")) + sorted((ROOT / "plan").glob("*.py"))
+HARDWARE = "# (needs real hardware)"
+
+
+def shell_blocks(path: Path) -> list[list[str]]:
+    blocks = re.findall(r"```sh\n(.*?)```", path.read_text(), re.S)
+    return [[line.strip() for line in block.strip("\n").splitlines() if line.strip()] for block in blocks]
+
+
+def commands(block: list[str]) -> list[str]:
+    """The command lines of a block: no comments, continuation lines joined."""
+    out: list[str] = []
+    joined = ""
+    for line in block:
+        if line.lstrip().startswith("#"):
+            continue
+        joined += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            out.append(joined.strip())
+            joined = ""
+    return [c for c in out if c]
+
+
+def program(command: str) -> str:
+    """What to look for in the test that runs it: `make <target>` or the program's name."""
+    command = re.sub(r"^eval \"\$\(", "", command)
+    words = command.split()
+    if words[0] == "make":
+        return " ".join(words[:2])
+    return words[0]
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_every_command_block_is_tested_or_needs_hardware(path: Path) -> None:
+    blocks = shell_blocks(path)
+    if path.name != "gitea-ci.md":
+        assert blocks
+    makefile_targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    for block in blocks:
+        tag = block[0]
+        assert tag == HARDWARE or tag.startswith("# tested: "), f"{path.name}: untagged block {block}"
+        assert commands(block), f"{path.name}: empty block"
+        if tag == HARDWARE:
+            continue
+        runner = ROOT / tag.removeprefix("# tested: ")
+        assert runner.is_file(), tag
+        text = runner.read_text()
+        for command in commands(block):
+            name = program(command)
+            if name.startswith("make "):
+                assert name.split()[1] in makefile_targets, command
+            assert name in text, f"{path.name}: {command!r} is not in {runner.relative_to(ROOT)}"
+
+
+def test_troubleshooting_quotes_only_messages_the_code_prints() -> None:
+    headings = re.findall(r"^### `([^`]+)`$", (ROOT / "docs" / "troubleshooting.md").read_text(), re.M)
+    assert len(headings) >= 25
+    source = "\n".join(p.read_text() for p in SOURCES)
+    for fragment in headings:
+        assert fragment in source, f"troubleshooting.md quotes {fragment!r}, which no code prints"
+
+
+def test_troubleshooting_covers_every_kind_of_preflight_failure() -> None:
+    """Each problem the k3s and GPU preflights can report has its section."""
+    doc = (ROOT / "docs" / "troubleshooting.md").read_text()
+    k3s = (ROOT / "components" / "k3s_scripts.py").read_text()
+    gpu = (ROOT / "components" / "gpu_host.py").read_text()
+    start = k3s.index("def preflight_script")
+    preflight = k3s[start : k3s.index("\ndef ", start + 1)]
+    memcg = re.search(r'^_NO_MEMCG = "(.*)"$', k3s, re.M)
+    assert memcg is not None
+    messages = [m.replace("{_NO_MEMCG}", memcg.group(1)) for m in re.findall(r'problems\+=\("(.*?)"\)', preflight)]
+    messages += re.findall(r"fail ['\"](.*?)['\"]$", gpu[gpu.index("def preflight_script") :], re.M)
+    assert len(messages) >= 10
+    for message in messages:
+        # the first run of two or more words without a variable in them, before the first colon
+        head = message.split(": ")[0]
+        runs = [r.split() for r in re.split(r"\S*[${}]\S*", head)]
+        anchor = " ".join(next(r for r in runs if len(r) >= 2)[:3])
+        assert len(anchor) >= 6 and anchor in doc, f"no section for the preflight message {message!r}"
+
+
+def slug(heading: str) -> str:
+    text = re.sub(r"[`*_]", "", heading).strip().lower()
+    text = re.sub(r"[^\w\s-]", "", text)
+    return re.sub(r"\s", "-", text)
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_links_and_anchors_resolve(path: Path) -> None:
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file) if file else path
+        assert linked.is_file(), f"{path.name}: {target}"
+        if anchor:
+            anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", linked.read_text(), re.M)}
+            assert anchor in anchors, f"{path.name}: #{anchor} not in {linked.name}"
+
+
+def test_pulumi_cli_version_in_the_docs_is_the_pin() -> None:
+    pin = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin is not None
+    for path in DOCS:
+        for version in re.findall(r"--version (\d+\.\d+\.\d+)", path.read_text()):
+            assert version == pin.group(1), path.name
