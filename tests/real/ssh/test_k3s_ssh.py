@@ -25,6 +25,7 @@ from components.k3s_scripts import remote_command, rewrite_kubeconfig, uninstall
 from components.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
 from plan.engine import Recording, run_program
 from stacks.config import parse_rack
+
 from .conftest import DOUBLE, HOSTS, STORAGE, SUBNET, SshLab
 
 pytestmark = [pytest.mark.realssh, pytest.mark.slow]
