@@ -127,7 +127,7 @@ class KnownSecrets(DefaultMocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         rid, state = super().new_resource(args)
-        if args.typ == "pulumi-python:dynamic:Resource" and "value" in state:
+        if args.typ == "pulumi-python:dynamic:Resource":
             state["value"] = f"generated-{args.name}"
         return rid, state
 
