@@ -405,9 +405,9 @@ def render_http_service(s: GiteaSettings) -> dict[str, Any]:
 
 
 def render_ssh_service(s: GiteaSettings) -> dict[str, Any]:
-    """SSH through k3s ServiceLB: every node answers on 2222, so git@<fqdn>:2222 reaches Gitea at
-    the ingress address. Local traffic policy keeps the client address for Gitea's logs where
-    the node holding Gitea is the one addressed; Cluster keeps it reachable from every node."""
+    """SSH through k3s ServiceLB: every node answers on 2222 (not 22, where the ServiceLB host
+    port would shadow the Pi's own sshd), so `ssh://git@<fqdn>:2222/...` reaches Gitea at the
+    ingress address."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -127,3 +127,65 @@ def test_runner_labels_are_validated(homelab_raw: dict[str, Any]) -> None:
         parse_rack(homelab_raw)
     assert err.value.issues[0].path == "rack.gitea.runners.labels[0]"
     assert "latest" in err.value.issues[0].message
+
+
+ALLOWED_RESTRICTED_VOLUMES = {"configMap", "emptyDir", "persistentVolumeClaim", "secret", "projected", "downwardAPI"}
+
+
+def restricted_violations(spec: dict[str, Any]) -> list[str]:
+    """The Pod Security `restricted` profile (v1.31), checked on a rendered pod spec."""
+    out = []
+    pod_sc = spec.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            out.append(key)
+    for v in spec.get("volumes") or []:
+        if not set(v) - {"name"} <= ALLOWED_RESTRICTED_VOLUMES:
+            out.append(f"volume {v['name']}")
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation")
+        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
+            out.append(f"{name}: capabilities not dropped")
+        if set((sc.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            out.append(f"{name}: capabilities added")
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            out.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            out.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccomp")
+    return out
+
+
+def test_pods_in_restricted_namespaces_meet_the_restricted_profile(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    """Apps, experimental and Gitea's namespace enforce `restricted`: every pod there passes it
+    (else admission would refuse it on the real cluster)."""
+    rec = record_stack(record, homelab)
+    restricted = {
+        m["metadata"]["name"]
+        for m in (manifest(r) for r in rec.of_type("kubernetes:core/v1:Namespace"))
+        if (m["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce") == "restricted"
+    }
+    assert {"apps", "experimental", CI_NAMESPACE} <= restricted
+    checked = 0
+    for reg in rec:
+        if reg.type in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"):
+            m = manifest(reg)
+            if m["metadata"]["namespace"] in restricted:
+                assert restricted_violations(pod_spec(m)) == [], reg.name
+                checked += 1
+    assert checked == len(homelab.rack.apps) + 2  # the apps, Gitea, its init Job
+    runners = pod_spec(manifest(rec.by_name("gitea-runners-deployment")))
+    assert restricted_violations(runners) == [
+        "docker: privileged",
+        "docker: allowPrivilegeEscalation",
+        "docker: capabilities not dropped",
+    ]
