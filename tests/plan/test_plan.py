@@ -111,7 +111,7 @@ def test_infeasible_layout_exits_1_naming_the_workload(tmp_path: Path, capsys: p
     rack = stack_raw("homelab")
     rack["apps"][0]["replicas"] = 3  # bible-api: three replicas, maxSkew 1 ...
     rack["apps"][0]["cpu"] = "3"  # ... each needing 3 of the 3.75 allocatable cores of two general Pis
-    code = main(["--config", str(write_stack(tmp_path, rack)), "--json", str(tmp_path / "plan.json")])
+    code = main(["--config", str(write_stack(tmp_path, rack)), "--json", str(tmp_path / "plan.json"), "--picture", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
     assert "apps/bible-api" in out and "layout error" in out
@@ -123,7 +123,7 @@ def test_experimental_app_without_room_names_the_class(tmp_path: Path, capsys: p
     rack = stack_raw("homelab")
     rag = next(a for a in rack["apps"] if a["name"] == "rag-playground")
     rag["memory"] = "6Gi"  # the experimental Pi has 4Gi
-    assert main(["--config", str(write_stack(tmp_path, rack))]) == 1
+    assert main(["--config", str(write_stack(tmp_path, rack)), "--picture", str(tmp_path)]) == 1
     assert "experimental/rag-playground" in capsys.readouterr().out
 
 
