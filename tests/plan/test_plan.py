@@ -111,7 +111,8 @@ def test_infeasible_layout_exits_1_naming_the_workload(tmp_path: Path, capsys: p
     rack = stack_raw("homelab")
     rack["apps"][0]["replicas"] = 3  # bible-api: three replicas, maxSkew 1 ...
     rack["apps"][0]["cpu"] = "3"  # ... each needing 3 of the 3.75 allocatable cores of two general Pis
-    code = main(["--config", str(write_stack(tmp_path, rack)), "--json", str(tmp_path / "plan.json"), "--picture", str(tmp_path)])
+    stack = str(write_stack(tmp_path, rack))
+    code = main(["--config", stack, "--json", str(tmp_path / "plan.json"), "--picture", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
     assert "apps/bible-api" in out and "layout error" in out
