@@ -97,6 +97,19 @@ def image(kind: DatabaseKind, version: str) -> str:
     return f"{FLAVORS[kind].image_repo}:{version}"
 
 
+PGVECTOR_REPO = "docker.io/pgvector/pgvector"
+"""The official pgvector image: the postgres image of one major with the `vector` extension built in."""
+
+
+def server_image(kind: DatabaseKind, db: DatabaseConfig) -> str:
+    """The server's pinned image. PostgreSQL with `vector: true` runs pgvector's image of the same
+    major (`pgvector/pgvector:0.8.0-pg16`): same data directory layout and uid 999, so switching
+    is an in-place rolling update of the StatefulSet, never a new volume."""
+    if kind == DatabaseKind.POSTGRES and db.vector:
+        return f"{PGVECTOR_REPO}:{db.vector_version}-pg{db.version.split('.')[0]}"
+    return image(kind, db.version)
+
+
 def user_of(kind: DatabaseKind) -> str | None:
     return None if kind == DatabaseKind.REDIS else DATABASE_USER
 
@@ -222,7 +235,7 @@ def render_statefulset(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str
     scratch, scratch_mounts = scratch_volumes(kind)
     container: dict[str, Any] = {
         "name": name,
-        "image": image(kind, db.version),
+        "image": server_image(kind, db),
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": kind.value, "containerPort": flavor.port, "protocol": "TCP"}],
         "env": _server_env(kind),

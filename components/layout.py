@@ -214,3 +214,13 @@ def pod_security_labels(category: Category, *, enforce: str, warn: str = "restri
         "pod-security.kubernetes.io/enforce": enforce,
         "pod-security.kubernetes.io/warn": warn,
     }
+
+
+def node_agent_tolerations() -> list[dict[str, Any]]:
+    """Tolerations of a per-node agent (a DaemonSet that must run on every node, e.g. a metrics
+    exporter): every taint `node_taints` can put on a node, whatever its class and role."""
+    taints = {t for c in NodeClass for r in Role for t in node_taints(node_class=c, role=r)}
+    return [
+        {"key": t.key, "operator": "Exists", "effect": str(t.effect)}
+        for t in sorted(taints, key=lambda t: (t.key, t.value, str(t.effect)))
+    ]

@@ -110,6 +110,31 @@ def _abs_path(value: str) -> str:
     return value
 
 
+_RETENTION = re.compile(r"^[1-9][0-9]{0,3}(d|w|y)$")
+_INTERVAL = re.compile(r"^(?P<n>[1-9][0-9]{0,3})(?P<unit>s|m)$")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+(:[0-9]{1,5})?(/\S*)?$")
+
+
+def _retention(value: str) -> str:
+    if not _RETENTION.match(value):
+        raise ValueError(f"'{value}' is not a retention period (e.g. 30d, 12w, 1y)")
+    return value
+
+
+def _interval(value: str) -> str:
+    match = _INTERVAL.match(value)
+    seconds = int(match["n"]) * (60 if match["unit"] == "m" else 1) if match else 0
+    if not match or not 5 <= seconds <= 300:
+        raise ValueError(f"'{value}' is not a scrape interval between 5s and 5m (e.g. 30s, 1m)")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not _HTTP_URL.match(value):
+        raise ValueError(f"'{value}' is not an http(s) URL (e.g. http://alertmanager.example:9093)")
+    return value
+
+
 def _to_str(value: Any) -> Any:
     """YAML reads `cpu: 4` as an int; quantities are strings in the Kubernetes API."""
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
@@ -164,6 +189,9 @@ HostKey = Annotated[str, AfterValidator(_host_key)]
 Cron = Annotated[str, AfterValidator(_cron)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+Retention = Annotated[str, AfterValidator(_retention)]
+Interval = Annotated[str, AfterValidator(_interval)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Datastore(StrEnum):
@@ -370,6 +398,10 @@ class Database(Model):
     """Memory request (and limit)."""
     backup: Backup = Backup()
     """Scheduled logical dumps."""
+    vector: StrictBool = False
+    """PostgreSQL only: run the pgvector image and enable the `vector` extension (similarity search)."""
+    vector_version: Version = "0.8.0"
+    """PostgreSQL only, with vector: the pgvector release (image pgvector/pgvector:<it>-pg<major>)."""
 
 
 class Databases(Model):
@@ -456,6 +488,38 @@ class App(Model):
     """HTTP path the readiness/liveness probes GET (default: a TCP connect to the port)."""
 
 
+GPU_EXPORTER_NAME = "dcgm-exporter"
+GPU_EXPORTER_PORT = 9400
+"""With monitoring and a gpu-host: the container name and port the DCGM exporter takes there."""
+
+
+class Monitoring(Model):
+    enabled: StrictBool = True
+    """Off-switch: false keeps the section but builds nothing (a protected store still refuses deletion)."""
+    node: Hostname
+    """The reliable node whose storage holds the metrics store's pinned volume."""
+    size: Size = "10Gi"
+    """Size of the metrics store's volume (counted against the node's storage.size)."""
+    retention: Retention = "30d"
+    """How long metrics are kept (d, w or y: 30d, 12w, 1y)."""
+    host: DnsLabel = "grafana"
+    """Name of Grafana under `domain` (grafana -> grafana.lab.home.arpa), through the ingress."""
+    grafana_version: Version = "12.3.1"
+    """Grafana release (image grafana/grafana:<version>)."""
+    store_version: Version = "1.151.0"
+    """VictoriaMetrics release of the store and of vmalert (images victoriametrics/*:v<version>)."""
+    scrape_interval: Interval = "30s"
+    """How often every target is scraped and every rule evaluated (5s to 5m)."""
+    disk_alert_percent: Annotated[StrictInt, Field(ge=50, le=99)] = 85
+    """A node filesystem fuller than this (percent) raises the NodeDiskFilling alert."""
+    store_cpu: Cpu = "250m"
+    """CPU request (and limit) of the metrics store."""
+    store_memory: Memory = "512Mi"
+    """Memory request (and limit) of the metrics store; its caches size themselves to 60% of it."""
+    alertmanager_url: HttpUrl | None = None
+    """Where vmalert sends firing alerts (an Alertmanager); unset: alerts stay in vmalert and Grafana."""
+
+
 class Rack(Model):
     domain: Domain
     """Every ingress host and DNS record lives under it."""
@@ -477,6 +541,8 @@ class Rack(Model):
     """The external GPU machine."""
     apps: list[App] = Field(default_factory=list)
     """The user's workloads."""
+    monitoring: Monitoring | None = None
+    """Metrics store, node/cluster/GPU exporters, alert rules and Grafana."""
     failover_seconds: Annotated[StrictInt, Field(ge=10, le=300)] = 60
     """How long stateless pods wait on a not-ready/unreachable node before moving."""
 
@@ -634,6 +700,8 @@ def rack_problems(rack: Rack) -> list[Issue]:
         volumes.append(("rack.gitea.volume", rack.gitea.volume.node, rack.gitea.volume.size))
     for kind, db in rack.databases.configured().items():
         volumes.append((f"rack.databases.{kind.value}", db.node, db.size))
+    if rack.monitoring is not None and rack.monitoring.enabled:
+        volumes.append(("rack.monitoring", rack.monitoring.node, rack.monitoring.size))
     used: dict[str, float] = defaultdict(float)
     for path, hostname, size in volumes:
         target = rack.node(hostname)
@@ -652,6 +720,13 @@ def rack_problems(rack: Rack) -> list[Issue]:
                     f"rack.nodes[{i}].storage.size",
                     f"volumes on {node.hostname} need {used[node.hostname]:g}Gi, storage.size is {node.storage.size}",
                 )
+            )
+
+    # only PostgreSQL has a vector extension
+    for kind, db in rack.databases.configured().items():
+        if kind != DatabaseKind.POSTGRES and db.vector:
+            issues.append(
+                Issue(f"rack.databases.{kind.value}.vector", "only postgres has a vector extension (pgvector)")
             )
 
     # gitea keeps its metadata in the rack's PostgreSQL
@@ -705,6 +780,8 @@ def rack_problems(rack: Rack) -> list[Issue]:
     for i, app in enumerate(rack.apps):
         if app.host is not None:
             claim(app.host, f"rack.apps[{i}].host")
+    if rack.monitoring is not None and rack.monitoring.enabled:
+        claim(rack.monitoring.host, "rack.monitoring.host")
 
     # gpu host
     if rack.gpu_host is not None:
@@ -722,6 +799,19 @@ def rack_problems(rack: Rack) -> list[Issue]:
             issues.append(
                 Issue("rack.gpu-host.service.port", f"{gpu.service.port} is not the port of any gpu-host container")
             )
+        if rack.monitoring is not None and rack.monitoring.enabled:
+            for i, c in enumerate(gpu.containers):
+                if c.name == GPU_EXPORTER_NAME:
+                    issues.append(
+                        Issue(f"rack.gpu-host.containers[{i}].name", f"'{c.name}' is monitoring's GPU exporter")
+                    )
+                if c.port == GPU_EXPORTER_PORT:
+                    issues.append(
+                        Issue(
+                            f"rack.gpu-host.containers[{i}].port",
+                            f"{c.port} is the port of monitoring's GPU exporter (dcgm-exporter)",
+                        )
+                    )
         if gpu.service.name in [k.value for k in rack.databases.configured()]:
             issues.append(Issue("rack.gpu-host.service.name", f"'{gpu.service.name}' is also a database name"))
 

@@ -30,6 +30,7 @@ SECRET_KEYS: dict[str, str] = {
     "mysql-password": "MySQL password (else generated)",
     "redis-password": "Redis password (else generated)",
     "gitea-admin-password": "Gitea admin password (else generated)",
+    "grafana-admin-password": "Grafana admin password (else generated)",
 }
 """Optional secrets beside `homelab:rack`; each is `pulumi config set --secret homelab:<key>`."""
 
