@@ -298,26 +298,41 @@ def _converge_script(
   INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_BIN_DIR="$BIN" INSTALL_K3S_EXEC="$ROLE" sh "$STAGE/install.sh"
 """
     if mode == "install":
+        # This text stays in state for the node's lifetime (ignore_changes) and re-runs if the
+        # connection changes: on an installed node it must never change the version or config.
         head = """\
-if complete; then
-  say "k3s is already installed ($(installed_version)); version changes are the upgrade step's job"
-  exit 0
+if [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ]; then
+  current="$(installed_version)"
+  if [ "$current" != "$VERSION" ]; then
+    say "k3s $current is installed; changing versions is the upgrade step's job"
+    exit 0
+  fi
+  if [ ! -e "$PENDING" ] && ready; then
+    say "k3s is already installed ($current)"
+    exit 0
+  fi
 fi
 mkdir -p "$ETC"
-# The token goes from stdin straight to its 0600 file: never into a variable, argument or log.
-tmp="$(mktemp "$TOKEN_FILE.XXXXXX")"
-cat >"$tmp"
-if [ ! -s "$tmp" ]; then rm -f "$tmp"; fail "no join token on stdin"; fi
-chmod 0600 "$tmp"
-mv -f "$tmp" "$TOKEN_FILE"
+if [ -s "$TOKEN_FILE" ]; then
+  cat >/dev/null  # joined before: the token never changes for a node
+else
+  # The token goes from stdin straight to its 0600 file: never into a variable, argument or log.
+  tmp="$(mktemp "$TOKEN_FILE.XXXXXX")"
+  cat >"$tmp"
+  if [ ! -s "$tmp" ]; then rm -f "$tmp"; fail "no join token on stdin"; fi
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "$TOKEN_FILE"
+fi
 # Not complete (first run, or a run that failed half-way): finish with the installer.
 touch "$PENDING"
 """
+        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed'  # config changes are the upgrade's job
     else:
         head = """\
 [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
 [ -s "$TOKEN_FILE" ] || fail "$TOKEN_FILE is missing: re-run the install step"
 """
+        config_guard = "if write_if_changed"
     return (
         _prelude(hostname, layout)
         + f"""ROLE={role}
@@ -334,7 +349,6 @@ installed_version() {{
   if [ -x "$BIN/k3s" ]; then "$BIN/k3s" --version 2>/dev/null | awk 'NR == 1 {{ print $3 }}'; fi
 }}
 ready() {{ {ready}; }}
-complete() {{ [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] && [ ! -e "$PENDING" ] && ready; }}
 # Writes stdin to $1 (mode $2) only when it differs; true when it wrote.
 write_if_changed() {{
   local tmp
@@ -349,7 +363,7 @@ write_if_changed() {{
 {head}mkdir -p "$ETC" "$BIN" "$STAGE"
 # The pending marker survives a failure half-way, so a re-run restarts k3s even though the files
 # it changed already match.
-if write_if_changed "$CONFIG" 0600 <<'HOMELAB_K3S_CONFIG'
+{config_guard} "$CONFIG" 0600 <<'HOMELAB_K3S_CONFIG'
 {config_text.rstrip()}
 HOMELAB_K3S_CONFIG
 then touch "$PENDING"; fi
@@ -388,8 +402,9 @@ def install_script(
     layout: HostLayout = HostLayout(),
     timeout_s: int = 300,
 ) -> str:
-    """First join (token on stdin). On a node where k3s is complete it does nothing at all, so a
-    stale copy of this script (kept in state for the node's lifetime) can never downgrade it."""
+    """First join (token on stdin); re-run on a half-installed node, it finishes the job. On an
+    installed node it never changes the version, the token or config.yaml, so the stale copy kept
+    in state for the node's lifetime can never downgrade or reconfigure it."""
     return _converge_script(
         mode="install",
         hostname=hostname,

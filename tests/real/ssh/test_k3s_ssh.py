@@ -331,7 +331,8 @@ def test_upgrade_goes_servers_first_converges_after_a_failure_and_never_downgrad
     upgrade_all(lab, g2, "update")
     # a stale install text (what a connection change would re-run) never downgrades
     for h in HOSTS:
-        assert f"is already installed ({V2})" in run_step(lab, g1, f"k3s-{h}-install", stdin=TOKEN)
+        out = run_step(lab, g1, f"k3s-{h}-install", stdin=TOKEN)
+        assert f"k3s {V2} is installed; changing versions is the upgrade step's job" in out
     assert snapshot(lab) == before
     assert {h: starts(lab, h) for h in HOSTS} == {h: [V1, V2] for h in HOSTS}
     assert "https://127.0.0.1:6443" in run_step(lab, g2, "k3s-kubeconfig")
@@ -376,3 +377,23 @@ def test_removing_a_node_drains_it_then_uninstalls_that_host_only(lab: SshLab) -
 
     assert snapshot(lab, others) == before_others
     assert sorted(p.name for p in (lab.registry / "nodes").iterdir()) == sorted(others)
+
+
+def test_a_class_change_reconfigures_that_node_only_without_reinstalling(lab: SshLab) -> None:
+    g = record_graph(lab, rack_raw(lab))
+    copy_airgap(lab, g)
+    install_all(lab, g)
+    g2 = record_graph(lab, rack_raw(lab, **{"nodes.1.class": "experimental"}))  # lab-gen-1
+    others = [h for h in HOSTS if h != "lab-gen-1"]
+    before_others = snapshot(lab, others)
+    # state an uninstall would wipe (k3s' data dir) must survive a reconfiguration
+    sentinel = lab.hosts["lab-gen-1"].root / "var/lib/rancher/k3s/agent/sentinel-pod-data"
+    sentinel.write_text("kept")
+    for _ in range(2):
+        upgrade_all(lab, g2, "update")
+    config = (lab.hosts["lab-gen-1"].root / "etc/rancher/k3s/config.yaml").read_text()
+    assert f"- {EXPERIMENTAL_TAINT.to_k3s()}" in config
+    assert "rack.homelab.io/class=experimental" in config
+    assert starts(lab, "lab-gen-1") == [V1, V1]  # one restart to pick up config.yaml, then none
+    assert sentinel.read_text() == "kept"
+    assert snapshot(lab, others) == before_others
