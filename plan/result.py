@@ -211,6 +211,12 @@ def make_plan(loaded: Loaded, stack: str) -> PlanResult:
     sched = schedule(nodes_from_rack(loaded.rack), workloads)
     scheduled = time.perf_counter()
     warnings = [Problem("warning", "secret", None, None, str(w)) for w in loaded.warnings]
+    seen = Counter(r.urn for r in recording)
+    warnings += [
+        Problem("error", "duplicate", None, None, f"{urn} is registered {n} times; the engine would refuse it")
+        for urn, n in sorted(seen.items())
+        if n > 1
+    ]
     problems = warnings + read_problems + sched.problems
     return PlanResult(
         stack=stack,

@@ -144,8 +144,12 @@ def _requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
         mem = memory_mib(req["memory"]) if "memory" in req else 0
         return cpu, mem
 
-    main = [one(c) for c in pod_spec.get("containers") or []]
-    init = [one(c) for c in pod_spec.get("initContainers") or []]
+    # Sidecars (init containers with restartPolicy: Always) run beside the main containers, so
+    # their requests add up; a plain init container runs alone, so only the largest counts.
+    inits = pod_spec.get("initContainers") or []
+    sidecars = [one(c) for c in inits if c.get("restartPolicy") == "Always"]
+    main = [one(c) for c in pod_spec.get("containers") or []] + sidecars
+    init = [one(c) for c in inits if c.get("restartPolicy") != "Always"]
     cpu = max(sum(c for c, _ in main), max((c for c, _ in init), default=0))
     mem = max(sum(m for _, m in main), max((m for _, m in init), default=0))
     return cpu, mem

@@ -75,7 +75,13 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
     wanted = [CI_NAMESPACE] + ([RUNNERS_NAMESPACE] if cfg.runners.replicas > 0 else [])
     labels = namespace_labels()
     for ns in wanted:
-        namespaces[ns] = k8s.core.v1.Namespace(f"ns-{ns}", metadata={"name": ns, "labels": labels[ns]}, opts=k8s_opts)
+        if ns == CI_NAMESPACE and system.ci_namespace is not None:
+            # The system layer owns `ci` (its Ingress for Gitea lives there); one object, one owner.
+            namespaces[ns] = system.ci_namespace
+        else:
+            namespaces[ns] = k8s.core.v1.Namespace(
+                f"ns-{ns}", metadata={"name": ns, "labels": labels[ns]}, opts=k8s_opts
+            )
         deny = render_default_deny(ns)
         default_deny[ns] = k8s.networking.v1.NetworkPolicy(
             f"netpol-{ns}-default-deny",

@@ -170,3 +170,23 @@ def test_lab_stack_plans_cleanly() -> None:
     assert result.errors == []
     web = [p.node for p in result.sched.placements if p.workload == "apps/web"]
     assert sorted(web) == ["lab-gen-1", "lab-gen-2", "lab-gen-3"]  # spread: one per general node
+
+
+def test_duplicate_resource_names_are_a_plan_error(homelab: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mock monitor overwrites a duplicate URN silently; the real engine refuses it, so the
+    plan must say so."""
+    import pulumi_kubernetes as k8s
+
+    import plan.result as result_mod
+    from plan.engine import run_program
+
+    def program() -> None:
+        for _ in range(2):
+            k8s.core.v1.Namespace("ns-dup", metadata={"name": "dup"})
+
+    recording = run_program(program)
+    assert len(recording) == 2 and len({r.urn for r in recording}) == 1
+    monkeypatch.setattr(result_mod, "run_program", lambda *args, **kwargs: recording)
+    result = make_plan(homelab, "homelab")
+    assert [p.check for p in result.errors] == ["duplicate"]
+    assert "ns-dup is registered 2 times" in result.errors[0].message

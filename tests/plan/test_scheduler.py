@@ -256,3 +256,16 @@ def test_heap_and_scan_paths_agree() -> None:
         return [n.hostname if n else None for n in chosen]
 
     assert sorted(map(str, run(True))) == sorted(map(str, run(False)))
+
+
+def test_requests_count_sidecars_with_main_containers_and_the_largest_init() -> None:
+    from plan.scheduler import _requests
+
+    spec = {
+        "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}],
+        "initContainers": [
+            {"restartPolicy": "Always", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+            {"resources": {"requests": {"cpu": "2", "memory": "64Mi"}}},
+        ],
+    }
+    assert _requests(spec) == (2000, 1152)
