@@ -17,7 +17,7 @@ stateful service: `protect=True` on the component flows to every child):
 
 Why VictoriaMetrics: a Prometheus-compatible store (PromQL/MetricsQL, the Prometheus scrape
 config and rule format) with a small, bounded footprint — the numbers are in
-docs/monitoring.md and the real-binary test measures them.
+monitoring/README.md, measured by tests/real/monitoring.
 """
 
 from __future__ import annotations
