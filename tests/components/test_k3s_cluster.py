@@ -362,11 +362,7 @@ def test_a_config_change_on_nodes_that_stay_leaves_their_uninstall_untouched(
     get identical inputs, so neither is updated, replaced or deleted: no uninstall can run."""
     before = build(record, raw_rack())
     after = build(record, variants()[change])
-    guarded = {
-        r.name: r.inputs
-        for r in commands(before)
-        if r.name.endswith(("-membership", "-registration"))
-    }
+    guarded = {r.name: r.inputs for r in commands(before) if r.name.endswith(("-membership", "-registration"))}
     kept = {r.name: r.inputs for r in commands(after) if r.name in guarded}
     removed = set(guarded) - set(kept)
     assert removed <= {"k3s-rack-pi-2-membership", "k3s-rack-pi-2-registration"}

@@ -215,7 +215,9 @@ def test_airgap_names_and_staging_are_per_arch_and_version() -> None:
 
 def test_rewrite_kubeconfig_points_at_the_api_address() -> None:
     text = "clusters:\n- cluster:\n    server: https://127.0.0.1:6443\n"
-    assert rewrite_kubeconfig(text, "192.168.10.11") == "clusters:\n- cluster:\n    server: https://192.168.10.11:6443\n"
+    assert (
+        rewrite_kubeconfig(text, "192.168.10.11") == "clusters:\n- cluster:\n    server: https://192.168.10.11:6443\n"
+    )
 
 
 # --- the preflight's messages, run by bash against fake files -------------------------------------
