@@ -2,8 +2,8 @@
 
 Creates, under `homelab:data:PinnedVolume` (protected by construction: the component and so
 every child carry `protect=True`, and the claim and volume are `retain_on_delete`):
-- `PersistentVolume` `<volume_name>` with `local.path = <storage.path>/<volume_name>`, node
-  affinity to the hostname, reclaim policy Retain, and a `claimRef` reserving it for its claim;
+- `PersistentVolume` `<volume_name>` with `hostPath.path = <storage.path>/<volume_name>` (created
+  by the kubelet on first mount), node affinity to the hostname, reclaim policy Retain, and a `claimRef` reserving it for its claim;
 - `PersistentVolumeClaim` `<volume_name>` in the workload's namespace, bound to that volume by
   `spec.volumeName`.
 
@@ -67,7 +67,10 @@ def render_volume(
         "persistentVolumeReclaimPolicy": "Retain",
         "storageClassName": STORAGE_CLASS,
         "volumeMode": "Filesystem",
-        "local": {"path": volume_path(storage_path, name)},
+        # hostPath + DirectoryOrCreate, pinned by nodeAffinity: how k3s's own local-path
+        # provisioner does it. Unlike a `local` volume, the kubelet creates the directory on first
+        # mount, so no SSH step has to know every volume; the affinity still pins it to one node.
+        "hostPath": {"path": volume_path(storage_path, name), "type": "DirectoryOrCreate"},
         "nodeAffinity": {
             "required": {
                 "nodeSelectorTerms": [

@@ -38,12 +38,10 @@ def args(**over: Any) -> PinnedVolumeArgs:
 
 
 def test_volume_is_retained_local_and_pinned_to_its_node() -> None:
-    pv = render_volume(
-        name="data-postgres", node="rack-db-1", storage_path="/mnt/ssd/", size="30Gi", namespace="data"
-    )
+    pv = render_volume(name="data-postgres", node="rack-db-1", storage_path="/mnt/ssd/", size="30Gi", namespace="data")
     spec = pv["spec"]
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
-    assert spec["local"] == {"path": "/mnt/ssd/data-postgres"}
+    assert spec["hostPath"] == {"path": "/mnt/ssd/data-postgres", "type": "DirectoryOrCreate"}
     assert spec["storageClassName"] == STORAGE_CLASS
     assert spec["nodeAffinity"]["required"]["nodeSelectorTerms"] == [
         {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": ["rack-db-1"]}]}
@@ -118,7 +116,7 @@ def test_component_is_protected_retained_and_ignores_claim_resizes(record: Any) 
         assert reg.protect, f"{reg.name} must be protected (inherited from the component)"
         assert reg.retain_on_delete
         assert reg.parent == component.urn
-    assert pv.inputs["spec"]["local"]["path"] == "/mnt/ssd/data-postgres"
+    assert pv.inputs["spec"]["hostPath"]["path"] == "/mnt/ssd/data-postgres"
     assert pvc.inputs["spec"]["volumeName"] == pv.inputs["metadata"]["name"] == "data-postgres"
     assert pv.urn in pvc.depends_on
     assert seen["db-postgres-data-pvc"].ignore_changes == CLAIM_IGNORED_CHANGES == ["spec.resources"]
