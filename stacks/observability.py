@@ -32,7 +32,6 @@ from components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
 from components.layout import Category, pod_security_labels
 from components.network_policy import render_default_deny
 from components.node_exporter import NodeExporter, NodeExporterArgs
-from components.pinned_volume import volume_path
 from components.vector_store import VectorExtension, VectorExtensionArgs
 from components.victoria_metrics import VictoriaMetrics, VictoriaMetricsArgs
 from components.vmalert import VmAlert, VmAlertArgs
@@ -69,17 +68,6 @@ def namespace_labels() -> dict[str, dict[str, str]]:
         mc.NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="restricted"),
         mc.NODE_NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="privileged", warn="privileged"),
     }
-
-
-def volume_directories(rack: Rack) -> dict[str, list[str]]:
-    """Per node, the directory the store's local volume needs (pure): like the databases', it must
-    exist before the pod mounts it (see stacks.platform.volume_directories)."""
-    m = rack.monitoring
-    if m is None or not m.enabled:
-        return {}
-    node = rack.node(m.node)
-    assert node is not None and node.storage is not None, "validated by rack_problems"
-    return {m.node: [volume_path(node.storage.path, mc.STORE_VOLUME)]}
 
 
 def gpu_exporter_wanted(rack: Rack, gpu: GpuLayer | None) -> bool:

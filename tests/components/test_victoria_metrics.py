@@ -114,7 +114,8 @@ def test_component_protects_every_child_and_retains_the_volume() -> None:
     assert len(rec) >= 10
     assert all(reg.protect for reg in rec), [reg.name for reg in rec if not reg.protect]
     pv = rec.by_name("metrics-store-data-pv")
-    assert pv.retain_on_delete and pv.inputs["spec"]["local"]["path"] == "/mnt/ssd/metrics-store"
+    spec = pv.inputs["spec"]
+    assert pv.retain_on_delete and (spec.get("local") or spec.get("hostPath"))["path"] == "/mnt/ssd/metrics-store"
     assert pv.inputs["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     sts = rec.by_name("metrics-store-statefulset")
     assert rec.by_name("metrics-store-data-pvc").urn in sts.depends_on

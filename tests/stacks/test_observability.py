@@ -24,13 +24,14 @@ import yaml
 
 import plan.result as plan_result
 from components import monitoring_config as mc
+from components.pinned_volume import pinned_node
 from plan.engine import UNKNOWN, Recording, Registration, run_program
 from plan.picture import render_svg
 from plan.result import PlanResult, make_plan
 from stacks import composition
 from stacks.config import ConfigError, parse_rack
 from stacks.loader import Loaded
-from stacks.observability import ObservabilityLayer, build_observability, volume_directories
+from stacks.observability import ObservabilityLayer, build_observability
 from tests.conftest import loaded_from, stack_raw
 
 BLOCK: dict[str, Any] = {
@@ -110,7 +111,6 @@ def test_absent_or_disabled_builds_nothing() -> None:
         rec = record(loaded_from(raw))
         assert ours(rec) == []
         assert not any(r.name.startswith(("metrics-store", "grafana", "vmalert")) for r in rec)
-    assert volume_directories(parse_rack(raw_with({**BLOCK, "enabled": False}))) == {}
 
 
 def test_disabled_monitoring_frees_its_host_and_storage() -> None:
@@ -232,8 +232,15 @@ def test_store_is_protected_and_its_volume_retained(monitored: PlanResult) -> No
     store = [r for r in ours(monitored.recording) if r.name.startswith("metrics-store")]
     assert store and all(r.protect for r in store)
     pv = next(r for r in store if r.type == "kubernetes:core/v1:PersistentVolume")
-    assert pv.retain_on_delete and pv.inputs["spec"]["local"]["path"] == "/mnt/ssd/metrics-store"
-    assert volume_directories(monitored.loaded.rack) == {"rack-db-1": ["/mnt/ssd/metrics-store"]}
+    assert pv.retain_on_delete and pinned_path(pv.inputs) == "/mnt/ssd/metrics-store"
+    assert pv.inputs["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert pinned_node(pv.inputs) == "rack-db-1"
+
+
+def pinned_path(pv: dict[str, Any]) -> str:
+    """The volume's directory, whichever volume source the data layer renders (local or hostPath)."""
+    spec = pv["spec"]
+    return str((spec.get("local") or spec.get("hostPath"))["path"])
 
 
 def test_grafana_password_is_secret(monitored: PlanResult) -> None:
