@@ -17,13 +17,11 @@ from components.database import Database, DatabaseArgs
 from components.database_manifests import (
     NAMESPACE,
     Client,
-    backup_volume_name,
-    data_volume_name,
     workload_name,
 )
 from components.ingress_routes import GITEA_NAMESPACE
 from components.layout import NAMESPACES, WORKLOAD_LABEL, Category
-from components.pinned_volume import render_storage_class, volume_path
+from components.pinned_volume import render_storage_class
 from stacks.config import DatabaseKind, Rack
 from stacks.endpoints import ServiceEndpoint
 from stacks.loader import Loaded
@@ -52,18 +50,6 @@ def database_clients(rack: Rack, kind: DatabaseKind) -> list[Client]:
     if kind == DatabaseKind.POSTGRES and rack.gitea is not None:
         clients += [Client(GITEA_NAMESPACE, {WORKLOAD_LABEL: name}) for name in GITEA_CLIENTS]
     return clients
-
-
-def volume_directories(rack: Rack) -> dict[str, list[str]]:
-    """Per reliable node, the directories the databases' local volumes need (pure). A `local` PV's
-    path must exist before a pod mounts it: the node's bootstrap creates these."""
-    out: dict[str, list[str]] = {}
-    for kind, db in rack.databases.configured().items():
-        node = rack.node(db.node)
-        assert node is not None and node.storage is not None, "validated by rack_problems"
-        for name in (data_volume_name(kind), backup_volume_name(kind)):
-            out.setdefault(db.node, []).append(volume_path(node.storage.path, name))
-    return {host: sorted(paths) for host, paths in sorted(out.items())}
 
 
 def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> PlatformLayer:

@@ -21,7 +21,7 @@ from plan.engine import DefaultMocks, Recording, Registration, run_program
 from stacks.config import DatabaseKind
 from stacks.loader import Loaded, RackSecrets
 from stacks.metal import build_metal
-from stacks.platform import PlatformLayer, build_platform, database_clients, volume_directories
+from stacks.platform import PlatformLayer, build_platform, database_clients
 from stacks.system import build_system
 
 GENERATED = "GeneratedPw0123456789abcdefXYZ42"
@@ -224,15 +224,14 @@ def test_database_clients_follow_uses(lab: Loaded) -> None:
     assert [c.labels[WORKLOAD_LABEL] for c in database_clients(lab.rack, DatabaseKind.POSTGRES)] == ["web", "lab-rag"]
 
 
-def test_one_shared_storage_class_and_the_volume_directories(homelab: Loaded) -> None:
+def test_one_shared_storage_class_and_every_volume_under_the_node_storage(homelab: Loaded) -> None:
     rec, platform = run(homelab)
     (sc,) = rec.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
     assert (
         sc.inputs["metadata"]["name"] == "pinned-local" and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
     )
     assert platform.storage_class is not None
-    assert volume_directories(homelab.rack) == {
-        "rack-db-1": sorted(
-            f"/mnt/ssd/{prefix}-{kind}" for prefix in ("data", "backup") for kind in ("postgres", "mysql", "redis")
-        )
-    }
+    paths = sorted(pv.inputs["spec"]["hostPath"]["path"] for pv in rec.of_type("kubernetes:core/v1:PersistentVolume"))
+    assert paths == sorted(
+        f"/mnt/ssd/{prefix}-{kind}" for prefix in ("data", "backup") for kind in ("postgres", "mysql", "redis")
+    )
