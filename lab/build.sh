@@ -36,7 +36,7 @@ while read -r mod arrow target version; do
         die "$cp_mod: replace $mod => $target $version, expected $mod $want"
 done < <(sed -n '/^replace (/,/^)/p' "$cp_mod")
 
-key="$( { cat "$here/versions.env" "$cp_mod" "$here/go/control-plane/go.sum" \
+key="$( { cat "$here/build.sh" "$here/versions.env" "$cp_mod" "$here/go/control-plane/go.sum" \
     "$kwok_mod" "$here/go/kwok/go.sum"; go version; } | sha256sum | cut -c1-16)"
 cache="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/$key"
 bin="$cache/bin"
@@ -58,12 +58,18 @@ mkdir -p "$cache"
 tmp="$(mktemp -d "$cache/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 ldflags="-s -w"
+# What the Kubernetes release build stamps (hack/lib/version.sh): /version and clients report it.
+k8s_ldflags="$ldflags"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
+    k8s_ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION") -X $pkg.gitTreeState=clean"
+done
 start=$SECONDS
 
 log "building control plane (k8s.io/kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION)"
 (
     cd "$here/go/control-plane"
-    go build -ldflags "$ldflags" -o "$tmp/" \
+    go build -ldflags "$k8s_ldflags" -o "$tmp/" \
         k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler
@@ -76,6 +82,7 @@ log "building kwok $KWOK_VERSION"
 log "kwok built after $((SECONDS - start)) s"
 
 rm -rf "$bin"
+chmod 0755 "$tmp"
 mv "$tmp" "$bin"
 trap - EXIT
 { echo "built=$(date -u +%FT%TZ)"; echo "seconds=$((SECONDS - start))"; go version; } > "$cache/.complete"

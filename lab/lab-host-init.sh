@@ -8,7 +8,7 @@
 #     /var/lib/rancher, /etc/systemd/system, the storage path under /srv... written on one host
 #     are invisible to the others and to the machine, and survive a host stop/start (reboot);
 #   - /usr/local: the host's own, initially empty directory (k3s installs to /usr/local/bin);
-#   - /tmp: the host's own directory; /run: a fresh tmpfs (no view of the machine's /run);
+#   - /tmp: the host's own directory, emptied at every start; /run: a fresh tmpfs (no view of the machine's /run);
 #
 # then execs a real OpenSSH server in the foreground (its config and host key were put in the
 # upper /etc by lab-up). The mounts exist only in this mount namespace and vanish with its last
@@ -26,6 +26,7 @@ for d in etc usr var opt srv root home; do
 done
 # A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
 mount --bind "$hd/usr-local" /usr/local
+find "$hd/tmp" -mindepth 1 -delete # /tmp starts empty at every boot
 mount --bind "$hd/tmp" /tmp
 mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
 mkdir -p /run/sshd /run/lock

@@ -19,8 +19,11 @@ start=$SECONDS
 bin="$("$lab_here/build.sh")"
 "$lab_here/lab-down.sh" >/dev/null
 
-on_failure() {
+lab_ok=0
+on_exit() {
     local rc=$?
+    ((lab_ok == 0)) || return 0
+    ((rc != 0)) || rc=1
     log "lab-up failed (exit $rc); logs in $LAB_RUN and $LAB_HOSTS_DIR/*/"
     for f in "$LAB_RUN"/*.log; do
         [[ -f "$f" ]] || continue
@@ -32,7 +35,7 @@ on_failure() {
     fi
     exit "$rc"
 }
-trap on_failure ERR
+trap on_exit EXIT
 
 mapfile -t hosts < <(lab_hosts)
 ((${#hosts[@]} > 0)) || die "no hosts in $LAB_STACK"
@@ -86,6 +89,18 @@ cert admin "/O=system:masters/CN=lab-admin" clientAuth
 cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert scheduler "/CN=system:kube-scheduler" clientAuth
 cert kwok "/O=system:masters/CN=lab-kwok" clientAuth
+# Front proxy (aggregation layer) CA: lets the controllers' delegated authentication find the
+# request-header CA instead of logging its absence.
+pki ecparam -name prime256v1 -genkey -noout -out "$LAB_PKI/front-proxy-ca.key"
+pki req -x509 -new -key "$LAB_PKI/front-proxy-ca.key" -sha256 -days 30 -subj "/CN=homelab-lab-front-proxy-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$LAB_PKI/front-proxy-ca.crt"
+pki ecparam -name prime256v1 -genkey -noout -out "$LAB_PKI/front-proxy-client.key"
+pki req -new -key "$LAB_PKI/front-proxy-client.key" -subj "/CN=front-proxy-client" -out "$LAB_PKI/fp.csr"
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$LAB_PKI/fp.ext"
+pki x509 -req -in "$LAB_PKI/fp.csr" -CA "$LAB_PKI/front-proxy-ca.crt" -CAkey "$LAB_PKI/front-proxy-ca.key" \
+    -CAcreateserial -days 30 -sha256 -extfile "$LAB_PKI/fp.ext" -out "$LAB_PKI/front-proxy-client.crt"
+rm -f "$LAB_PKI/fp.csr" "$LAB_PKI/fp.ext"
 pki genrsa -out "$LAB_PKI/sa.key" 2048
 pki rsa -in "$LAB_PKI/sa.key" -pubout -out "$LAB_PKI/sa.pub"
 
@@ -165,6 +180,10 @@ daemon kube-apiserver "$bin/kube-apiserver" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$LAB_PKI/sa.pub" --service-account-signing-key-file "$LAB_PKI/sa.key" \
     --service-cluster-ip-range "$LAB_SERVICE_CIDR" \
+    --requestheader-client-ca-file "$LAB_PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$LAB_PKI/front-proxy-client.crt" --proxy-client-key-file "$LAB_PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --allow-privileged=true --profiling=false --v=1
 
@@ -262,6 +281,7 @@ EOF
     hosts_json+="$([[ "$hosts_json" == "[" ]] || echo ,){\"hostname\":\"$name\",\"address\":\"$addr\",\"role\":\"$role\",\"netns\":\"$ns\",\"host_key\":\"$hostkey\",\"dir\":\"$hd\"}"
 done
 echo "$hosts_json]" >"$LAB_DIR/hosts.json"
+log "${#hosts[@]} hosts started after $((SECONDS - start)) s"
 
 wait_healthy kube-apiserver "$LAB_API_URL/readyz" --cacert "$LAB_PKI/ca.crt"
 
@@ -279,7 +299,10 @@ daemon kube-scheduler "$bin/kube-scheduler" \
     --authentication-kubeconfig "$LAB_PKI/scheduler.kubeconfig" \
     --authorization-kubeconfig "$LAB_PKI/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --profiling=false --v=1
-daemon kwok "$bin/kwok" \
+# Its own (empty) configuration, so a ~/.kwok/kwok.yaml on the machine cannot change it: the
+# default stages (nodes Ready with lease heartbeats, pods Running, deletions completed).
+printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n' >"$LAB_RUN/kwok.yaml"
+daemon kwok "$bin/kwok" --config "$LAB_RUN/kwok.yaml" \
     --kubeconfig "$LAB_PKI/kwok.kubeconfig" \
     --manage-all-nodes=true --cidr "$LAB_CLUSTER_CIDR" --node-ip "$LAB_BRIDGE_ADDR" \
     --server-address 127.0.0.1:10247
@@ -294,6 +317,7 @@ for h in "${hosts[@]}"; do
     read -r name addr _ <<<"$h"
     host_wait_ssh "$name" "$addr"
 done
+log "every host answers ssh after $((SECONDS - start)) s"
 wait_healthy kube-controller-manager https://127.0.0.1:10257/healthz -k
 wait_healthy kube-scheduler https://127.0.0.1:10259/healthz -k
 wait_healthy kwok http://127.0.0.1:10247/healthz
@@ -319,5 +343,5 @@ export LAB_HOSTS_JSON='$LAB_DIR/hosts.json'
 export SSH_AUTH_SOCK='$LAB_DIR/agent.sock'
 export SSH_AGENT_PID='$agent_pid'
 EOF
-trap - ERR
+lab_ok=1
 log "up in $((SECONDS - start)) s: ${#hosts[@]} hosts, API $LAB_API_URL; source $LAB_DIR/env.sh"
