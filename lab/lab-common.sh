@@ -57,20 +57,37 @@ ns_of() { echo "$LAB_NS_PREFIX$1"; }
 # veth names are limited to 15 characters: use the address's last octet.
 veth_of() { echo "labv${1##*.}"; }
 
-# Kill a process recorded in a pid file, only if it still runs the binary we started.
-kill_pidfile() {
-    local file="$1" pid exe want
-    [[ -f "$file" ]] || return 0
-    read -r pid want <"$file" || true
-    if [[ -n "${pid:-}" && -d "/proc/$pid" ]]; then
-        exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
-        if [[ -z "${want:-}" || "$exe" == "$want" ]]; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do [[ -d "/proc/$pid" ]] || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null || true
+# A process that exists and is not a zombie (an exited daemon whose parent is gone stays a
+# zombie until PID 1 reaps it).
+alive() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat%% *}" != Z ]]
+}
+
+# Stop the processes recorded in pid files ("PID BINARY"), only those still running the binary
+# they were started as: TERM to all at once, KILL whatever is left after 10 s.
+kill_pidfiles() {
+    local file pid want exe pids=()
+    for file in "$@"; do
+        [[ -f "$file" ]] || continue
+        pid="" want=""
+        read -r pid want <"$file" || true
+        if [[ -n "$pid" ]] && alive "$pid"; then
+            exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+            if [[ -z "$want" || "$exe" == "$want" ]]; then
+                kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+            fi
         fi
-    fi
-    rm -f "$file"
+        rm -f "$file"
+    done
+    for _ in $(seq 100); do
+        for pid in "${pids[@]}"; do alive "$pid" && break; pid=""; done
+        [[ -n "${pid:-}" ]] || return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 # Kill every process inside a network namespace (the host's sshd, its sessions, whatever they

@@ -9,10 +9,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 [[ $EUID -eq 0 ]] || die "lab-down needs root"
 start=$SECONDS
 
-# Control plane and agent, newest first, by recorded pid (only if still the same binary).
+# Control plane and agent, by recorded pid (only if still the same binary).
+pidfiles=()
 for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd ssh-agent; do
-    kill_pidfile "$LAB_RUN/$name.pid"
+    pidfiles+=("$LAB_RUN/$name.pid")
 done
+kill_pidfiles "${pidfiles[@]}"
 # Anything else still running one of the lab's own binaries (a pid file lost to a crash).
 cache_root="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/"
 for p in /proc/[0-9]*; do

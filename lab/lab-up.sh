@@ -159,7 +159,7 @@ wait_healthy() {
             return 0
         fi
         read -r pid _ <"$LAB_RUN/$name.pid"
-        [[ -d "/proc/$pid" ]] || die "$name exited (log: $LAB_RUN/$name.log)"
+        alive "$pid" || die "$name exited (log: $LAB_RUN/$name.log)"
         sleep 0.2
     done
     die "$name not healthy at $url (log: $LAB_RUN/$name.log)"

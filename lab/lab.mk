@@ -7,7 +7,8 @@
 lab-build:
 	@lab/build.sh >/dev/null
 
-lab-up: $(STAMP)
+lab-up:
+	@$(MAKE) --no-print-directory venv
 	@lab/lab-up.sh
 
 lab-down:

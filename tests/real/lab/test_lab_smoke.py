@@ -176,6 +176,26 @@ def test_lab_down_cleans_a_partial_lab() -> None:
         _lab_sh("lab-down.sh", timeout=300)
 
 
+def test_failed_lab_up_tears_down_what_it_made(tmp_path: Path) -> None:
+    """lab-up dies half-way (a stack naming one host twice: its namespace exists already, after
+    the certificates, the bridge, etcd, the API server and the first host were made)."""
+    _needs()
+    stack = tmp_path / "Pulumi.broken.yaml"
+    node = {"hostname": "lab-dup-1", "address": "10.77.0.51", "role": "server"}
+    stack.write_text(json.dumps({"config": {"homelab:rack": {"domain": "lab.test", "nodes": [node, node]}}}))
+    up = subprocess.run(
+        [str(REPO / "lab" / "lab-up.sh")],
+        capture_output=True, text=True, timeout=7200,
+        env={**os.environ, "HOMELAB_LAB_STACK": str(stack), "HOMELAB_LAB_EXTRA_HOSTS": ""},
+    )  # fmt: skip
+    try:
+        assert up.returncode != 0
+        assert "lab-up failed" in up.stderr and "etcd healthy" in up.stderr, up.stderr[-2000:]
+        assert _leftovers() == []
+    finally:
+        _lab_sh("lab-down.sh", timeout=300)
+
+
 def test_api_server_answers_and_authenticates(lab_rack: Lab) -> None:
     ctx = ssl.create_default_context(cafile=lab_rack.env["LAB_CA_CERT"])
     with urllib.request.urlopen(API + "/readyz", context=ctx, timeout=10) as resp:
