@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the lab's control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd)
-# and KWOK from Go modules into a cache outside the repo, keyed by a hash of the pinned versions
+# Build the lab's control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd),
+# kubectl and KWOK from Go modules into a cache outside the repo, keyed by a hash of the pinned versions
 # (lab/versions.env) and the wrapper modules (lab/go/*/go.mod, go.sum) and the Go version.
 # A second run with the same inputs is a no-op. Prints the bin directory on stdout (last line).
 #
@@ -40,7 +40,7 @@ key="$( { cat "$here/build.sh" "$here/versions.env" "$cp_mod" "$here/go/control-
     "$kwok_mod" "$here/go/kwok/go.sum"; go version; } | sha256sum | cut -c1-16)"
 cache="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/$key"
 bin="$cache/bin"
-want=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
 complete() {
     local b
@@ -72,7 +72,8 @@ log "building control plane (k8s.io/kubernetes $KUBERNETES_VERSION, etcd $ETCD_V
     go build -ldflags "$k8s_ldflags" -o "$tmp/" \
         k8s.io/kubernetes/cmd/kube-apiserver \
         k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler
+        k8s.io/kubernetes/cmd/kube-scheduler \
+        k8s.io/kubernetes/cmd/kubectl
     go build -ldflags "$ldflags" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
 )
 log "control plane built after $((SECONDS - start)) s"

@@ -113,7 +113,7 @@ host_start() {
     hd="$LAB_HOSTS_DIR/$name"
     [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] || die "host $name is already running"
     setsid ip netns exec "$ns" unshare --mount --uts --propagation private -- \
-        "$lab_here/lab-host-init.sh" "$name" "$hd" </dev/null >>"$hd/sshd.log" 2>&1 &
+        "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" </dev/null >>"$hd/sshd.log" 2>&1 &
     if [[ "$role" == server ]]; then
         # A k3s server serves the API on :6443 of its own address (and 127.0.0.1 inside the
         # host). The lab's one kube-apiserver sits on the bridge; forward to it.

@@ -13,10 +13,14 @@
 # then execs a real OpenSSH server in the foreground (its config and host key were put in the
 # upper /etc by lab-up). The mounts exist only in this mount namespace and vanish with its last
 # process; nothing is mounted in the machine's namespace.
-#   lab-host-init.sh HOSTNAME HOST_DIR
+#   - /opt/lab/bin: the lab's binaries (kubectl, ...), read-only — what k3s' embedded kubectl
+#     would be on a real host;
+#
+#   lab-host-init.sh HOSTNAME HOST_DIR LAB_BIN
 set -euo pipefail
 name="$1"
 hd="$2"
+lab_bin="$3"
 
 hostname "$name"
 for d in etc usr var opt srv root home; do
@@ -28,6 +32,9 @@ done
 mount --bind "$hd/usr-local" /usr/local
 find "$hd/tmp" -mindepth 1 -delete # /tmp starts empty at every boot
 mount --bind "$hd/tmp" /tmp
+mkdir -p /opt/lab/bin
+mount --bind "$lab_bin" /opt/lab/bin
+mount -o remount,bind,ro /opt/lab/bin
 mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd

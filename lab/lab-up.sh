@@ -54,6 +54,7 @@ done
 domain="$("$LAB_PYTHON" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["config"]["homelab:rack"].get("domain", "lab.test"))' "$LAB_STACK")"
 
 mkdir -p "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA"
+echo "$bin" >"$LAB_RUN/bin"
 chmod 0700 "$LAB_DIR" "$LAB_PKI"
 
 # --- certificates ------------------------------------------------------------------------
@@ -250,6 +251,7 @@ EOF
         echo "LAB_API_SERVER=$LAB_API_URL"
         echo "LAB_CA_CERT=/etc/lab/ca.crt"
         echo "LAB_NODE_KUBECONFIG=/etc/lab/node.kubeconfig"
+        echo "LAB_KUBECTL=/opt/lab/bin/kubectl"
         if [[ "$role" == server ]]; then
             echo "LAB_ADMIN_KUBECONFIG=/etc/lab/admin.kubeconfig"
             echo "LAB_K3S_YAML=/etc/lab/k3s.yaml"
@@ -332,6 +334,7 @@ cat >"$LAB_DIR/env.sh" <<EOF
 # Written by lab/lab-up.sh. Source it to talk to the lab.
 export LAB_DIR='$LAB_DIR'
 export LAB_BIN='$bin'
+export LAB_KUBECTL='$bin/kubectl'
 export LAB_API_SERVER='$LAB_API_URL'
 export LAB_KUBECONFIG='$LAB_DIR/admin.kubeconfig'
 export LAB_CA_CERT='$LAB_PKI/ca.crt'

@@ -303,6 +303,17 @@ def test_api_reachable_from_hosts_and_through_the_server_forwarder(lab_rack: Lab
     assert lab_rack.ssh("lab-exp-1", "curl -sS --cacert /etc/lab/ca.crt https://10.77.0.1:6443/readyz").stdout == "ok"
     k3s_yaml = lab_rack.ssh(server["hostname"], "cat /etc/lab/k3s.yaml").stdout
     assert "server: https://127.0.0.1:6443" in k3s_yaml
+    # The real kubectl, as `k3s kubectl` would run it on the server host, and on the machine.
+    ready = lab_rack.ssh(
+        server["hostname"], ". /etc/lab/apiserver.env; $LAB_KUBECTL --kubeconfig $LAB_K3S_YAML get --raw /readyz"
+    )
+    assert ready.stdout == "ok"
+    version = subprocess.run(
+        [lab_rack.env["LAB_KUBECTL"], "--kubeconfig", lab_rack.env["LAB_KUBECONFIG"], "version", "-o", "json"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    versions = json.loads(version.stdout)
+    assert versions["clientVersion"]["gitVersion"] == versions["serverVersion"]["gitVersion"] == "v1.31.14"
     assert lab_rack.ssh("lab-exp-1", "test -e /etc/lab/admin.kubeconfig", check=False).returncode == 1, (
         "agents hold no admin credentials"
     )
