@@ -240,6 +240,24 @@ def test_host_filesystems_are_isolated(lab_rack: Lab) -> None:
         assert lab_rack.ssh(b, "ls -A /usr/local/bin").stdout == ""
 
 
+def test_sftp_copies_to_one_host(lab_rack: Lab, tmp_path: Path) -> None:
+    """The SFTP subsystem pulumi-command's CopyToRemote uses, into the air-gap staging folder."""
+    src = tmp_path / "k3s-amd64"
+    src.write_text("#!/bin/sh\necho sftp-copied\n")
+    host = lab_rack.host("lab-db-1")
+    lab_rack.ssh("lab-db-1", "mkdir -p /var/tmp/homelab-k3s/smoke")
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {src} /var/tmp/homelab-k3s/smoke/k3s-amd64\n")
+    subprocess.run(
+        ["sftp", "-b", str(batch), "-i", lab_rack.env["LAB_SSH_KEY"], "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={lab_rack.env['LAB_KNOWN_HOSTS']}", "-o", "StrictHostKeyChecking=yes",
+         f"root@{host['address']}"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert lab_rack.ssh("lab-db-1", "sh /var/tmp/homelab-k3s/smoke/k3s-amd64").stdout == "sftp-copied\n"
+    assert lab_rack.ssh("lab-gen-1", "test -e /var/tmp/homelab-k3s/smoke", check=False).returncode == 1
+
+
 def _node_manifest(name: str, address: str, labels: dict[str, str], taints: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
