@@ -61,7 +61,7 @@ veth_of() { echo "labv${1##*.}"; }
 # zombie until PID 1 reaps it).
 alive() {
     local stat
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
     stat="${stat##*) }"
     [[ "${stat%% *}" != Z ]]
 }

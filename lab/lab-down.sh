@@ -17,13 +17,12 @@ done
 kill_pidfiles "${pidfiles[@]}"
 # Anything else still running one of the lab's own binaries (a pid file lost to a crash).
 cache_root="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/"
-for p in /proc/[0-9]*; do
-    exe="$(readlink "$p/exe" 2>/dev/null)" || continue
-    if [[ "$exe" == "$cache_root"* ]]; then
-        log "killing leftover ${exe##*/} (pid ${p#/proc/})"
-        kill -KILL "${p#/proc/}" 2>/dev/null
-    fi
-done
+while read -r exe_link; do
+    pid="${exe_link#/proc/}"
+    pid="${pid%/exe}"
+    log "killing leftover $(readlink "$exe_link") (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null
+done < <(find /proc/[0-9]*/exe -maxdepth 0 -lname "$cache_root*" 2>/dev/null)
 
 # Hosts: every namespace with the lab's prefix.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$LAB_NS_PREFIX"); do
