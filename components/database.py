@@ -42,6 +42,7 @@ from components.database_manifests import (
     workload_name,
 )
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
+from components.k3s_cluster import NodeAccess
 from components.layout import Category, workload_labels
 from components.pinned_volume import PinnedVolume, PinnedVolumeArgs
 from stacks.config import Database as DatabaseConfig
@@ -68,6 +69,8 @@ class DatabaseArgs:
     """The user's `homelab:<kind>-password` secret; None: generated on the first `up`."""
     namespace: str = NAMESPACE
     """Namespace of every namespaced object (the data namespace)."""
+    node_access: NodeAccess | None = None
+    """SSH to the volume's node (the metal layer's), so its directory is created before use."""
 
 
 class Database(pulumi.ComponentResource):
@@ -119,6 +122,7 @@ class Database(pulumi.ComponentResource):
                 node=db.node,
                 storage_path=args.storage_path,
                 size=db.size,
+                access=args.node_access,
             ),
             child,
         )
@@ -130,6 +134,7 @@ class Database(pulumi.ComponentResource):
                 node=db.node,
                 storage_path=args.storage_path,
                 size=db.backup.size or db.size,
+                access=args.node_access,
             ),
             child,
         )

@@ -38,6 +38,7 @@ import pulumi_kubernetes as k8s
 
 from components.app_workload import restricted_container_security
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
+from components.k3s_cluster import NodeAccess
 from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
 from components.network_policy import (
     dns_egress,
@@ -476,6 +477,8 @@ class GiteaArgs:
     """The runners' shared registration token (a secret), which Gitea is started with."""
     admin_password: pulumi.Input[str] | None = None
     """User-supplied admin password (homelab:gitea-admin-password); None: generated."""
+    node_access: NodeAccess | None = None
+    """SSH to the volume's node (the metal layer's), so its directory is created before use."""
 
 
 class Gitea(pulumi.ComponentResource):
@@ -541,6 +544,7 @@ class Gitea(pulumi.ComponentResource):
                 node=s.node,
                 storage_path=args.storage_path,
                 size=args.volume_size,
+                access=args.node_access,
             ),
             child,
         )

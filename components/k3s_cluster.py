@@ -107,6 +107,18 @@ class K3sClusterArgs:
     """Per-hostname host layout; hosts not listed use the real one (root "")."""
 
 
+@dataclass(frozen=True)
+class NodeAccess:
+    """SSH to one node, for steps of later layers that must run on the host itself."""
+
+    connection: command.remote.ConnectionArgs
+    """The node's pulumi-command connection (user, pinned host key, key or agent)."""
+    user: str
+    """The SSH user (commands go through `sudo -n` unless it is root)."""
+    after: pulumi.Resource
+    """The node's bootstrap (preflight, install): host steps run after it."""
+
+
 class K3sCluster(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret) the bootstrap server starts with."""
@@ -124,6 +136,8 @@ class K3sCluster(pulumi.ComponentResource):
     """Per hostname: labels and taints through the API."""
     ready: list[pulumi.Resource]
     """What must exist before workloads are applied: every node registered and laid out."""
+    access: dict[str, NodeAccess]
+    """Per hostname: how later layers reach the host over SSH (e.g. to prepare a volume's directory)."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:metal:K3sCluster", name, None, opts)
@@ -232,4 +246,9 @@ class K3sCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
             )
         self.ready = [*self.layouts.values()]
+        self.access = {
+            n.hostname: NodeAccess(connection=conn(n), user=user, after=self.nodes[n.hostname])
+            for n in rack.nodes
+            if n.hostname in self.nodes
+        }
         self.register_outputs({"kubeconfig": self.kubeconfig, "join_token": self.join_token})

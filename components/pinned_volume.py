@@ -2,8 +2,10 @@
 
 Creates, under `homelab:data:PinnedVolume` (protected by construction: the component and so
 every child carry `protect=True`, and the claim and volume are `retain_on_delete`):
-- `PersistentVolume` `<volume_name>` with `hostPath.path = <storage.path>/<volume_name>` (created
-  by the kubelet on first mount), node affinity to the hostname, reclaim policy Retain, and a `claimRef` reserving it for its claim;
+- `remote.Command` `<name>-dir` (when given SSH access to the node): creates
+  `<storage.path>/<volume_name>`; it has no delete on purpose, data directories are never removed;
+- `PersistentVolume` `<volume_name>` with `local.path = <storage.path>/<volume_name>`, node
+  affinity to the hostname, reclaim policy Retain, and a `claimRef` reserving it for its claim;
 - `PersistentVolumeClaim` `<volume_name>` in the workload's namespace, bound to that volume by
   `spec.volumeName`.
 
@@ -19,13 +21,19 @@ is in `ignore_changes`, so no config change can turn into a replacement of the d
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
 
+from components.k3s_scripts import remote_command
 from components.layout import HOSTNAME_LABEL, LABEL_PREFIX
+
+if TYPE_CHECKING:
+    from components.k3s_cluster import NodeAccess
 
 STORAGE_CLASS = "pinned-local"
 """The no-provisioner, WaitForFirstConsumer storage class every pinned volume uses."""
@@ -67,10 +75,10 @@ def render_volume(
         "persistentVolumeReclaimPolicy": "Retain",
         "storageClassName": STORAGE_CLASS,
         "volumeMode": "Filesystem",
-        # hostPath + DirectoryOrCreate, pinned by nodeAffinity: how k3s's own local-path
-        # provisioner does it. Unlike a `local` volume, the kubelet creates the directory on first
-        # mount, so no SSH step has to know every volume; the affinity still pins it to one node.
-        "hostPath": {"path": volume_path(storage_path, name), "type": "DirectoryOrCreate"},
+        # `local`, not hostPath: the kubelet applies the pod's fsGroup to a local volume (not to a
+        # hostPath one), so non-root databases can write. Its directory must exist before a pod
+        # mounts it: PinnedVolume creates it over SSH (see `access`).
+        "local": {"path": volume_path(storage_path, name)},
         "nodeAffinity": {
             "required": {
                 "nodeSelectorTerms": [
@@ -131,6 +139,9 @@ class PinnedVolumeArgs:
     """That node's storage.path; the volume lives at <storage_path>/<volume_name>."""
     size: str
     """Requested size."""
+    access: NodeAccess | None = None
+    """SSH to the node (from the metal layer); when set, the volume's directory is created there
+    before the volume exists. None only where the directory is made otherwise (tests, by hand)."""
 
 
 class PinnedVolume(pulumi.ComponentResource):
@@ -144,6 +155,8 @@ class PinnedVolume(pulumi.ComponentResource):
     """The hostname every pod using the claim lands on."""
     path: str
     """The volume's directory on that node."""
+    directory: command.remote.Command | None
+    """The command that creates that directory (None without `access`)."""
 
     def __init__(self, name: str, args: PinnedVolumeArgs, opts: pulumi.ResourceOptions | None = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True))
@@ -151,6 +164,17 @@ class PinnedVolume(pulumi.ComponentResource):
         # Children inherit protect from this component; retain_on_delete additionally keeps the
         # objects in the cluster should someone unprotect and delete the stack.
         child = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        self.directory = None
+        if args.access is not None:
+            path = shlex.quote(volume_path(args.storage_path, args.volume_name))
+            self.directory = command.remote.Command(
+                f"{name}-dir",
+                connection=args.access.connection,
+                # Idempotent; no `delete` (data is never removed) and no triggers (never re-run).
+                create=remote_command(f"mkdir -p -m 0750 {path}", user=args.access.user),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[args.access.after])),
+            )
+            child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.directory]))
         pv = render_volume(
             name=args.volume_name,
             node=args.node,

@@ -31,6 +31,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
+from components.k3s_cluster import NodeAccess
 from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
 from components.network_policy import (
     cidr_peer,
@@ -214,6 +215,8 @@ class VictoriaMetricsArgs:
     """Namespace of every namespaced object."""
     depends_on: Sequence[pulumi.Resource] = ()
     """What the namespaced objects wait for (the Namespace)."""
+    node_access: NodeAccess | None = None
+    """SSH to the volume's node (the metal layer's), so its directory is created before use."""
 
 
 class VictoriaMetrics(pulumi.ComponentResource):
@@ -271,6 +274,7 @@ class VictoriaMetrics(pulumi.ComponentResource):
                 node=monitoring.node,
                 storage_path=args.storage_path,
                 size=monitoring.size,
+                access=args.node_access,
             ),
             after,
         )

@@ -3,7 +3,7 @@
 # the rack pins (rack.monitoring.store-version's default), for the real-binary tests: vmalert
 # -dryRun checks the alert rules, and the store checks the rendered scrape config and runs.
 #
-#   monitoring/build-vm.sh [VERSION]     -> build/vm/<VERSION>/bin/{victoria-metrics,vmalert}
+#   monitoring/build-vm.sh [VERSION]     -> ~/.cache/homelab-rack/vm/<VERSION>/bin/{victoria-metrics,vmalert}
 #
 # Cached: a second run with the binaries present does nothing. Needs Go >= the module's go
 # directive (1.26.6 for v1.151.0) and the module proxy; CGO off (pure-Go zstd), no downloads
@@ -12,7 +12,8 @@ set -euo pipefail
 
 VERSION="${1:-1.151.0}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-OUT="$ROOT/build/vm/$VERSION"
+# Outside the repo, so a fresh clone (CI) reuses the binaries built before on this machine.
+OUT="${HOMELAB_VM_CACHE:-$HOME/.cache/homelab-rack/vm}/$VERSION"
 BIN="$OUT/bin"
 
 if [ -x "$BIN/victoria-metrics" ] && [ -x "$BIN/vmalert" ]; then

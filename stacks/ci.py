@@ -116,6 +116,7 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
             volume_size=cfg.volume.size,
             runner_token=token.value,
             admin_password=loaded.secrets.get("gitea-admin-password"),
+            node_access=metal.node_access.get(node.hostname),
         ),
         pulumi.ResourceOptions(
             providers=[metal.k8s_provider],

@@ -1,5 +1,5 @@
 """The composition: which parts this rack has, layer by layer (metal -> system -> platform ->
-ci -> apps -> gpu), and what the stack exports. `__main__.py` and the offline plan both call `build`.
+ci -> apps -> gpu -> observability), and what the stack exports. `__main__.py` and the offline plan both call `build`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from stacks.ci import CiLayer, build_ci
 from stacks.gpu import GpuLayer, build_gpu
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer, build_metal
+from stacks.observability import ObservabilityLayer, build_observability
 from stacks.platform import PlatformLayer, build_platform
 from stacks.system import SystemLayer, build_system
 
@@ -25,6 +26,7 @@ class RackStack:
     ci: CiLayer
     apps: AppsLayer
     gpu: GpuLayer
+    observability: ObservabilityLayer
 
 
 def build(loaded: Loaded) -> RackStack:
@@ -34,7 +36,10 @@ def build(loaded: Loaded) -> RackStack:
     ci = build_ci(loaded, metal, system, platform)
     apps = build_apps(loaded, metal, system, platform)
     gpu = build_gpu(loaded, metal, system)
-    return RackStack(metal=metal, system=system, platform=platform, ci=ci, apps=apps, gpu=gpu)
+    observability = build_observability(loaded, metal, system, platform, gpu)
+    return RackStack(
+        metal=metal, system=system, platform=platform, ci=ci, apps=apps, gpu=gpu, observability=observability
+    )
 
 
 def export(stack: RackStack, loaded: Loaded) -> None:
@@ -44,3 +49,4 @@ def export(stack: RackStack, loaded: Loaded) -> None:
     pulumi.export("nodes", sorted(n.hostname for n in rack.nodes))
     pulumi.export("apps", sorted(stack.apps.workloads))
     pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
+    pulumi.export("grafana", stack.observability.grafana_url)

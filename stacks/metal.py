@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k3s_cluster import K3sCluster, K3sClusterArgs
+from components.k3s_cluster import K3sCluster, K3sClusterArgs, NodeAccess
 from stacks.loader import Loaded
 
 
@@ -25,6 +25,8 @@ class MetalLayer:
     """The cluster's kubeconfig (secret), server rewritten to the API address."""
     cluster_ready: list[pulumi.Resource] = field(default_factory=list)
     """Resources that must exist before anything is applied to the cluster."""
+    node_access: dict[str, NodeAccess] = field(default_factory=dict)
+    """SSH to each node by hostname, for host steps of later layers (volume directories)."""
 
 
 def build_metal(loaded: Loaded) -> MetalLayer:
@@ -36,4 +38,9 @@ def build_metal(loaded: Loaded) -> MetalLayer:
             token=loaded.secrets.get("k3s-token"),
         ),
     )
-    return MetalLayer(k8s_provider=cluster.provider, kubeconfig=cluster.kubeconfig, cluster_ready=cluster.ready)
+    return MetalLayer(
+        k8s_provider=cluster.provider,
+        kubeconfig=cluster.kubeconfig,
+        cluster_ready=cluster.ready,
+        node_access=cluster.access,
+    )

@@ -123,7 +123,13 @@ def build_observability(
     storage_class = [platform.storage_class] if platform.storage_class is not None else []
     store = VictoriaMetrics(
         "metrics-store",
-        VictoriaMetricsArgs(rack=rack, storage_path=node.storage.path, gpu=with_gpu, depends_on=ns_main),
+        VictoriaMetricsArgs(
+            rack=rack,
+            storage_path=node.storage.path,
+            gpu=with_gpu,
+            depends_on=ns_main,
+            node_access=metal.node_access.get(node.hostname),
+        ),
         pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=storage_class),
     )
     components["store"] = store

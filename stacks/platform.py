@@ -78,6 +78,7 @@ def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> Pl
                 storage_path=node.storage.path,
                 clients=database_clients(rack, kind),
                 password=loaded.secrets.get(f"{kind.value}-password"),
+                node_access=metal.node_access.get(node.hostname),
             ),
             pulumi.ResourceOptions(
                 providers=[metal.k8s_provider],

@@ -426,4 +426,3 @@ def test_cdi_driver_and_ssh_port_reach_the_registrations(record: Callable[..., R
     assert one(rec, "docker:index/container:Container").inputs["deviceRequests"] == [
         {"driver": "cdi", "deviceIds": ["nvidia.com/gpu=all"]}
     ]
-

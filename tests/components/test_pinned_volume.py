@@ -41,7 +41,7 @@ def test_volume_is_retained_local_and_pinned_to_its_node() -> None:
     pv = render_volume(name="data-postgres", node="rack-db-1", storage_path="/mnt/ssd/", size="30Gi", namespace="data")
     spec = pv["spec"]
     assert spec["persistentVolumeReclaimPolicy"] == "Retain"
-    assert spec["hostPath"] == {"path": "/mnt/ssd/data-postgres", "type": "DirectoryOrCreate"}
+    assert spec["local"] == {"path": "/mnt/ssd/data-postgres"}
     assert spec["storageClassName"] == STORAGE_CLASS
     assert spec["nodeAffinity"]["required"]["nodeSelectorTerms"] == [
         {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": ["rack-db-1"]}]}
@@ -116,7 +116,7 @@ def test_component_is_protected_retained_and_ignores_claim_resizes(record: Any) 
         assert reg.protect, f"{reg.name} must be protected (inherited from the component)"
         assert reg.retain_on_delete
         assert reg.parent == component.urn
-    assert pv.inputs["spec"]["hostPath"]["path"] == "/mnt/ssd/data-postgres"
+    assert pv.inputs["spec"]["local"]["path"] == "/mnt/ssd/data-postgres"
     assert pvc.inputs["spec"]["volumeName"] == pv.inputs["metadata"]["name"] == "data-postgres"
     assert pv.urn in pvc.depends_on
     assert seen["db-postgres-data-pvc"].ignore_changes == CLAIM_IGNORED_CHANGES == ["spec.resources"]
@@ -128,3 +128,33 @@ def test_only_the_size_reaches_the_claim_so_nothing_else_can_replace_it(record: 
     a = record(lambda: PinnedVolume("v", args())).by_name("v-pvc").inputs
     b = record(lambda: PinnedVolume("v", args(node="rack-db-2", storage_path="/srv"))).by_name("v-pvc").inputs
     assert a == b
+
+
+def test_volume_directory_is_created_over_ssh_and_never_deleted(record: Any) -> None:
+    """A `local` volume cannot mount a missing path: with node access, PinnedVolume makes the
+    directory first (through sudo for a non-root user), with no delete and no triggers."""
+    import pulumi
+    import pulumi_command as command
+
+    from components.k3s_cluster import NodeAccess
+    from components.pinned_volume import PinnedVolume, PinnedVolumeArgs
+
+    def program() -> None:
+        boot = command.remote.Command("node-bootstrap", connection={"host": "192.168.10.31"}, create="true")
+        connection = command.remote.ConnectionArgs(host="192.168.10.31", user="pi")
+        access = NodeAccess(connection=connection, user="pi", after=boot)
+        PinnedVolume(
+            "vol",
+            PinnedVolumeArgs(
+                volume_name="data-postgres", namespace="data", node="rack-db-1", storage_path="/mnt/ssd",
+                size="30Gi", access=access,
+            ),
+        )
+
+    rec = record(program)
+    mkdir = rec.by_name("vol-dir")
+    assert mkdir.inputs["create"] == "sudo -n bash -c 'mkdir -p -m 0750 /mnt/ssd/data-postgres'"
+    assert "delete" not in mkdir.inputs and "triggers" not in mkdir.inputs
+    assert mkdir.protect and rec.by_name("node-bootstrap").urn in mkdir.depends_on
+    assert mkdir.urn in rec.by_name("vol-pv").depends_on
+    assert pulumi  # imported for the program's runtime

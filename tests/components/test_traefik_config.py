@@ -25,9 +25,7 @@ def test_helm_chart_config_targets_the_bundled_chart() -> None:
 def test_traefik_is_placed_off_the_control_plane_and_experimental_nodes() -> None:
     values = traefik_values()
     terms = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [
-        {"matchExpressions": [{"key": CLASS_LABEL, "operator": "In", "values": ["general", "reliable"]}]}
-    ]
+    assert terms == [{"matchExpressions": [{"key": CLASS_LABEL, "operator": "In", "values": ["general", "reliable"]}]}]
     # Helm replaces lists: this empty list removes the packaged control-plane toleration.
     assert values["tolerations"] == []
     tolerated = {t.get("key") for t in values["tolerations"]}

@@ -394,7 +394,7 @@ def test_homelab_picture_renders_in_chromium(homelab_plan: dict[str, Any], tmp_p
     gpu = next(n for n in report["nodes"] if n["kind"] == "gpu-host")
     assert gpu["key"] == "gpu-3090"
     gpu_rows = {r["key"] for r in report["rows"] if r["node"] == "gpu-3090"}
-    assert gpu_rows == {"ollama", "ai/inference"}
+    assert gpu_rows == {"ollama", "dcgm-exporter", "ai/inference"}
     width, height, distinct = png_facts(png)
     assert width == 900
     assert height >= report["svg"]["h"] >= 800

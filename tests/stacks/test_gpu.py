@@ -37,8 +37,10 @@ def test_homelab_plan_has_ollama_on_gpu_3090_and_the_inference_service(
     homelab: Loaded, record: Callable[..., Recording]
 ) -> None:
     rec = record(lambda: build(homelab))
-    (container,) = rec.of_type("docker:index/container:Container")
-    assert container.inputs["name"] == "ollama"
+    # ollama, plus the DCGM exporter the monitoring layer adds on the same host
+    containers = {c.inputs["name"]: c for c in rec.of_type("docker:index/container:Container")}
+    assert set(containers) == {"ollama", "dcgm-exporter"}
+    container = containers["ollama"]
     assert labels(container.inputs)[HOST_LABEL] == "gpu-3090"
     assert labels(container.inputs)[IMAGE_LABEL] == "ollama/ollama:0.5.4"
     (provider,) = rec.of_type("pulumi:providers:docker")
@@ -48,7 +50,11 @@ def test_homelab_plan_has_ollama_on_gpu_3090_and_the_inference_service(
     services = [r for r in rec.of_type("kubernetes:core/v1:Service") if r.inputs["metadata"]["name"] == "inference"]
     (svc,) = services
     assert svc.inputs["metadata"]["namespace"] == "ai"
-    (eps,) = rec.of_type("kubernetes:discovery.k8s.io/v1:EndpointSlice")
+    (eps,) = [
+        r
+        for r in rec.of_type("kubernetes:discovery.k8s.io/v1:EndpointSlice")
+        if r.inputs["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
+    ]
     assert eps.inputs["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
     assert eps.inputs["endpoints"][0]["addresses"] == ["192.168.10.50"]
     assert eps.inputs["ports"][0]["port"] == 11434

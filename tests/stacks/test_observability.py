@@ -22,7 +22,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-import plan.result as plan_result
 from components import monitoring_config as mc
 from components.pinned_volume import pinned_node
 from plan.engine import UNKNOWN, Recording, Registration, run_program
@@ -31,7 +30,7 @@ from plan.result import PlanResult, make_plan
 from stacks import composition
 from stacks.config import ConfigError, parse_rack
 from stacks.loader import Loaded
-from stacks.observability import ObservabilityLayer, build_observability
+from stacks.observability import ObservabilityLayer
 from tests.conftest import loaded_from, stack_raw
 
 BLOCK: dict[str, Any] = {
@@ -45,8 +44,16 @@ BLOCK: dict[str, Any] = {
 OBSERVABILITY_TYPES = ("homelab:observability:", "homelab:data:VectorExtension")
 
 
-def raw_with(block: dict[str, Any] | None = BLOCK, *, vector: bool = False) -> dict[str, Any]:
+def bare_homelab() -> dict[str, Any]:
+    """The committed homelab rack without its monitoring block and vector switch."""
     raw = stack_raw("homelab")
+    raw.pop("monitoring", None)
+    raw["databases"]["postgres"].pop("vector", None)
+    return raw
+
+
+def raw_with(block: dict[str, Any] | None = BLOCK, *, vector: bool = False) -> dict[str, Any]:
+    raw = bare_homelab()
     if block is not None:
         raw["monitoring"] = copy.deepcopy(block)
     if vector:
@@ -56,7 +63,7 @@ def raw_with(block: dict[str, Any] | None = BLOCK, *, vector: bool = False) -> d
 
 def with_layer(loaded: Loaded) -> tuple[composition.RackStack, ObservabilityLayer]:
     stack = composition.build(loaded)
-    return stack, build_observability(loaded, stack.metal, stack.system, stack.platform, stack.gpu)
+    return stack, stack.observability
 
 
 def record(loaded: Loaded) -> Recording:
@@ -86,21 +93,12 @@ def ours(rec: Recording) -> list[Registration]:
 @pytest.fixture(scope="module")
 def monitored() -> Iterator[PlanResult]:
     """The homelab plan with the monitoring block and the vector switch, through the real plan."""
-    original = plan_result.build
-
-    def build(loaded: Loaded) -> composition.RackStack:
-        return with_layer(loaded)[0]
-
-    plan_result.build = build
-    try:
-        yield make_plan(loaded_from(raw_with(vector=True)), "homelab")
-    finally:
-        plan_result.build = original
+    yield make_plan(loaded_from(raw_with(vector=True)), "homelab")
 
 
 @pytest.fixture(scope="module")
 def baseline() -> PlanResult:
-    return make_plan(loaded_from(stack_raw("homelab")), "homelab")
+    return make_plan(loaded_from(bare_homelab()), "homelab")
 
 
 # --- off --------------------------------------------------------------------------------------------

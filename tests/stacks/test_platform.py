@@ -231,7 +231,7 @@ def test_one_shared_storage_class_and_every_volume_under_the_node_storage(homela
         sc.inputs["metadata"]["name"] == "pinned-local" and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
     )
     assert platform.storage_class is not None
-    paths = sorted(pv.inputs["spec"]["hostPath"]["path"] for pv in rec.of_type("kubernetes:core/v1:PersistentVolume"))
+    paths = sorted(pv.inputs["spec"]["local"]["path"] for pv in rec.of_type("kubernetes:core/v1:PersistentVolume"))
     assert paths == sorted(
         f"/mnt/ssd/{prefix}-{kind}" for prefix in ("data", "backup") for kind in ("postgres", "mysql", "redis")
     )

@@ -1,5 +1,5 @@
 """The metrics store and vmalert for real: the VictoriaMetrics release the rack pins, built from
-the Go module proxy by monitoring/build-vm.sh (build/vm/<version>/bin).
+the Go module proxy by monitoring/build-vm.sh (~/.cache/homelab-rack/vm/<version>/bin).
 
 - vmalert's own checker (`-dryRun`) accepts exactly what vmalert is given (the repo's rule files
   plus the rendered settings group) and rejects a broken copy;
@@ -38,12 +38,13 @@ import yaml
 
 from components import monitoring_config as mc
 from stacks.config import Monitoring, parse_rack
-from tests.conftest import ROOT, stack_raw
+from tests.conftest import stack_raw
 
 pytestmark = [pytest.mark.slow]
 
 MON = Monitoring.model_validate({"node": "rack-db-1"})
-BIN = Path(os.environ.get("HOMELAB_VM_BIN", ROOT / "build" / "vm" / MON.store_version / "bin"))
+VM_CACHE = Path(os.environ.get("HOMELAB_VM_CACHE", Path.home() / ".cache" / "homelab-rack" / "vm"))
+BIN = Path(os.environ.get("HOMELAB_VM_BIN", VM_CACHE / MON.store_version / "bin"))
 
 
 def binary(name: str) -> Path:
