@@ -41,3 +41,11 @@ clean:
 
 bench: $(STAMP)
 	@$(PY) -m bench.bench --json build/bench.json
+
+# The real engine (built offline by `make toolchain`), the lab, and a real preview.
+include toolchain/toolchain.mk
+include lab/lab.mk
+
+.PHONY: preview
+preview: $(STAMP) toolchain
+	@bash tools/preview.sh $(STACK)
