@@ -16,10 +16,12 @@
 //     exactly the contract the shim and the Python SDK expect.
 //   - GetRequiredPackages: report the resource plugins declared by installed
 //     Python packages (their pulumi-plugin.json), as upstream does.
+//   - the `typechecker` runtime option (mypy, pyright): run over the program
+//     directory before the program, failing the run on type errors.
 //   - GetPluginInfo, About, GetProgramDependencies.
 //
 // Everything else (InstallDependencies, code generation, `pulumi new`
-// prompts, typechecker runs) answers Unimplemented; the engine treats that
+// prompts) answers Unimplemented; the engine treats that
 // as "not supported by this host" and carries on.
 package main
 
@@ -49,16 +51,13 @@ import (
 const userActionableExitCode = 32
 
 func main() {
+	// -v and --logtostderr, which the engine passes when it logs verbosely,
+	// are registered on the default FlagSet by the logging package.
 	var tracing, root string
-	var logToStderr, logFlow bool
-	var verbose int
 	flag.StringVar(&tracing, "tracing", "", "Emit tracing to a Zipkin-compatible tracing endpoint")
 	flag.StringVar(&root, "root", "", "Project root (accepted for compatibility, unused)")
-	flag.BoolVar(&logToStderr, "logtostderr", false, "Log to stderr")
-	flag.BoolVar(&logFlow, "logflow", false, "Flow logging settings to child processes")
-	flag.IntVar(&verbose, "v", 0, "Log verbosity")
 	flag.Parse()
-	logging.InitLogging(logToStderr, verbose, logFlow)
+	logging.InitLogging(false, 0, false)
 
 	var engineAddress string
 	if args := flag.Args(); len(args) > 0 {
@@ -151,18 +150,56 @@ func options(info *pulumirpc.ProgramInfo) (toolchain.PythonOptions, error) {
 	if opts.Virtualenv != "" && opts.Toolchain == toolchain.Auto {
 		opts.Toolchain = toolchain.Pip
 	}
-	if tc, ok := m["typechecker"].(string); ok && tc != "" {
-		logging.V(3).Infof("typechecker %q requested; this host does not run typecheckers", tc)
+	if v, ok := m["typechecker"].(string); ok {
+		switch strings.ToLower(v) {
+		case "mypy":
+			opts.Typechecker = toolchain.TypeCheckerMypy
+		case "pyright":
+			opts.Typechecker = toolchain.TypeCheckerPyright
+		default:
+			return opts, fmt.Errorf("unsupported typechecker %q", v)
+		}
 	}
 	return opts, nil
 }
 
 func resolve(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
+	tc, _, err := resolveWithOptions(info)
+	return tc, err
+}
+
+func resolveWithOptions(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, toolchain.PythonOptions, error) {
 	opts, err := options(info)
 	if err != nil {
-		return nil, err
+		return nil, opts, err
 	}
-	return toolchain.ResolveToolchain(opts)
+	tc, err := toolchain.ResolveToolchain(opts)
+	return tc, opts, err
+}
+
+// typecheck runs the typechecker Pulumi.yaml asks for over the program
+// directory before the program runs, failing the run on type errors.
+func typecheck(ctx context.Context, tc toolchain.Toolchain, opts toolchain.PythonOptions) error {
+	var module string
+	switch opts.Typechecker {
+	case toolchain.TypeCheckerMypy:
+		module = "mypy"
+	case toolchain.TypeCheckerPyright:
+		module = "pyright"
+	default:
+		return nil
+	}
+	cmd, err := tc.ModuleCommand(ctx, module, ".")
+	if err != nil {
+		return err
+	}
+	cmd.Dir = opts.ProgramDir
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s typechecking failed: %w", module, err)
+	}
+	return nil
 }
 
 func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
@@ -170,11 +207,14 @@ func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.Plugin
 }
 
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
-	tc, err := resolve(req.GetInfo())
+	tc, opts, err := resolveWithOptions(req.GetInfo())
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
 	if err := tc.ValidateVenv(ctx); err != nil {
+		return &pulumirpc.RunResponse{Error: err.Error()}, nil
+	}
+	if err := typecheck(ctx, tc, opts); err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}
 
@@ -211,7 +251,11 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
-	config, err := json.Marshal(req.GetConfig())
+	configMap := req.GetConfig()
+	if configMap == nil {
+		configMap = map[string]string{}
+	}
+	config, err := json.Marshal(configMap)
 	if err != nil {
 		return nil, err
 	}
