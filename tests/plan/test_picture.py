@@ -25,7 +25,7 @@ from plan.picture import layout, render_html, render_svg, write_picture
 from plan.result import make_plan
 from stacks.loader import StackFile
 from tests.conftest import ROOT
-from tests.real import need
+from tests.prereq import need
 
 BUILD = ROOT / "build" / "picture-test"
 SVG_NS = "{http://www.w3.org/2000/svg}"

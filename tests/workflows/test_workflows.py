@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.real import need
+from tests.prereq import need
 
 WORKFLOWS = ROOT / ".gitea" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))

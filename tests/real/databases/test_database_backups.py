@@ -39,7 +39,7 @@ from components.database_backup import backup_command, render_backup_cronjob
 from components.database_manifests import DATABASE_NAME, DATABASE_USER, render_statefulset
 from stacks.config import Database as DatabaseConfig
 from stacks.config import DatabaseKind
-from tests.real import need
+from tests.prereq import need
 
 from .sandbox import Sandbox, pod_env
 

@@ -38,7 +38,7 @@ from components.gpu_container_spec import (
 from components.gpu_host import preflight_script
 from stacks.config import GpuContainer, parse_rack
 from tests.conftest import stack_raw
-from tests.real import need
+from tests.prereq import need
 
 from .engine import ApiError, Daemon, Engine, build_server, import_image, rootfs_tar
 

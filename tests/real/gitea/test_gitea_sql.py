@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from components.gitea import render_db_init_script, render_runner_token_script
-from tests.real import need
+from tests.prereq import need
 
 pytestmark = [pytest.mark.realdb]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.real import need
+from tests.prereq import need
 
 pytestmark = [pytest.mark.realssh, pytest.mark.slow]
 

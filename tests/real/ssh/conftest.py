@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from components.k3s_scripts import HostLayout
-from tests.real import need
+from tests.prereq import need
 
 SUBNET = "10.231.0"
 HOSTS: dict[str, int] = {"lab-cp-1": 11, "lab-gen-1": 21, "lab-db-1": 31, "lab-exp-1": 41}

@@ -32,7 +32,7 @@ from components.database_manifests import DATABASE_NAME, DATABASE_USER, secret_n
 from components.vector_store import EXTENSION, render_job, setup_statements
 from stacks.config import Database as DatabaseConfig
 from stacks.config import DatabaseKind
-from tests.real import need
+from tests.prereq import need
 
 pytestmark = [pytest.mark.realdb]
 
