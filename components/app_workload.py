@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import (
     cidr_peer,
     dns_egress,
@@ -99,17 +99,6 @@ def _probe(app: App, *, period: int, failures: int) -> dict[str, Any]:
         {"httpGet": {"path": app.health_path, "port": "http"}} if app.health_path else {"tcpSocket": {"port": "http"}}
     )
     return {**action, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2}
-
-
-def restricted_container_security() -> dict[str, Any]:
-    """The container half of the restricted Pod Security profile, plus a read-only root."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
 
 
 def render_deployment(

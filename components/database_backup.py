@@ -22,15 +22,20 @@ from components.database_manifests import (
     DATABASE_USER,
     FLAVORS,
     NAMESPACE,
+    RUN_AS,
     backup_volume_name,
-    container_security_context,
     image,
-    pod_security_context,
     secret_env,
     service_host,
     workload_name,
 )
-from components.layout import Category, pod_placement, workload_labels
+from components.layout import (
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from stacks.config import Database as DatabaseConfig
 from stacks.config import DatabaseKind
 
@@ -133,12 +138,12 @@ def render_backup_cronjob(kind: DatabaseKind, db: DatabaseConfig, *, namespace: 
         "command": backup_command(kind, db, namespace=namespace),
         "env": [secret_env(SECRET_ENV[kind], kind)],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
-        "securityContext": container_security_context(),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": pod_security_context(),
+        "securityContext": restricted_pod_security(RUN_AS, fs_group=True),
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "containers": [container],

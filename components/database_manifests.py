@@ -18,6 +18,8 @@ from components.layout import (
     WORKLOAD_LABEL,
     Category,
     pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
     workload_labels,
 )
 from components.quantity import memory_mib
@@ -126,29 +128,6 @@ def secret_env(name: str, kind: DatabaseKind) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(kind), "key": PASSWORD_KEY}}}
 
 
-def pod_security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "fsGroup": RUN_AS,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def container_security_context() -> dict[str, Any]:
-    """The restricted Pod Security profile; all three official images run as uid 999 with a
-    read-only root filesystem once their socket/tmp directories are emptyDirs."""
-    return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def scratch_volumes(kind: DatabaseKind) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, volumeMounts) of the emptyDirs the read-only root filesystem needs."""
     volumes, mounts = [], []
@@ -240,7 +219,7 @@ def render_statefulset(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str
         "ports": [{"name": kind.value, "containerPort": flavor.port, "protocol": "TCP"}],
         "env": _server_env(kind),
         "resources": resources(db),
-        "securityContext": container_security_context(),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "data", "mountPath": flavor.data_mount}, *scratch_mounts],
         **probes(kind),
     }
@@ -253,7 +232,7 @@ def render_statefulset(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str
             ),
         ]
     pod_spec: dict[str, Any] = {
-        "securityContext": pod_security_context(),
+        "securityContext": restricted_pod_security(RUN_AS, fs_group=True),
         "terminationGracePeriodSeconds": 60,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,

@@ -36,10 +36,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.app_workload import restricted_container_security
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.k3s_cluster import NodeAccess
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import (
+    WORKLOAD_LABEL,
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from components.network_policy import (
     dns_egress,
     from_traefik,
@@ -246,17 +252,6 @@ def _psql_env(*, host: str, port: int, user: str, database: str, password: dict[
     ]
 
 
-def _pod_security(uid: int = UID) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def _resources(cpu: str, memory: str) -> dict[str, Any]:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
@@ -330,7 +325,7 @@ def render_deployment(s: GiteaSettings, *, claim_name: str) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(),
+                    "securityContext": restricted_pod_security(UID, fs_group=True),
                     "initContainers": init,
                     "containers": [container],
                     "volumes": [
@@ -363,7 +358,7 @@ def render_db_init_job(s: GiteaSettings) -> dict[str, Any]:
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(),
+                    "securityContext": restricted_pod_security(UID, fs_group=True),
                     "containers": [
                         {
                             "name": "psql",

@@ -38,8 +38,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.app_workload import restricted_container_security
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import (
     SYSTEM_NAMESPACE,
     TRAEFIK_POD_LABELS,

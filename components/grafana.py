@@ -28,7 +28,14 @@ import pulumi_kubernetes as k8s
 from components import monitoring_config as mc
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.ingress_routes import Route, render_ingress
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import (
+    WORKLOAD_LABEL,
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from components.network_policy import dns_egress, from_traefik, pods_peer, render_workload_policy, rule, tcp
 from stacks.config import Monitoring
 
@@ -118,13 +125,7 @@ def render_deployment(monitoring: Monitoring, domain: str, *, namespace: str = m
         "env": render_env(monitoring, domain),
         "ports": [{"name": "http", "containerPort": mc.GRAFANA_PORT, "protocol": "TCP"}],
         "resources": mc.RESOURCES[mc.GRAFANA_NAME].to_k8s(),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "data", "mountPath": "/var/lib/grafana"},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -140,13 +141,7 @@ def render_deployment(monitoring: Monitoring, domain: str, *, namespace: str = m
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(RUN_AS, fs_group=True),
         "containers": [container],
         "volumes": [
             {"name": "data", "emptyDir": {"sizeLimit": "512Mi"}},

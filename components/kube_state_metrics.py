@@ -21,7 +21,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
-from components.layout import CLASS_LABEL, WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import (
+    CLASS_LABEL,
+    WORKLOAD_LABEL,
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from components.network_policy import cidr_peer, dns_egress, host_network, pods_peer, render_workload_policy, rule, tcp
 from stacks.config import Rack
 
@@ -98,13 +106,7 @@ def render_deployment(*, namespace: str = mc.NAMESPACE) -> dict[str, Any]:
             {"name": "telemetry", "containerPort": mc.KSM_TELEMETRY_PORT, "protocol": "TCP"},
         ],
         "resources": mc.RESOURCES[mc.KSM_NAME].to_k8s(),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "readinessProbe": {"httpGet": {"path": "/readyz", **probe_port}, "periodSeconds": 15, "timeoutSeconds": 5},
         "livenessProbe": {
             "httpGet": {"path": "/livez", **probe_port},
@@ -117,12 +119,7 @@ def render_deployment(*, namespace: str = mc.NAMESPACE) -> dict[str, Any]:
         "serviceAccountName": mc.KSM_NAME,
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(RUN_AS),
         "containers": [container],
         **pod_placement(mc.KSM_NAME, Category.INFRASTRUCTURE),
     }

@@ -22,7 +22,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
-from components.layout import WORKLOAD_LABEL, Category, node_agent_tolerations, workload_labels
+from components.layout import (
+    WORKLOAD_LABEL,
+    Category,
+    node_agent_tolerations,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 
 RUN_AS = 65534
 MOUNT_EXCLUDE = r"^/(dev|proc|sys|run|var/lib/kubelet/.+|var/lib/rancher/k3s/agent/containerd/.+)($|/)"
@@ -54,13 +61,7 @@ def render_daemonset(*, namespace: str = mc.NODE_NAMESPACE) -> dict[str, Any]:
         "env": [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
         "ports": [{"name": "metrics", "containerPort": mc.NODE_EXPORTER_PORT, "protocol": "TCP"}],
         "resources": mc.RESOURCES[mc.NODE_EXPORTER_NAME].to_k8s(),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {
                 "name": name,
@@ -84,12 +85,7 @@ def render_daemonset(*, namespace: str = mc.NODE_NAMESPACE) -> dict[str, Any]:
         "dnsPolicy": "ClusterFirstWithHostNet",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(RUN_AS),
         "containers": [container],
         "volumes": [{"name": name, "hostPath": {"path": host, "type": "Directory"}} for name, host, _ in host_mounts],
         # Every node: no class affinity, and every taint the layout can set is tolerated.

@@ -40,13 +40,12 @@ from components.database_manifests import (
     FLAVORS,
     NAMESPACE,
     RUN_AS,
-    container_security_context,
     secret_env,
     server_image,
     service_host,
     workload_name,
 )
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import dns_egress, pods_peer, render_workload_policy, rule, tcp
 from stacks.config import Database as DatabaseConfig
 from stacks.config import DatabaseKind
@@ -119,7 +118,7 @@ def render_job(db: DatabaseConfig, *, namespace: str = NAMESPACE) -> dict[str, A
                     "requests": {"cpu": "50m", "memory": "64Mi"},
                     "limits": {"cpu": "50m", "memory": "64Mi"},
                 },
-                "securityContext": container_security_context(),
+                "securityContext": restricted_container_security(),
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }
         ],

@@ -32,7 +32,14 @@ import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
 from components.k3s_cluster import NodeAccess
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import (
+    WORKLOAD_LABEL,
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from components.network_policy import (
     cidr_peer,
     dns_egress,
@@ -105,27 +112,6 @@ def render_service(namespace: str = mc.NAMESPACE) -> dict[str, Any]:
     }
 
 
-def restricted_security() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security(uid: int) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def render_statefulset(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) -> dict[str, Any]:
     """The store (pure). Its identity (name, selector, claim) never depends on version or sizes."""
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
@@ -136,7 +122,7 @@ def render_statefulset(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE)
         "args": mc.store_args(monitoring),
         "ports": [{"name": "http", "containerPort": mc.STORE_PORT, "protocol": "TCP"}],
         "resources": mc.Resources(monitoring.store_cpu, monitoring.store_memory).to_k8s(),
-        "securityContext": restricted_security(),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "data", "mountPath": mc.STORE_DATA_DIR},
             {"name": "config", "mountPath": mc.STORE_CONFIG_DIR, "readOnly": True},
@@ -151,7 +137,7 @@ def render_statefulset(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE)
         # The token is the scrape credential for the kubelets (nodes/metrics, nothing else).
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
-        "securityContext": pod_security(RUN_AS),
+        "securityContext": restricted_pod_security(RUN_AS, fs_group=True),
         "terminationGracePeriodSeconds": 60,
         "containers": [container],
         "volumes": [

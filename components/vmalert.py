@@ -27,7 +27,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
-from components.layout import WORKLOAD_LABEL, Category, pod_placement, workload_labels
+from components.layout import (
+    WORKLOAD_LABEL,
+    Category,
+    pod_placement,
+    restricted_container_security,
+    restricted_pod_security,
+    workload_labels,
+)
 from components.network_policy import dns_egress, pods_peer, render_workload_policy, rule, tcp
 from stacks.config import Monitoring
 
@@ -67,13 +74,7 @@ def render_deployment(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) 
         "args": mc.vmalert_args(monitoring),
         "ports": [{"name": "http", "containerPort": mc.VMALERT_PORT, "protocol": "TCP"}],
         "resources": mc.RESOURCES[mc.VMALERT_NAME].to_k8s(),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "rules", "mountPath": mc.RULES_DIR, "readOnly": True}],
         "readinessProbe": {**probe, "periodSeconds": 15},
         "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 6},
@@ -81,12 +82,7 @@ def render_deployment(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) 
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(RUN_AS),
         "containers": [container],
         "volumes": [{"name": "rules", "configMap": {"name": RULES_CONFIGMAP}}],
         **pod_placement(mc.VMALERT_NAME, Category.INFRASTRUCTURE),
