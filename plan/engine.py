@@ -75,8 +75,8 @@ def _walk_secrets(value: Any, path: str, paths: list[str]) -> tuple[Any, Any]:
 
 
 class DefaultMocks(pulumi.runtime.Mocks):
-    """Echo inputs as outputs; a provider-specific id; unknown outputs where a real provider
-    would compute them on a first preview (command stdout)."""
+    """Echo inputs as outputs (as the Kubernetes provider predicts them in a preview), with an id
+    derived from the logical name."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)

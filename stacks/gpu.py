@@ -9,13 +9,11 @@ not one the system layer creates, that Namespace. Left out entirely (nothing reg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gpu_host import GpuHost, GpuHostArgs
-from stacks.config import Rack
 from stacks.endpoints import inference_endpoint
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
@@ -36,14 +34,6 @@ class GpuLayer:
     """The GPU host component (None when disabled)."""
     namespace: k8s.core.v1.Namespace | None = None
     """The Namespace this layer created for the Service (None when the system layer owns it)."""
-
-
-def external_containers(rack: Rack) -> list[dict[str, Any]]:
-    """The plan's `external` rows: one per model server on the GPU host (pure)."""
-    gpu = rack.gpu_host
-    if gpu is None:
-        return []
-    return [{"workload": c.name, "host": gpu.hostname, "image": c.image, "gpus": c.gpus} for c in gpu.containers]
 
 
 def build_gpu(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> GpuLayer:

@@ -133,7 +133,6 @@ def test_only_the_size_reaches_the_claim_so_nothing_else_can_replace_it(record: 
 def test_volume_directory_is_created_over_ssh_and_never_deleted(record: Any) -> None:
     """A `local` volume cannot mount a missing path: with node access, PinnedVolume makes the
     directory first (through sudo for a non-root user), with no delete and no triggers."""
-    import pulumi
     import pulumi_command as command
 
     from components.k3s_cluster import NodeAccess
@@ -157,4 +156,3 @@ def test_volume_directory_is_created_over_ssh_and_never_deleted(record: Any) -> 
     assert "delete" not in mkdir.inputs and "triggers" not in mkdir.inputs
     assert mkdir.protect and rec.by_name("node-bootstrap").urn in mkdir.depends_on
     assert mkdir.urn in rec.by_name("vol-pv").depends_on
-    assert pulumi  # imported for the program's runtime

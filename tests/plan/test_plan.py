@@ -91,7 +91,8 @@ def test_human_report_shows_layout_and_verdict(homelab_plan: PlanResult) -> None
     text = text_of(homelab_plan)
     for hostname in ("rack-cp-1", "rack-pi-1", "rack-db-1", "rack-lab-1"):
         assert hostname in text
-    assert "apps/bible-api ×" in text or "apps/bible-api" in text
+    assert "apps/bible-api ×2" not in text  # two replicas on two Pis: one per node row
+    assert text.count("apps/bible-api") == 2
     assert "layout OK" in text
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from components.gpu_container_spec import HOST_LABEL, IMAGE_LABEL
 from plan.engine import Recording
+from plan.result import external_containers
 from stacks.composition import build
-from stacks.gpu import GpuLayer, build_gpu, external_containers
+from stacks.gpu import GpuLayer, build_gpu
 from stacks.loader import Loaded
 from stacks.metal import build_metal
 from stacks.system import build_system
@@ -94,7 +95,7 @@ def test_rack_without_gpu_host_is_disabled(homelab_raw: dict[str, Any], record: 
     rec = record(gpu_layer_only(loaded_from(homelab_raw), out))
     assert out == [GpuLayer(enabled=False)]
     assert not [r for r in rec if r.type.startswith(DOCKER_PREFIXES)]
-    assert external_containers(loaded_from(homelab_raw).rack) == []
+    assert external_containers(rec, loaded_from(homelab_raw)) == []
 
 
 def test_service_in_a_namespace_the_system_layer_owns_reuses_it(
@@ -111,7 +112,9 @@ def test_service_in_a_namespace_the_system_layer_owns_reuses_it(
     assert apps_ns.urn in svc.depends_on
 
 
-def test_external_containers_for_the_plan(homelab: Loaded) -> None:
-    assert external_containers(homelab.rack) == [
-        {"workload": "ollama", "host": "gpu-3090", "image": "ollama/ollama:0.5.4", "gpus": "all"}
-    ]
+def test_external_containers_for_the_plan(homelab: Loaded, record: Callable[..., Recording]) -> None:
+    """The plan's `external` rows come from the recorded Docker registrations, not from config."""
+    rows = {row["workload"]: row for row in external_containers(record(lambda: build(homelab)), homelab)}
+    assert rows["ollama"] == {
+        "workload": "ollama", "host": "gpu-3090", "image": "ollama/ollama:0.5.4", "gpus": "all", "ports": [11434]
+    }
