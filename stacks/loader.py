@@ -36,11 +36,18 @@ SECRET_KEYS: dict[str, str] = {
 
 OPTION_KEYS: dict[str, str] = {
     "skip-layers": "layers left out of this run (e.g. [gpu] where pulumi-resource-docker is missing)",
+    "init-system": (
+        "what supervises k3s on the hosts: `systemd` (every real Pi) or `none` (only the lab's "
+        "network-namespace hosts, where install checks the k3s files but not a systemd unit)"
+    ),
 }
 """Non-secret settings beside `homelab:rack` that are not part of the rack itself."""
 
 SKIPPABLE_LAYERS: tuple[str, ...] = ("gpu",)
 """The layers `homelab:skip-layers` may name."""
+
+INIT_SYSTEMS: tuple[str, ...] = ("systemd", "none")
+"""The values of `homelab:init-system`; the first is the default."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class Loaded:
     secrets: RackSecrets
     skip_layers: frozenset[str] = frozenset()
     warnings: tuple[ConfigWarning, ...] = ()
+    init_system: str = INIT_SYSTEMS[0]
+    """`homelab:init-system`: `systemd`, or `none` on the lab's hosts."""
 
 
 def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = None) -> list[ConfigWarning]:
@@ -92,12 +101,26 @@ def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = 
     return out
 
 
-def _options(raw: dict[str, Any]) -> frozenset[str]:
-    layers = raw.get("skip-layers", [])
+@dataclass(frozen=True)
+class Options:
+    skip_layers: frozenset[str] = frozenset()
+    init_system: str = INIT_SYSTEMS[0]
+
+
+def _options(raw: dict[str, Any]) -> Options:
+    """The settings of OPTION_KEYS from their raw values (absent keys take their defaults)."""
+    issues = []
+    layers = raw.get("skip-layers") or []
     valid = set(SKIPPABLE_LAYERS)
     if not isinstance(layers, list) or not all(isinstance(x, str) and x in valid for x in layers):
-        raise ConfigError([Issue("homelab:skip-layers", f"must be a list of layer names from {sorted(valid)}")])
-    return frozenset(layers)
+        issues.append(Issue("homelab:skip-layers", f"must be a list of layer names from {sorted(valid)}"))
+        layers = []
+    init = raw.get("init-system", INIT_SYSTEMS[0])
+    if init not in INIT_SYSTEMS:
+        issues.append(Issue("homelab:init-system", f"must be one of {list(INIT_SYSTEMS)}, got {init!r}"))
+    if issues:
+        raise ConfigError(issues)
+    return Options(frozenset(layers), init)
 
 
 def load_from_pulumi() -> Loaded:
@@ -107,11 +130,16 @@ def load_from_pulumi() -> Loaded:
     if raw is None:
         raise ConfigError([Issue("homelab:rack", "required: the stack config has no homelab:rack")])
     rack = parse_rack(raw)
-    skip = _options({"skip-layers": config.get_object("skip-layers") or []})
+    raw_options: dict[str, Any] = {
+        "skip-layers": config.get_object("skip-layers"),
+        "init-system": config.get("init-system"),
+    }
+    options = _options({k: v for k, v in raw_options.items() if v is not None})
     present: dict[str, Callable[[], pulumi.Output[str]]] = {
         key: functools.partial(config.require_secret, key) for key in SECRET_KEYS if config.get(key) is not None
     }
-    return Loaded(rack, RackSecrets(present), skip, tuple(missing_secret_warnings(set(present))))
+    warnings = tuple(missing_secret_warnings(set(present)))
+    return Loaded(rack, RackSecrets(present), options.skip_layers, warnings, options.init_system)
 
 
 def unknown_secret() -> pulumi.Output[str]:
@@ -155,9 +183,7 @@ class StackFile:
         for key in SECRET_KEYS:
             value = ours.get(key)
             if value is not None and not (isinstance(value, dict) and set(value) == {"secure"}):
-                issues.append(
-                    Issue(f"{prefix}{key}", f"must be a secret: `pulumi config set --secret {prefix}{key}`")
-                )
+                issues.append(Issue(f"{prefix}{key}", f"must be a secret: `pulumi config set --secret {prefix}{key}`"))
         if RACK_KEY not in ours:
             issues.append(Issue(f"{prefix}{RACK_KEY}", "required: the stack file has no homelab:rack"))
         rack: Rack | None = None
@@ -165,13 +191,14 @@ class StackFile:
             rack = parse_rack(ours.get(RACK_KEY)) if RACK_KEY in ours else None
         except ConfigError as exc:
             issues.extend(exc.issues)
+        options = Options()
         try:
-            skip = _options(ours)
+            options = _options(ours)
         except ConfigError as exc:
             issues.extend(exc.issues)
-            skip = frozenset()
         if issues or rack is None:
             raise ConfigError(issues)
         present_keys = {k for k in SECRET_KEYS if k in ours}
         secrets = RackSecrets({k: unknown_secret for k in present_keys})
-        return Loaded(rack, secrets, skip, tuple(missing_secret_warnings(present_keys)))
+        warnings = tuple(missing_secret_warnings(present_keys))
+        return Loaded(rack, secrets, options.skip_layers, warnings, options.init_system)

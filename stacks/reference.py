@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from stacks.config import Rack
-from stacks.loader import OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
+from stacks.loader import INIT_SYSTEMS, OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
@@ -180,14 +180,13 @@ def _beside_the_rack() -> Iterator[tuple[str, str, str, str]]:
             f"`pulumi config set --secret {PROJECT}:{key}`: {description}.",
         )
     layers = ", ".join(f"`{layer}`" for layer in SKIPPABLE_LAYERS)
+    kinds = {
+        "skip-layers": (f"list of {layers}", "`[]`"),
+        "init-system": (" | ".join(f"`{v}`" for v in INIT_SYSTEMS), f"`{INIT_SYSTEMS[0]}`"),
+    }
     for key, description in OPTION_KEYS.items():
-        kind = f"list of {layers}" if key == "skip-layers" else "value"
-        yield (
-            f"{PROJECT}:{key}",
-            kind,
-            "`[]`" if key == "skip-layers" else "—",
-            description[:1].upper() + description[1:] + ".",
-        )
+        kind, default = kinds[key]
+        yield (f"{PROJECT}:{key}", kind, default, description[:1].upper() + description[1:] + ".")
 
 
 def config_reference() -> str:

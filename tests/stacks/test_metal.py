@@ -67,3 +67,21 @@ def test_kubeconfig_is_a_secret(mocked: object, homelab: Loaded) -> pulumi.Outpu
 def _assert_secret(is_secret: bool) -> bool:
     assert is_secret
     return is_secret
+
+
+def test_init_system_none_drops_only_the_systemd_check(record: Callable[..., Recording], lab: Loaded) -> None:
+    """`homelab:init-system: none` (the lab's hosts): the install and upgrade scripts wait for the
+    same k3s files but never ask systemctl; with the default every node's scripts do."""
+    assert lab.init_system == "none"
+    bare = record(lambda: build_metal(lab))
+    real = record(lambda: build_metal(Loaded(rack=lab.rack, secrets=lab.secrets)))
+    for node in lab.rack.nodes:
+        for step in ("install", "upgrade"):
+            name = f"k3s-{node.hostname}-{step}"
+            with_systemd = real.by_name(name).inputs["create"]
+            without = bare.by_name(name).inputs["create"]
+            assert "systemctl is-active --quiet k3s" in with_systemd
+            assert "systemctl" not in without
+            assert "agent/kubelet.kubeconfig" in without
+            unit = "k3s" if node.role == "server" else "k3s-agent"
+            assert with_systemd.replace(f" && systemctl is-active --quiet {unit}", "") == without
