@@ -9,8 +9,13 @@ every child carry `protect=True`, and the claim and volume are `retain_on_delete
 - `PersistentVolumeClaim` `<volume_name>` in the workload's namespace, bound to that volume by
   `spec.volumeName`.
 
-The shared `StorageClass` `pinned-local` (no provisioner, `WaitForFirstConsumer`, Retain) is made
-once by the platform layer from `render_storage_class()`, not here.
+The shared `StorageClass` `pinned-local` (no provisioner, `Immediate`, Retain) is made once by the
+platform layer from `render_storage_class()`, not here. `Immediate`, not the usual
+`WaitForFirstConsumer` of local volumes: every pinned volume is pre-bound both ways (`claimRef` and
+`volumeName`) to a PV whose node affinity the scheduler honours anyway, so delayed binding buys
+nothing, and pulumi-kubernetes' claim awaiter treats a WaitForFirstConsumer claim as ready only
+while it is *Pending*: a pre-bound claim that is Bound before the first watch event fails the
+`up` after 5 minutes (found by the lab e2e). With `Immediate` the awaiter waits for Bound.
 
 Why pods reference the claim by name (`volumes[].persistentVolumeClaim.claimName`) instead of a
 StatefulSet `volumeClaimTemplates`: templates are immutable, and pulumi-kubernetes has replaced
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
     from components.k3s_cluster import NodeAccess
 
 STORAGE_CLASS = "pinned-local"
-"""The no-provisioner, WaitForFirstConsumer storage class every pinned volume uses."""
+"""The no-provisioner, Immediate-binding storage class every pinned volume uses."""
 
 VOLUME_LABEL = f"{LABEL_PREFIX}/volume"
 """Label on the PV and PVC carrying the volume name (for `kubectl get pv -L`)."""
@@ -54,7 +59,7 @@ def render_storage_class() -> dict[str, Any]:
         "metadata": {"name": STORAGE_CLASS, "labels": {f"{LABEL_PREFIX}/managed": "true"}},
         "provisioner": "kubernetes.io/no-provisioner",
         "reclaimPolicy": "Retain",
-        "volumeBindingMode": "WaitForFirstConsumer",
+        "volumeBindingMode": "Immediate",
         "allowVolumeExpansion": False,
     }
 

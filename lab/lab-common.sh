@@ -36,7 +36,8 @@ LAB_MADE_FILES=(env.sh id_ed25519 id_ed25519.pub known_hosts hosts.json admin.ku
 log() { echo "lab: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# "hostname address role" per line: the stack file's nodes, then the spare hosts.
+# "hostname address role cpu memory storage-path" per line: the stack file's nodes, then the
+# spare hosts (cpu/memory: the simulated hardware, the config's capacity; storage "-" if none).
 lab_hosts() {
     [[ -f "$LAB_STACK" ]] || die "no stack file $LAB_STACK"
     "$LAB_PYTHON" - "$LAB_STACK" <<'PY'
@@ -45,11 +46,13 @@ import yaml
 with open(sys.argv[1]) as f:
     rack = yaml.safe_load(f)["config"]["homelab:rack"]
 for node in rack["nodes"]:
-    print(node["hostname"], node["address"], node["role"])
+    capacity = node.get("capacity") or {}
+    storage = (node.get("storage") or {}).get("path") or "-"
+    print(node["hostname"], node["address"], node["role"], capacity.get("cpu", "2"), capacity.get("memory", "4Gi"), storage)
 PY
     local extra
     for extra in $LAB_EXTRA_HOSTS; do
-        echo "${extra//:/ }"
+        echo "${extra//:/ } 2 4Gi -"
     done
 }
 
@@ -106,14 +109,15 @@ kill_netns_pids() {
 }
 
 # Start a host: its sshd inside the host's network namespace, in a private mount and UTS
-# namespace that lab-host-init.sh gives its own filesystem view; an API forwarder on servers.
+# namespace that lab-host-init.sh gives its own filesystem view (and its "SSD" mounted at the
+# storage path, if it has one); an API forwarder on servers.
 host_start() {
-    local name="$1" addr="$2" role="$3" ns hd
+    local name="$1" addr="$2" role="$3" storage="${4:--}" ns hd
     ns="$(ns_of "$name")"
     hd="$LAB_HOSTS_DIR/$name"
     [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] || die "host $name is already running"
     setsid ip netns exec "$ns" unshare --mount --uts --propagation private -- \
-        "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" </dev/null >>"$hd/sshd.log" 2>&1 &
+        "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" "$storage" </dev/null >>"$hd/sshd.log" 2>&1 &
     if [[ "$role" == server ]]; then
         # A k3s server serves the API on :6443 of its own address (and 127.0.0.1 inside the
         # host). The lab's one kube-apiserver sits on the bridge; forward to it.

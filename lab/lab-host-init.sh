@@ -16,11 +16,15 @@
 #   - /opt/lab/bin: the lab's binaries (kubectl, ...), read-only — what k3s' embedded kubectl
 #     would be on a real host;
 #
-#   lab-host-init.sh HOSTNAME HOST_DIR LAB_BIN
+#   - the storage path (rack.nodes[].storage.path), if any: <host dir>/storage bind-mounted
+#     there, so it is a mounted filesystem like the node's SSD and outlives the host's disk;
+#
+#   lab-host-init.sh HOSTNAME HOST_DIR LAB_BIN [STORAGE_PATH|-]
 set -euo pipefail
 name="$1"
 hd="$2"
 lab_bin="$3"
+storage="${4:--}"
 
 hostname "$name"
 for d in etc usr var opt srv root home; do
@@ -35,6 +39,10 @@ mount --bind "$hd/tmp" /tmp
 mkdir -p /opt/lab/bin
 mount --bind "$lab_bin" /opt/lab/bin
 mount -o remount,bind,ro /opt/lab/bin
+if [[ "$storage" != - ]]; then
+    mkdir -p "$storage"
+    mount --bind "$hd/storage" "$storage"
+fi
 mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd

@@ -14,17 +14,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 verb="$1"
 want="$2"
 line=""
-while read -r name addr role; do
-    [[ "$name" == "$want" ]] && line="$name $addr $role"
+while read -r name addr role _ _ storage; do
+    [[ "$name" == "$want" ]] && line="$name $addr $role $storage"
 done < <(lab_hosts)
 [[ -n "$line" ]] || die "no lab host $want"
-read -r name addr role <<<"$line"
+read -r name addr role storage <<<"$line"
 ns="$(ns_of "$name")"
 ip netns list | grep -q "^$ns\b" || die "host $name has no namespace: is the lab up?"
 case "$verb" in
     stop) host_stop "$name"; log "host $name stopped" ;;
     start)
-        host_start "$name" "$addr" "$role"
+        host_start "$name" "$addr" "$role" "$storage"
         host_wait_ssh "$name" "$addr"
         log "host $name started"
         ;;

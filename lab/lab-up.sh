@@ -42,7 +42,7 @@ mapfile -t hosts < <(lab_hosts)
 server_ips=()
 server_names=()
 for h in "${hosts[@]}"; do
-    read -r name addr role <<<"$h"
+    read -r name addr role _ <<<"$h"
     [[ "$addr" == "$LAB_SUBNET_PREFIX"* && "$addr" != "$LAB_BRIDGE_ADDR" ]] ||
         die "host $name: address $addr is not in ${LAB_SUBNET_PREFIX}0/$LAB_PREFIX_LEN"
     [[ "$role" == server || "$role" == agent ]] || die "host $name: role $role"
@@ -195,7 +195,7 @@ ssh-keygen -q -t ed25519 -N "" -C "homelab-lab" -f "$LAB_DIR/id_ed25519"
 ssh_pub="$(cat "$LAB_DIR/id_ed25519.pub")"
 hosts_json="["
 for h in "${hosts[@]}"; do
-    read -r name addr role <<<"$h"
+    read -r name addr role cpu memory storage <<<"$h"
     ns="$(ns_of "$name")"
     veth="$(veth_of "$addr")"
     hd="$LAB_HOSTS_DIR/$name"
@@ -252,6 +252,8 @@ EOF
         echo "LAB_CA_CERT=/etc/lab/ca.crt"
         echo "LAB_NODE_KUBECONFIG=/etc/lab/node.kubeconfig"
         echo "LAB_KUBECTL=/opt/lab/bin/kubectl"
+        echo "LAB_NODE_CPU=$cpu"
+        echo "LAB_NODE_MEMORY=$memory"
         if [[ "$role" == server ]]; then
             echo "LAB_ADMIN_KUBECONFIG=/etc/lab/admin.kubeconfig"
             echo "LAB_K3S_YAML=/etc/lab/k3s.yaml"
@@ -278,7 +280,8 @@ EOF
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "$LAB_BRIDGE_ADDR"
 
-    host_start "$name" "$addr" "$role"
+    [[ "$storage" == - ]] || mkdir -p "$hd/storage"
+    host_start "$name" "$addr" "$role" "$storage"
     hostkey="$(cut -d' ' -f1,2 "$hd/upper/etc/ssh/ssh_host_ed25519_key.pub")"
     hosts_json+="$([[ "$hosts_json" == "[" ]] || echo ,){\"hostname\":\"$name\",\"address\":\"$addr\",\"role\":\"$role\",\"netns\":\"$ns\",\"host_key\":\"$hostkey\",\"dir\":\"$hd\"}"
 done
@@ -295,15 +298,18 @@ daemon kube-controller-manager "$bin/kube-controller-manager" \
     --use-service-account-credentials=true \
     --service-account-private-key-file "$LAB_PKI/sa.key" --root-ca-file "$LAB_PKI/ca.crt" \
     --cluster-signing-cert-file "$LAB_PKI/ca.crt" --cluster-signing-key-file "$LAB_PKI/ca.key" \
-    --service-cluster-ip-range "$LAB_SERVICE_CIDR" --cluster-name lab --profiling=false --v=1
+    --service-cluster-ip-range "$LAB_SERVICE_CIDR" --cluster-name lab --profiling=false --v=1 \
+    --node-monitor-grace-period 60s
 daemon kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$LAB_PKI/scheduler.kubeconfig" \
     --authentication-kubeconfig "$LAB_PKI/scheduler.kubeconfig" \
     --authorization-kubeconfig "$LAB_PKI/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --profiling=false --v=1
-# Its own (empty) configuration, so a ~/.kwok/kwok.yaml on the machine cannot change it: the
-# default stages (nodes Ready with lease heartbeats, pods Running, deletions completed).
-printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n' >"$LAB_RUN/kwok.yaml"
+# Its own configuration, so a ~/.kwok/kwok.yaml on the machine cannot change it: the default
+# stages (nodes Ready, pods Running, deletions completed) and node leases like a kubelet's (40 s,
+# renewed every 10 s). Without leases KWOK heartbeats only through node status every ~45 s,
+# past the node controller's 40 s grace: nodes flap NotReady and their pods lose Ready.
+printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n  nodeLeaseDurationSeconds: 40\n' >"$LAB_RUN/kwok.yaml"
 daemon kwok "$bin/kwok" --config "$LAB_RUN/kwok.yaml" \
     --kubeconfig "$LAB_PKI/kwok.kubeconfig" \
     --manage-all-nodes=true --cidr "$LAB_CLUSTER_CIDR" --node-ip "$LAB_BRIDGE_ADDR" \
@@ -329,6 +335,11 @@ for _ in $(seq 300); do
         "$LAB_API_URL/api/v1/namespaces/default/serviceaccounts/default" >/dev/null 2>&1 && break
     sleep 0.2
 done
+
+# What a k3s server adds to the API at start: the helm-controller's CRDs (lab/crds/).
+"$bin/kubectl" --kubeconfig "$LAB_DIR/admin.kubeconfig" apply --server-side -f "$lab_here/crds/" >/dev/null
+"$bin/kubectl" --kubeconfig "$LAB_DIR/admin.kubeconfig" wait --for condition=Established --timeout 60s \
+    crd/helmcharts.helm.cattle.io crd/helmchartconfigs.helm.cattle.io >/dev/null
 
 cat >"$LAB_DIR/env.sh" <<EOF
 # Written by lab/lab-up.sh. Source it to talk to the lab.

@@ -13,3 +13,8 @@ lab-up:
 
 lab-down:
 	@lab/lab-down.sh
+
+# The end-to-end test of the lab guide: lab-up, six steps with the real engine, lab-down.
+.PHONY: e2e
+e2e: venv toolchain lab-build
+	@lab/e2e.sh

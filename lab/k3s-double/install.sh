@@ -42,6 +42,8 @@ cat >"$BIN/$UNINSTALL" <<UNINSTALL
 #!/bin/sh
 # k3s-double uninstall script (written by the double's install.sh)
 set -eu
+# The lab: delete this host's Node from the API server (no-op elsewhere, and when already gone).
+if [ -x '$BIN/k3s' ]; then '$BIN/k3s' double-unregister; fi
 rm -f '$BIN/k3s'
 if [ -f '$ROOT/.k3s-double-fail-uninstall' ]; then
   rm -f '$ROOT/.k3s-double-fail-uninstall'

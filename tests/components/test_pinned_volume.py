@@ -66,10 +66,12 @@ def test_claim_binds_to_the_volume_by_name() -> None:
     }
 
 
-def test_storage_class_waits_for_first_consumer_and_retains() -> None:
+def test_storage_class_binds_immediately_and_retains() -> None:
+    """Pre-bound claims under WaitForFirstConsumer time out pulumi-kubernetes' claim awaiter
+    (it waits for Pending); the lab e2e's first `up` is the real-engine check of this choice."""
     sc = render_storage_class()
     assert sc["provisioner"] == "kubernetes.io/no-provisioner"
-    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert sc["volumeBindingMode"] == "Immediate"
     assert sc["reclaimPolicy"] == "Retain"
     assert sc["allowVolumeExpansion"] is False
 

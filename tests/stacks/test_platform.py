@@ -228,7 +228,7 @@ def test_one_shared_storage_class_and_every_volume_under_the_node_storage(homela
     rec, platform = run(homelab)
     (sc,) = rec.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
     assert (
-        sc.inputs["metadata"]["name"] == "pinned-local" and sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
+        sc.inputs["metadata"]["name"] == "pinned-local" and sc.inputs["volumeBindingMode"] == "Immediate"
     )
     assert platform.storage_class is not None
     paths = sorted(pv.inputs["spec"]["local"]["path"] for pv in rec.of_type("kubernetes:core/v1:PersistentVolume"))

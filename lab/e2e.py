@@ -1,0 +1,769 @@
+"""`make e2e`: the six steps of docs' lab (../shared/guide/lab.md) against a running lab.
+
+The real Pulumi CLI, language host and providers (`make toolchain`) run `up`/`preview` of the
+`lab` stack from a workspace (build/e2e: a copy of Pulumi.lab.yaml, its own file backend and a
+random passphrase) against the lab of `make lab-up`: real sshd per host, a real API server,
+scheduler and controllers, KWOK for node/pod status, the k3s double installed by the program's
+air-gap path. Every claim below is checked against those real parts: SSH into the hosts, the API
+server's objects, the engine's own diff (`preview --json`) and history.
+
+lab/e2e.sh runs it between lab-up and lab-down (also after a failure). Exit 0 only when all six
+steps pass; a summary table (step, result, wall time, what was measured) ends the output and is
+also written to build/e2e/summary.json.
+
+    .venv/bin/python lab/e2e.py        (after `source build/lab/env.sh` and `. toolchain/env.sh`)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components.layout import (  # noqa: E402
+    ALLOWED_CLASSES,
+    CATEGORY_LABEL,
+    CLASS_LABEL,
+    WORKLOAD_LABEL,
+    Arch,
+    Category,
+    NodeClass,
+    Role,
+    node_labels,
+    node_taints,
+)
+
+WS = ROOT / "build" / "e2e"
+STACK = "lab"
+STACK_FILE = WS / f"Pulumi.{STACK}.yaml"
+LOGS = WS / "logs"
+K3S_VERSION_NEXT = "v1.31.5+k3s1"
+SPARE = {"hostname": "lab-gen-4", "address": "10.77.0.24"}
+"""lab-up's spare host (HOMELAB_LAB_EXTRA_HOSTS default): up, but not in the stack."""
+DOWN_HOST = "lab-gen-2"
+"""The host step 6 takes down."""
+NEW_IMAGE = "registry.lab.test/web:1.0.1"
+
+
+class StepError(Exception):
+    pass
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"e2e: {name} is not set: source build/lab/env.sh (make lab-up) first")
+    return value
+
+
+LAB_KUBECTL = env("LAB_KUBECTL")
+LAB_KUBECONFIG = env("LAB_KUBECONFIG")
+LAB_SSH_KEY = env("LAB_SSH_KEY")
+LAB_KNOWN_HOSTS = env("LAB_KNOWN_HOSTS")
+LAB_DIR = Path(env("LAB_DIR"))
+
+
+# --- the workspace and the CLI ----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every command of the run printed, for the secret scan of step 5."""
+
+    passphrase: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    outputs: list[Path] = field(default_factory=list)
+    seq: int = 0
+
+    def pulumi_env(self) -> dict[str, str]:
+        e = dict(os.environ)
+        e["PULUMI_BACKEND_URL"] = f"file://{WS / 'state'}"
+        e["PULUMI_CONFIG_PASSPHRASE"] = self.passphrase
+        e.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+        # The program must use the configured key (a secret), not the lab's ssh-agent.
+        e.pop("SSH_AUTH_SOCK", None)
+        return e
+
+    def save(self, label: str, proc: subprocess.CompletedProcess[str]) -> Path:
+        self.seq += 1
+        path = LOGS / f"{self.seq:02d}-{label}.log"
+        path.write_text(f"$ {' '.join(map(str, proc.args))}\n# exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        self.outputs.append(path)
+        return path
+
+    def pulumi(
+        self, *args: str, label: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
+        proc = subprocess.run(
+            cmd, cwd=WS, env=self.pulumi_env(), input=stdin, capture_output=True, text=True, timeout=1800
+        )
+        log = self.save(label, proc)
+        if check and proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+            raise StepError(f"`pulumi {' '.join(args)}` exited {proc.returncode} (log {log}):\n{tail}")
+        return proc
+
+    def up(self, label: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.pulumi("up", "--yes", "--skip-preview", *extra, label=label, check=check)
+
+    def changes(self, label: str) -> list[tuple[str, str]]:
+        """The engine's own diff: (op, urn) of every step that is not `same`."""
+        proc = self.pulumi("preview", "--json", label=label)
+        return [(s["op"], s["urn"]) for s in json.loads(proc.stdout)["steps"] if s["op"] != "same"]
+
+    def last_update(self, label: str) -> dict[str, int]:
+        history = json.loads(self.pulumi("stack", "history", "--json", label=label).stdout)
+        return {k: v for k, v in history[0]["resourceChanges"].items() if v}
+
+    def export(self, label: str) -> dict[str, Any]:
+        return json.loads(self.pulumi("stack", "export", label=label).stdout)
+
+
+def setup_workspace(run: Run) -> None:
+    """A fresh workspace whose Pulumi.yaml runs this checkout's program with its virtualenv; the
+    repository's Pulumi.lab.yaml is never modified (the SSH key secret lands in the copy)."""
+    if WS.exists():
+        shutil.rmtree(WS)
+    LOGS.mkdir(parents=True)
+    (WS / "state").mkdir()
+    project = (ROOT / "Pulumi.yaml").read_text()
+    project = project.replace("runtime:", f"main: {ROOT}\nruntime:", 1).replace(
+        "virtualenv: .venv", f"virtualenv: {ROOT / '.venv'}"
+    )
+    (WS / "Pulumi.yaml").write_text(project)
+    stack = yaml.safe_load((ROOT / "Pulumi.lab.yaml").read_text())
+    rack = stack["config"]["homelab:rack"]
+    airgap = ROOT / rack["k3s"]["install"]["airgap-dir"]
+    rack["k3s"]["install"]["airgap-dir"] = str(airgap)
+    make_airgap(airgap, rack["k3s"]["version"])
+    STACK_FILE.write_text(yaml.safe_dump(stack, sort_keys=False))
+    run.pulumi("stack", "init", label="stack-init")
+    run.pulumi(
+        "config",
+        "set",
+        "--secret",
+        "homelab:ssh-private-key",
+        label="config-ssh-key",
+        stdin=Path(LAB_SSH_KEY).read_text(),
+    )
+
+
+def make_airgap(directory: Path, version: str) -> None:
+    subprocess.run([ROOT / "lab/k3s-double/make-airgap.sh", directory, version], check=True)
+
+
+def read_config() -> dict[str, Any]:
+    return yaml.safe_load(STACK_FILE.read_text())
+
+
+def edit_rack(change: Callable[[dict[str, Any]], None]) -> None:
+    stack = read_config()
+    change(stack["config"]["homelab:rack"])
+    STACK_FILE.write_text(yaml.safe_dump(stack, sort_keys=False))
+
+
+def rack_nodes() -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = read_config()["config"]["homelab:rack"]["nodes"]
+    return nodes
+
+
+# --- the lab's real parts -----------------------------------------------------------------------
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [LAB_KUBECTL, "--kubeconfig", LAB_KUBECONFIG, "--request-timeout=30s", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise StepError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def objects(kind: str, *, namespaced: bool = True) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(
+        kubectl("get", kind, *(["-A"] if namespaced else []), "-o", "json").stdout
+    )["items"]
+    return items
+
+
+def ssh(address: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            LAB_SSH_KEY,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={LAB_KNOWN_HOSTS}",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+            f"root@{address}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and proc.returncode != 0:
+        raise StepError(f"ssh {address} {command!r}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def lab_host(verb: str, hostname: str) -> None:
+    subprocess.run([ROOT / "lab/lab-host.sh", verb, hostname], check=True, capture_output=True, text=True)
+
+
+def k3s_state(address: str) -> dict[str, str]:
+    """What the k3s double on a host says about itself: installed version and number of starts."""
+    out = ssh(
+        address,
+        "printf 'version=%s\\n' \"$(/usr/local/bin/k3s --version 2>/dev/null | awk 'NR==1{print $3}')\"; "
+        "printf 'starts=%s\\n' \"$(cat /var/lib/rancher/k3s/double/starts 2>/dev/null | wc -l)\"; "
+        "printf 'node=%s\\n' \"$(awk '$1==\"node-name:\"{print $2}' /etc/rancher/k3s/config.yaml 2>/dev/null)\"; "
+        "printf 'etc=%s\\n' \"$(test -d /etc/rancher/k3s && echo yes || echo no)\"",
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_for(what: str, check: Callable[[], str | None], timeout_s: float = 120) -> None:
+    """Poll until check() returns None (ok); its last message is the failure."""
+    deadline = time.monotonic() + timeout_s
+    problem: str | None = "never checked"
+    while time.monotonic() < deadline:
+        problem = check()
+        if problem is None:
+            return
+        time.sleep(1)
+    raise StepError(f"{what}: {problem}")
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+
+def check_nodes(config_nodes: list[dict[str, Any]]) -> list[str]:
+    """Every configured node registered, Ready, with exactly the layout's labels and taints."""
+    found = {n["metadata"]["name"]: n for n in objects("nodes", namespaced=False)}
+    want = {n["hostname"] for n in config_nodes}
+    if set(found) != want:
+        raise StepError(f"nodes registered {sorted(found)}, config has {sorted(want)}")
+    lines = []
+    for n in config_nodes:
+        node = found[n["hostname"]]
+        cls, role, arch = NodeClass(n["class"]), Role(n["role"]), Arch(n.get("arch", "arm64"))
+        labels = node["metadata"].get("labels", {})
+        for key, value in node_labels(node_class=cls, role=role, arch=arch).items():
+            if labels.get(key) != value:
+                raise StepError(f"node {n['hostname']}: label {key}={labels.get(key)!r}, want {value!r}")
+        taints = sorted(
+            (t["key"], t.get("value", ""), t["effect"])
+            for t in node["spec"].get("taints", [])
+            if not t["key"].startswith("node.kubernetes.io/")
+        )
+        want_taints = sorted((t.key, t.value or "", str(t.effect)) for t in node_taints(node_class=cls, role=role))
+        if taints != want_taints:
+            raise StepError(f"node {n['hostname']}: taints {taints}, want {want_taints}")
+        ready = {c["type"]: c["status"] for c in node["status"].get("conditions", [])}.get("Ready")
+        if ready != "True":
+            raise StepError(f"node {n['hostname']} is not Ready ({ready})")
+        lines.append(f"{n['hostname']}: {cls} {role}, taints {[t[0] for t in taints] or '-'}")
+    return lines
+
+
+def check_hosts(config_nodes: list[dict[str, Any]], version: str) -> dict[str, dict[str, str]]:
+    states = {}
+    for n in config_nodes:
+        state = k3s_state(n["address"])
+        if state.get("version") != version or state.get("node") != n["hostname"]:
+            raise StepError(f"host {n['hostname']}: k3s {state}, want {version} as {n['hostname']}")
+        states[n["hostname"]] = state
+    return states
+
+
+def workloads() -> dict[str, dict[str, Any]]:
+    out = {}
+    for kind in ("deployments", "statefulsets", "daemonsets"):
+        for w in objects(kind):
+            out[f"{w['metadata']['namespace']}/{w['metadata']['name']}"] = w
+    return out
+
+
+def rollout_problem() -> str | None:
+    for key, w in workloads().items():
+        status = w.get("status", {})
+        if w["kind"] == "DaemonSet":
+            if status.get("numberReady", 0) != status.get("desiredNumberScheduled", -1):
+                return f"{key}: {status.get('numberReady', 0)}/{status.get('desiredNumberScheduled')} ready"
+            continue
+        want = w["spec"].get("replicas", 1)
+        if status.get("readyReplicas", 0) != want or status.get("updatedReplicas", 0) != want:
+            return f"{key}: {status.get('readyReplicas', 0)}/{want} ready, {status.get('updatedReplicas', 0)} updated"
+        if status.get("replicas", 0) != want:
+            return f"{key}: {status.get('replicas')} pods for {want} replicas (old ones still terminating)"
+    return None
+
+
+def pod_placements() -> list[dict[str, str]]:
+    """Every pod as the real scheduler bound it, checked against the layout's rules."""
+    classes = {
+        n["metadata"]["name"]: n["metadata"]["labels"].get(CLASS_LABEL, "?") for n in objects("nodes", namespaced=False)
+    }
+    rows = []
+    for pod in objects("pods"):
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
+        name = f"{meta['namespace']}/{meta['name']}"
+        node = pod["spec"].get("nodeName")
+        category = meta.get("labels", {}).get(CATEGORY_LABEL)
+        if not node:
+            raise StepError(f"pod {name} is not bound to a node")
+        if pod["status"].get("phase") != "Running":
+            raise StepError(f"pod {name} on {node} is {pod['status'].get('phase')}")
+        if category is None:
+            raise StepError(f"pod {name} has no {CATEGORY_LABEL} label")
+        allowed = [str(c) for c in ALLOWED_CLASSES[Category(category)]]
+        if classes.get(node) not in allowed:
+            raise StepError(f"pod {name} ({category}) is on {node}, class {classes.get(node)}: allowed {allowed}")
+        rows.append({"pod": name, "category": category, "node": node, "class": classes[node]})
+    return sorted(rows, key=lambda r: r["pod"])
+
+
+def check_volumes(config_nodes: list[dict[str, Any]]) -> list[str]:
+    pvs = objects("persistentvolumes", namespaced=False)
+    if not pvs:
+        raise StepError("no PersistentVolumes")
+    hosts = {n["hostname"] for n in config_nodes}
+    lines = []
+    for pv in pvs:
+        name = pv["metadata"]["name"]
+        phase = pv["status"].get("phase")
+        terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        pinned = [v for t in terms for e in t["matchExpressions"] for v in e["values"]]
+        if phase != "Bound" or pv["spec"]["persistentVolumeReclaimPolicy"] != "Retain":
+            raise StepError(f"PV {name}: {phase}, reclaim {pv['spec']['persistentVolumeReclaimPolicy']}")
+        if not set(pinned) <= hosts:
+            raise StepError(f"PV {name} pinned to {pinned}, not a rack node")
+        claim = pv["spec"]["claimRef"]
+        lines.append(
+            f"{name} -> {claim['namespace']}/{claim['name']} on {','.join(pinned)} at {pv['spec']['local']['path']}"
+        )
+    return sorted(lines)
+
+
+def plan_agreement(placements: list[dict[str, str]]) -> tuple[int, int]:
+    """How many pods the real scheduler put where the offline plan (`make plan`) predicted: per
+    workload, the overlap of the two multisets of nodes. Informational: both must obey the same
+    rules, but ties between equal nodes may break differently."""
+    out = WS / "plan.json"
+    subprocess.run(
+        [sys.executable, "-m", "plan", "--config", str(STACK_FILE), "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    predicted: dict[str, Counter[str]] = {}
+    for p in json.loads(out.read_text())["placements"]:
+        predicted.setdefault(p["workload"], Counter())[p["node"]] += 1
+    real: dict[str, Counter[str]] = {}
+    for r in placements:
+        namespace, pod = r["pod"].split("/")
+        workload = next(
+            (w for w in predicted if w.startswith(f"{namespace}/") and pod.startswith(w.split("/")[1] + "-")), r["pod"]
+        )
+        real.setdefault(workload, Counter())[r["node"]] += 1
+    print("  offline plan vs real scheduler (nodes per workload):")
+    for w in sorted(set(predicted) | set(real)):
+        print(f"    {w:<24} plan {dict(predicted.get(w, {}))}  real {dict(real.get(w, {}))}")
+    agree = sum(sum((predicted.get(w, Counter()) & c).values()) for w, c in real.items())
+    return agree, len(placements)
+
+
+def urn_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+# --- the six steps ------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    run: Run
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def step1_converge(ctx: Context) -> str:
+    run = ctx.run
+    proc = run.up("up-from-nothing")
+    changes = run.last_update("history-1")
+    created = changes.get("create", 0)
+    if set(changes) != {"create"}:
+        raise StepError(f"a first up should only create, got {changes}")
+    nodes = rack_nodes()
+    version = read_config()["config"]["homelab:rack"]["k3s"]["version"]
+    hosts = check_hosts(nodes, version)
+    node_lines = check_nodes(nodes)
+    wait_for("workloads ready", rollout_problem)
+    placements = pod_placements()
+    volumes = check_volumes(nodes)
+    agree, total = plan_agreement(placements)
+    counted = Counter(r["node"] for r in placements)
+    if counted.get(read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]):
+        raise StepError("a pod landed on the control-plane node")
+    ctx.report["created"] = created
+    ctx.report["placements"] = placements
+    ctx.report["hosts"] = hosts
+    print("  nodes:", *node_lines, sep="\n    ")
+    print("  pods (bound by the real kube-scheduler):")
+    for r in placements:
+        print(f"    {r['pod']:<40} {r['category']:<13} -> {r['node']:<10} ({r['class']})")
+    print("  pinned volumes:", *volumes, sep="\n    ")
+    duration = re.search(r"Duration: (\S+)", proc.stdout)
+    return (
+        f"{created} resources created (engine: {duration.group(1) if duration else '?'}); "
+        f"{len(nodes)} hosts bootstrapped; {len(placements)} pods placed, every one on an allowed class "
+        f"({agree} of {total} on the node the offline plan predicted); {len(volumes)} PVs bound"
+    )
+
+
+def step2_idempotent(ctx: Context) -> str:
+    run = ctx.run
+    run.pulumi("preview", "--expect-no-changes", label="preview-no-changes")
+    before = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    run.up("up-no-changes", "--expect-no-changes")
+    changes = run.last_update("history-2")
+    if set(changes) != {"same"}:
+        raise StepError(f"second up changed something: {changes}")
+    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    if before != after:
+        raise StepError(f"second up restarted k3s: starts {before} -> {after}")
+    return f"preview --expect-no-changes ok; up: {changes['same']} same, 0 changed; no k3s restarted"
+
+
+def step3_one_change_one_effect(ctx: Context) -> str:
+    run = ctx.run
+    # (a) one app's image
+    edit_rack(lambda r: next(a for a in r["apps"] if a["name"] == "web").update(image=NEW_IMAGE))
+    planned = run.changes("preview-image-bump")
+    if [(op, urn_name(u)) for op, u in planned] != [("update", "app-web-deployment")]:
+        raise StepError(f"an image bump should update web's Deployment alone, the engine plans {planned}")
+    run.up("up-image-bump")
+    changes = run.last_update("history-3a")
+    if changes.get("update") != 1 or set(changes) - {"update", "same"}:
+        raise StepError(f"image bump: {changes}")
+
+    def rolled() -> str | None:
+        problem = rollout_problem()
+        if problem:
+            return problem
+        images = {
+            c["image"]
+            for p in objects("pods")
+            if p["metadata"].get("labels", {}).get(WORKLOAD_LABEL) == "web"
+            and not p["metadata"].get("deletionTimestamp")
+            for c in p["spec"]["containers"]
+        }
+        return None if images == {NEW_IMAGE} else f"web pods run {images}"
+
+    wait_for("web rolled out to the new image", rolled)
+    # (b) one more agent: the spare host
+    starts = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    spare = {**SPARE, "role": "agent", "class": "general", "arch": "amd64", "capacity": {"cpu": "2", "memory": "4Gi"}}
+    edit_rack(lambda r: r["nodes"].append(spare))
+    planned = run.changes("preview-add-agent")
+    strangers = [(op, urn_name(u)) for op, u in planned if op != "create" or SPARE["hostname"] not in urn_name(u)]
+    if not planned or strangers:
+        raise StepError(f"adding {SPARE['hostname']} should create its own resources only; also planned: {strangers}")
+    run.up("up-add-agent")
+    added = run.last_update("history-3b")
+    nodes = rack_nodes()
+    check_hosts(
+        [n for n in nodes if n["hostname"] == SPARE["hostname"]],
+        read_config()["config"]["homelab:rack"]["k3s"]["version"],
+    )
+    check_nodes(nodes)
+    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in nodes if n["hostname"] in starts}
+    if after != starts:
+        raise StepError(f"adding an agent restarted k3s elsewhere: {starts} -> {after}")
+    return (
+        f"image bump: update 1 (app-web-deployment), {changes.get('same', 0)} same, rolled out; "
+        f"add {SPARE['hostname']}: create {added.get('create', 0)} (all its own), {added.get('same', 0)} same, "
+        "no other host restarted"
+    )
+
+
+def step4_remove_and_protect(ctx: Context) -> str:
+    run = ctx.run
+    gone = SPARE["hostname"]
+    others = [n for n in rack_nodes() if n["hostname"] != gone]
+    starts = {n["hostname"]: k3s_state(n["address"])["starts"] for n in others}
+    edit_rack(lambda r: r.update(nodes=[n for n in r["nodes"] if n["hostname"] != gone]))
+    planned = run.changes("preview-remove-agent")
+    strangers = [(op, urn_name(u)) for op, u in planned if op != "delete" or gone not in urn_name(u)]
+    if not planned or strangers:
+        raise StepError(f"removing {gone} should delete its own resources only; also planned: {strangers}")
+    run.up("up-remove-agent")
+    removed = run.last_update("history-4a")
+    if kubectl("get", "node", gone, "--ignore-not-found", "-o", "name").stdout.strip():
+        raise StepError(f"Node {gone} still exists")
+    state = k3s_state(SPARE["address"])
+    if state.get("version") or state.get("etc") != "no":
+        raise StepError(f"k3s still installed on {gone}: {state}")
+    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in others}
+    if after != starts:
+        raise StepError(f"removing {gone} touched other hosts' k3s: {starts} -> {after}")
+    check_nodes(others)
+
+    # Protected data: removing redis from the config must not delete its data.
+    pv = json.loads(kubectl("get", "pv", "data-redis", "-o", "json").stdout)
+    node = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
+    address = next(n["address"] for n in others if n["hostname"] == node)
+    path = pv["spec"]["local"]["path"]
+    marker = secrets.token_hex(8)
+    ssh(address, f"echo {marker} > {path}/e2e-marker")
+    saved = read_config()
+
+    def drop_redis(rack: dict[str, Any]) -> None:
+        del rack["databases"]["redis"]
+        for app in rack["apps"]:
+            app["uses"] = [u for u in app.get("uses", []) if u != "redis"]
+
+    edit_rack(drop_redis)
+    refused = run.up("up-delete-protected", check=False)
+    text = refused.stdout + refused.stderr
+    if refused.returncode == 0 or "protect" not in text:
+        raise StepError(f"deleting the protected redis resources was not refused (exit {refused.returncode})")
+    for kind, name in (("statefulset", "redis"), ("pvc", "data-redis"), ("pv", "data-redis")):
+        namespaced = ["-n", "data"] if kind != "pv" else []
+        if not kubectl("get", kind, name, *namespaced, "--ignore-not-found", "-o", "name").stdout.strip():
+            raise StepError(f"{kind}/{name} was deleted although protected")
+    protected = [
+        r["urn"]
+        for r in run.export("export-protected")["deployment"]["resources"]
+        if r.get("protect") and "redis" in urn_name(r["urn"])
+    ]
+    if not protected:
+        raise StepError("no protected redis resources in the state")
+    for urn in protected:
+        run.pulumi("state", "unprotect", urn, "--yes", label="unprotect")
+    run.up("up-delete-unprotected")
+    deleted = run.last_update("history-4b")
+    if kubectl("get", "statefulset", "redis", "-n", "data", "--ignore-not-found", "-o", "name").stdout.strip():
+        raise StepError("redis StatefulSet still exists after unprotect + up")
+    if ssh(address, f"cat {path}/e2e-marker", check=False).stdout.strip() != marker:
+        raise StepError(f"redis data directory {path} on {node} lost its contents")
+    # Put it back: the same directory is pinned again, with the data in it.
+    STACK_FILE.write_text(yaml.safe_dump(saved, sort_keys=False))
+    run.up("up-restore-redis")
+    wait_for("redis back", rollout_problem)
+    if ssh(address, f"cat {path}/e2e-marker").stdout.strip() != marker:
+        raise StepError("the restored redis volume is not the old directory")
+    check_volumes(others)
+    return (
+        f"remove {gone}: delete {removed.get('delete', 0)} (all its own), Node gone, k3s uninstalled there only; "
+        f"redis removal refused while protected ({len(protected)} protected resources kept); "
+        f"after unprotect: delete {deleted.get('delete', 0)}, data dir kept; restored onto the same data"
+    )
+
+
+def _secret_values(run: Run) -> dict[str, str]:
+    """Every secret the run handled, read from where it really lives."""
+    values: dict[str, str] = {"config passphrase": run.passphrase}
+    key_body = "".join(Path(LAB_SSH_KEY).read_text().splitlines()[1:-1])
+    values["ssh private key (body)"] = key_body
+    boot = next(n for n in rack_nodes() if n["role"] == "server")
+    token = ssh(boot["address"], "cat /var/lib/rancher/k3s/server/token").stdout.strip()
+    values["k3s join token"] = token
+    values["k3s token secret part"] = token.rsplit(":", 1)[-1]
+    kubeconfig = yaml.safe_load(ssh(boot["address"], "cat /etc/rancher/k3s/k3s.yaml").stdout)
+    user = kubeconfig["users"][0]["user"]
+    values["kubeconfig client key (base64)"] = user["client-key-data"]
+    values["kubeconfig client key (PEM body)"] = "".join(
+        base64.b64decode(user["client-key-data"]).decode().splitlines()[1:-1]
+    )
+    for s in objects("secrets"):
+        if s.get("type") == "kubernetes.io/service-account-token":
+            continue
+        for k, v in (s.get("data") or {}).items():
+            plain = base64.b64decode(v).decode(errors="replace")
+            if len(plain) >= 12:
+                values[f"Secret {s['metadata']['namespace']}/{s['metadata']['name']}.{k}"] = plain
+    return values
+
+
+def _forms(value: str) -> Iterator[str]:
+    yield value
+    yield base64.b64encode(value.encode()).decode()
+
+
+def step5_no_plaintext_secrets(ctx: Context) -> str:
+    run = ctx.run
+    values = _secret_values(run)
+    run.export("export-for-scan")
+    run.pulumi("stack", "output", "--json", label="stack-output")
+    shown = run.pulumi("stack", "export", "--show-secrets", label="control-show-secrets")
+    # Control: the scan finds a secret where it is really shown (so a leak could not hide).
+    if values["k3s token secret part"] not in shown.stdout:
+        raise StepError("control failed: `stack export --show-secrets` does not show the k3s token")
+    run.outputs.remove(run.outputs[-1])
+    (LOGS / f"{run.seq:02d}-control-show-secrets.log").unlink()
+    places: list[Path] = [*run.outputs]
+    places += [p for p in (WS / "state").rglob("*") if p.is_file()]
+    places += [p for p in (LAB_DIR / "run").glob("*.log")]
+    places += [p for p in (LAB_DIR / "hosts").glob("*/*.log")]
+    pulumi_home = Path(os.environ.get("PULUMI_HOME", ""))
+    if pulumi_home.is_dir():
+        places += (
+            [p for p in (pulumi_home / "logs").rglob("*") if p.is_file()] if (pulumi_home / "logs").is_dir() else []
+        )
+    places += [STACK_FILE]
+    leaks = []
+    scanned = 0
+    for path in places:
+        data = path.read_bytes().decode(errors="replace")
+        scanned += len(data)
+        for label, value in values.items():
+            if any(form in data for form in _forms(value)):
+                leaks.append(f"{label} in {path}")
+    if leaks:
+        raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
+    return (
+        f"{len(values)} secret values (and their base64) absent from {len(places)} files "
+        f"({scanned // 1024} KiB): state, CLI output, lab and sshd logs"
+    )
+
+
+def step6_host_down(ctx: Context) -> str:
+    run = ctx.run
+    nodes = rack_nodes()
+    down = next(n for n in nodes if n["hostname"] == DOWN_HOST)
+    starts = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    airgap = Path(read_config()["config"]["homelab:rack"]["k3s"]["install"]["airgap-dir"])
+    make_airgap(airgap, K3S_VERSION_NEXT)
+    edit_rack(lambda r: r["k3s"].update(version=K3S_VERSION_NEXT))
+    lab_host("stop", DOWN_HOST)
+    try:
+        failed = run.up("up-host-down", check=False)
+    finally:
+        lab_host("start", DOWN_HOST)
+    text = failed.stdout + failed.stderr
+    errors = [line for line in text.splitlines() if "error" in line.lower()]
+    if failed.returncode == 0:
+        raise StepError(f"the up succeeded with {DOWN_HOST} down")
+    if not any(DOWN_HOST in line or down["address"] in line for line in errors):
+        raise StepError(f"the failure does not name {DOWN_HOST}:\n" + "\n".join(errors[-10:]))
+    mid = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    planned = run.changes("preview-host-back")
+    strangers = [urn_name(u) for _, u in planned if DOWN_HOST not in urn_name(u)]
+    run.up("up-host-back")
+    back = run.last_update("history-6")
+    end = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    check_hosts(nodes, K3S_VERSION_NEXT)
+    check_nodes(nodes)
+    wait_for("workloads ready", rollout_problem)
+    ctx.report["placements_end"] = pod_placements()
+    for n in nodes:
+        h = n["hostname"]
+        if h != DOWN_HOST and mid[h] != starts[h] + 1:
+            raise StepError(f"{h}: k3s starts {starts[h]} -> {mid[h]} in the failed run, want one (its upgrade)")
+        if h == DOWN_HOST:
+            if mid[h] != starts[h] or end[h] != starts[h] + 1:
+                raise StepError(
+                    f"{h}: k3s starts {starts[h]} -> {mid[h]} -> {end[h]}, want one restart after it came back"
+                )
+        elif end[h] != mid[h]:
+            raise StepError(f"{h}: touched again after {DOWN_HOST} came back (starts {mid[h]} -> {end[h]})")
+    if strangers:
+        raise StepError(f"after {DOWN_HOST} came back the engine also planned: {strangers}")
+    named = [line for line in errors if "failed" in line and DOWN_HOST in line] or [
+        line for line in errors if DOWN_HOST in line or down["address"] in line
+    ]
+    error_line = " ".join(named[0].replace("*", "").split())
+    return (
+        f"upgrade to {K3S_VERSION_NEXT} with {DOWN_HOST} down: exit {failed.returncode}, "
+        f"error names it ({error_line[:160]}); every other host upgraded once; after start: "
+        f"{sum(v for k, v in back.items() if k != 'same')} changes, all {DOWN_HOST}'s, no other host touched"
+    )
+
+
+STEPS: list[tuple[str, Callable[[Context], str]]] = [
+    ("1 up from nothing converges", step1_converge),
+    ("2 idempotent (preview + up, no changes)", step2_idempotent),
+    ("3 one change touches one thing", step3_one_change_one_effect),
+    ("4 remove agent; protected data refuses", step4_remove_and_protect),
+    ("5 no secret in plaintext", step5_no_plaintext_secrets),
+    ("6 host down names it; converges after", step6_host_down),
+]
+
+
+@contextmanager
+def timed() -> Iterator[Callable[[], float]]:
+    start = time.monotonic()
+    yield lambda: time.monotonic() - start
+
+
+def main() -> int:
+    run = Run()
+    ctx = Context(run)
+    results: list[dict[str, Any]] = []
+    total = time.monotonic()
+    setup_workspace(run)
+    failed = False
+    for title, fn in STEPS:
+        if failed:
+            results.append({"step": title, "result": "not run", "seconds": 0.0, "detail": "an earlier step failed"})
+            continue
+        print(f"== step {title}", flush=True)
+        with timed() as elapsed:
+            try:
+                detail = fn(ctx)
+                result = "pass"
+            except StepError as exc:
+                detail = str(exc)
+                result = "FAIL"
+                failed = True
+        seconds = elapsed()
+        print(f"   {result} in {seconds:.1f} s: {detail}", flush=True)
+        results.append({"step": title, "result": result, "seconds": round(seconds, 1), "detail": detail})
+    print("\n| step | result | wall s | measured |\n|---|---|---|---|")
+    for r in results:
+        first = r["detail"].splitlines()[0] if r["detail"] else ""
+        print(f"| {r['step']} | {r['result']} | {r['seconds']:.1f} | {first} |")
+    print(f"total {time.monotonic() - total:.1f} s; logs in {LOGS}")
+    (WS / "summary.json").write_text(
+        json.dumps(
+            {"steps": results, "created": ctx.report.get("created"), "placements": ctx.report.get("placements")},
+            indent=2,
+        )
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
