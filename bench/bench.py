@@ -99,7 +99,7 @@ def run_plan(nodes: int, apps: int, stack_file: str | None) -> dict[str, Any]:
     else:
         loaded = Loaded(parse_rack(synthetic_rack(nodes, apps)), RackSecrets())
     t_load = time.perf_counter()
-    result = make_plan(loaded, "bench")
+    result = make_plan(loaded, "bench", one_shot=True)
     t_done = time.perf_counter()
     placed = sum(1 for p in result.sched.placements if p.node)
     return {
@@ -133,7 +133,7 @@ def run_floor(count: int) -> dict[str, Any]:
         for i in range(count - 1):
             k8s.core.v1.ConfigMap(f"cm-{i}", metadata={"name": f"cm-{i}", "namespace": "x"}, data={"k": "v"}, opts=opts)
 
-    recording = run_program(program, stack="floor")
+    recording = run_program(program, stack="floor", one_shot=True)
     t_done = time.perf_counter()
     return {
         "resources": len(recording),

@@ -17,7 +17,8 @@ from stacks.config import ConfigError
 from stacks.loader import StackFile
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, one_shot: bool = False) -> int:
+    """`one_shot`: the process ends after this plan (see `plan.engine.collector_paused`)."""
     parser = argparse.ArgumentParser(prog="plan", description="Offline plan of a homelab rack stack.")
     parser.add_argument("--config", type=Path, default=Path("Pulumi.homelab.yaml"), help="stack file")
     parser.add_argument("--json", type=Path, default=None, help="also write the machine-readable plan here")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from plan.result import make_plan
 
     with out.status("evaluating the program under mocks…"):
-        result = make_plan(loaded, stack_file.stack)
+        result = make_plan(loaded, stack_file.stack, one_shot=one_shot)
     render(result, out)
     plan_json = result.to_json()
     if args.json is not None:
@@ -58,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(one_shot=True))

@@ -220,20 +220,28 @@ def reset_runtime() -> None:
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(*, one_shot: bool = False) -> Iterator[None]:
     """Pause Python's cyclic garbage collector for one program run (restored after).
 
     A run is a bounded batch whose objects nearly all stay alive until it ends (every resource,
     Output and registration), so the collector's passes over the growing heap find almost nothing
     to free, and cost a third to a half of the wall time at rack scale (gen-2 passes rescan the
     whole heap). Reference counting still frees everything acyclic at once; cyclic garbage waits
-    for the first collection after the run. `make bench` runs its SDK floor under the same policy.
+    for the first collection after the run, which looks at each object of the run once.
+
+    `one_shot` is for a process that runs one program and then ends (`python -m plan`, each
+    `make bench` child): the run's objects move to the collector's permanent generation
+    (`gc.freeze`) instead of being looked at once more; they live until the process ends, as the
+    plan keeps them anyway. A process that runs many programs (the tests) must not use it: the
+    cyclic garbage of a frozen run is never collected.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if one_shot:
+            gc.freeze()
         if enabled:
             gc.enable()
 
@@ -245,18 +253,20 @@ def run_program(
     preview: bool = True,
     mocks: pulumi.runtime.Mocks | None = None,
     config: dict[str, str] | None = None,
+    one_shot: bool = False,
 ) -> Recording:
     """Run `program` (the real composition) under mocks and return what it registered.
 
     In a preview with echoing mocks the monitor answers registrations directly
     (`RecordingMonitor`, `echo`), and the garbage collector pauses for the run
-    (`collector_paused`): the two costs of the harness, not of the program."""
+    (`collector_paused`, where `one_shot` is explained): costs of the harness, not of the
+    program."""
     reset_runtime()
     if config is not None:
         _config.set_all_config(config)
     mocks = mocks or DefaultMocks()
     monitor = RecordingMonitor(mocks, echo=preview)
     _mocks.set_mocks(mocks, project="homelab", stack=stack, preview=preview, monitor=monitor)
-    with collector_paused():
+    with collector_paused(one_shot=one_shot):
         _sync_await(run_pulumi_func(program))
     return Recording(monitor.registrations)

@@ -198,14 +198,16 @@ def _gpus_of(requests: Any) -> str | None:
     return None
 
 
-def make_plan(loaded: Loaded, stack: str) -> PlanResult:
-    """Evaluate the real composition under mocks, then place every replica."""
+def make_plan(loaded: Loaded, stack: str, *, one_shot: bool = False) -> PlanResult:
+    """Evaluate the real composition under mocks, then place every replica.
+
+    `one_shot`: this process plans once and ends (see `plan.engine.collector_paused`)."""
 
     def program() -> None:
         export(build(loaded), loaded)
 
     started = time.perf_counter()
-    recording = run_program(program, stack=stack, preview=True)
+    recording = run_program(program, stack=stack, preview=True, one_shot=one_shot)
     evaluated = time.perf_counter()
     workloads, read_problems = workloads_from(recording.registrations)
     sched = schedule(nodes_from_rack(loaded.rack), workloads)

@@ -185,3 +185,17 @@ def test_collector_paused_for_the_run_and_restored() -> None:
         assert not gc.isenabled()  # a caller's own pause is left as it was
     finally:
         gc.enable()
+
+
+def test_one_shot_run_leaves_its_objects_to_the_permanent_generation() -> None:
+    gc.collect()
+    before = gc.get_freeze_count()
+    try:
+        run_program(lambda: None, one_shot=True)
+        frozen = gc.get_freeze_count() - before
+        assert frozen > 1000 and gc.isenabled()  # the run's objects, not looked at again
+        assert gc.get_count()[0] < 700  # and no collection debt left for the next allocation
+    finally:
+        gc.unfreeze()
+    run_program(lambda: None)
+    assert gc.get_freeze_count() == 0  # a plain run (the tests') freezes nothing
