@@ -145,9 +145,9 @@ class RecordingMonitor(_mocks.MockMonitor):
         if self.echo:
             urn = self.make_urn(request.parent, request.type, request.name)
             id_ = f"{request.name}-id"
-            self.resources[urn] = _mocks.MockMonitor.ResourceRegistration(urn, id_, {})
-            self._deferred[urn] = request.object
             response = _resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=request.object)
+            self.resources[urn] = _mocks.MockMonitor.ResourceRegistration(urn, id_, {})
+            self._deferred[urn] = response.object  # the response's copy: the request is larger
         else:
             response = super().RegisterResource(request)
         paths: list[str] = []
