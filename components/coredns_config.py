@@ -43,6 +43,8 @@ def domain_records(rack: Rack) -> dict[str, str]:
             records[f"{app.host}.{rack.domain}"] = ingress
     if rack.gitea is not None:
         records[f"{rack.gitea.host}.{rack.domain}"] = ingress
+    if rack.monitoring is not None:
+        records[f"{rack.monitoring.host}.{rack.domain}"] = ingress  # Grafana, through the ingress
     for name, address in rack.dns.records.items():
         records[f"{name}.{rack.domain}"] = str(address)
     if rack.gpu_host is not None:

@@ -223,6 +223,12 @@ class K3sCluster(pulumi.ComponentResource):
             cluster_identifier=rack.domain,
             delete_unreachable=False,
             enable_server_side_apply=True,
+            # Every ConfigMap and Secret here has a fixed name: by default the provider replaces
+            # them on any data change (delete, then create), which a protected component refuses
+            # and which leaves a gap even where allowed. Updated in place instead (adding a node
+            # edits the metrics scrape ConfigMap; found by the lab e2e).
+            enable_config_map_mutable=True,
+            enable_secret_mutable=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

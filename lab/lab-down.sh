@@ -11,7 +11,7 @@ start=$SECONDS
 
 # Control plane and agent, by recorded pid (only if still the same binary).
 pidfiles=()
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd ssh-agent; do
+for name in servicelb-double kwok kube-scheduler kube-controller-manager kube-apiserver etcd ssh-agent; do
     pidfiles+=("$LAB_RUN/$name.pid")
 done
 kill_pidfiles "${pidfiles[@]}"

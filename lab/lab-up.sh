@@ -315,6 +315,10 @@ daemon kwok "$bin/kwok" --config "$LAB_RUN/kwok.yaml" \
     --manage-all-nodes=true --cidr "$LAB_CLUSTER_CIDR" --node-ip "$LAB_BRIDGE_ADDR" \
     --server-address 127.0.0.1:10247
 
+# What k3s' ServiceLB would do for LoadBalancer Services (a double: lab/servicelb-double.py).
+python_exe="$(readlink -f "$LAB_PYTHON")"
+daemon servicelb-double "$python_exe" "$lab_here/servicelb-double.py" "$bin/kubectl" "$LAB_PKI/admin.kubeconfig"
+
 # SSH agent holding the lab key (for tools that want SSH_AUTH_SOCK).
 agent_out="$(ssh-agent -s -a "$LAB_DIR/agent.sock")"
 agent_pid="$(sed -n 's/^SSH_AGENT_PID=\([0-9]*\);.*/\1/p' <<<"$agent_out")"

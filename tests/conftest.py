@@ -71,3 +71,12 @@ def mocked() -> RecordingMonitor:
     return monitor
 
 
+
+
+@pytest.fixture
+def lab_bare() -> Loaded:
+    """The lab rack without Gitea and monitoring: a rack with only databases and apps."""
+    raw = stack_raw("lab")
+    raw.pop("gitea", None)
+    raw.pop("monitoring", None)
+    return loaded_from(raw)

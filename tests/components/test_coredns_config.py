@@ -27,6 +27,7 @@ def test_homelab_records_cover_apps_gitea_dns_records_and_the_gpu_host(homelab: 
         "git.lab.home.arpa": "192.168.10.21",
         "gpu-3090.lab.home.arpa": "192.168.10.50",
         "gpu.lab.home.arpa": "192.168.10.50",
+        "grafana.lab.home.arpa": "192.168.10.21",
         "social.lab.home.arpa": "192.168.10.21",
     }
 
@@ -55,8 +56,11 @@ def test_resolv_conf_lists_the_upstreams(homelab: Loaded, homelab_raw: dict[str,
     assert render_resolv_conf(loaded_from(homelab_raw).rack) == "nameserver 192.168.10.1\n"
 
 
-def test_lab_rack_serves_only_its_web_host(lab: Loaded) -> None:
-    assert domain_records(lab.rack) == {"web.lab.test": "10.77.0.21"}
+def test_lab_rack_serves_its_ingress_hosts(lab: Loaded, lab_bare: Loaded) -> None:
+    """Every name the ingress routes (apps, Gitea, Grafana) resolves to the ingress address."""
+    ingress = "10.77.0.21"
+    assert domain_records(lab.rack) == {"git.lab.test": ingress, "grafana.lab.test": ingress, "web.lab.test": ingress}
+    assert domain_records(lab_bare.rack) == {"web.lab.test": ingress}
 
 
 def test_component_registers_the_configmap(record: Any, homelab: Loaded) -> None:

@@ -98,9 +98,14 @@ def test_configured_admin_password_reaches_gitea(
     assert "gitea-admin-password" in {r.name for r in rec if r.type == "homelab:secrets:GeneratedSecret"}
 
 
-def test_lab_rack_has_no_ci(record: Callable[..., Recording], lab: Loaded) -> None:
-    rec = record_stack(record, lab)
+def test_a_rack_without_gitea_has_no_ci(record: Callable[..., Recording], lab_bare: Loaded) -> None:
+    rec = record_stack(record, lab_bare)
     assert not [r for r in rec if r.type.startswith("homelab:ci:")]
+
+
+def test_lab_rack_has_gitea_and_runners(record: Callable[..., Recording], lab: Loaded) -> None:
+    rec = record_stack(record, lab)
+    assert sorted(r.name for r in rec if r.type.startswith("homelab:ci:")) == ["gitea", "gitea-runners"]
 
 
 def test_gitea_without_postgres_is_a_config_error(homelab_raw: dict[str, Any]) -> None:

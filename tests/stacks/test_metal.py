@@ -24,6 +24,9 @@ def test_metal_builds_one_cluster_and_hands_its_provider_on(record: Callable[...
     assert [p.name for p in providers] == ["k3s-provider"]
     assert providers[0].inputs["clusterIdentifier"] == homelab.rack.domain
     assert providers[0].inputs["deleteUnreachable"] == "false"  # provider config travels as strings
+    # fixed-name ConfigMaps/Secrets update in place, never delete-and-create (refused when protected)
+    assert providers[0].inputs["enableConfigMapMutable"] == "true"
+    assert providers[0].inputs["enableSecretMutable"] == "true"
     assert len(metal.cluster_ready) == len(homelab.rack.nodes)
     patches = rec.of_type("kubernetes:core/v1:NodePatch")
     assert sorted(p.name for p in patches) == sorted(f"k3s-{n.hostname}-layout" for n in homelab.rack.nodes)

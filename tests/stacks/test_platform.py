@@ -221,7 +221,8 @@ def test_each_database_admits_exactly_its_users(homelab: Loaded) -> None:
 
 def test_database_clients_follow_uses(lab: Loaded) -> None:
     assert [c.labels[WORKLOAD_LABEL] for c in database_clients(lab.rack, DatabaseKind.REDIS)] == ["web", "worker"]
-    assert [c.labels[WORKLOAD_LABEL] for c in database_clients(lab.rack, DatabaseKind.POSTGRES)] == ["web", "lab-rag"]
+    postgres_clients = [c.labels[WORKLOAD_LABEL] for c in database_clients(lab.rack, DatabaseKind.POSTGRES)]
+    assert postgres_clients == ["web", "lab-rag", "gitea", "gitea-db-init"]
 
 
 def test_one_shared_storage_class_and_every_volume_under_the_node_storage(homelab: Loaded) -> None:

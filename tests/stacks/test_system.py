@@ -69,8 +69,8 @@ def test_every_system_object_uses_the_cluster_provider(record: Any, homelab: Loa
     assert k8s and all(r.provider.startswith(provider.urn + "::") for r in k8s)
 
 
-def test_lab_rack_has_no_ci_namespace_and_one_ingress(record: Any, lab: Loaded) -> None:
-    rec, out = run(record, lab)
+def test_a_rack_without_gitea_has_no_ci_namespace_and_one_ingress(record: Any, lab_bare: Loaded) -> None:
+    rec, out = run(record, lab_bare)
     assert out["system"].ci_namespace is None
     assert not [r for r in rec.of_type(NAMESPACE) if r.inputs["metadata"]["name"] == "ci"]
     assert [r.inputs["spec"]["rules"][0]["host"] for r in rec.of_type(INGRESS)] == ["web.lab.test"]

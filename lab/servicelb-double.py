@@ -1,0 +1,95 @@
+"""servicelb-double: a TEST DOUBLE of k3s' ServiceLB (klipper-lb) controller, for the lab.
+
+A k3s server gives every `type: LoadBalancer` Service an address: it runs a `svclb-*` DaemonSet
+pod on each eligible node and writes those nodes' IPs into `status.loadBalancer.ingress`. A plain
+kube-apiserver has no such controller, so such a Service would stay `<pending>` and
+pulumi-kubernetes' Service awaiter would time out (Gitea's SSH Service is one). This double writes
+the status ServiceLB would: the InternalIPs of the Ready nodes a svclb pod could run on (only the
+nodes labelled `svccontroller.k3s.cattle.io/enablelb=true` if any node is; never a node with a
+NoSchedule/NoExecute taint the svclb pods do not tolerate). Services with a `loadBalancerClass`
+are left alone, as ServiceLB leaves them. It runs no pods and forwards no traffic.
+
+    servicelb-double.py KUBECTL KUBECONFIG        (started and stopped by lab-up / lab-down)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+ENABLE_LB = "svccontroller.k3s.cattle.io/enablelb"
+TOLERATED = {"CriticalAddonsOnly", "node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane"}
+"""Taint keys the svclb DaemonSet tolerates (k3s pkg/cloudprovider/servicelb.go)."""
+
+
+def kubectl(kubectl_bin: str, kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        [kubectl_bin, "--kubeconfig", kubeconfig, "--request-timeout=10s", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def eligible_ips(nodes: list[dict[str, Any]]) -> list[str]:
+    def ready(node: dict[str, Any]) -> bool:
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+
+    def tolerated(node: dict[str, Any]) -> bool:
+        return all(t["key"] in TOLERATED or t["effect"] == "PreferNoSchedule" for t in node["spec"].get("taints", []))
+
+    pool = [n for n in nodes if n["metadata"].get("labels", {}).get(ENABLE_LB) == "true"] or nodes
+    ips = []
+    for node in pool:
+        if not (ready(node) and tolerated(node)) or node["spec"].get("unschedulable"):
+            continue
+        ips += [a["address"] for a in node["status"].get("addresses", []) if a["type"] == "InternalIP"]
+    return sorted(ips)
+
+
+def sync(kubectl_bin: str, kubeconfig: str) -> None:
+    nodes = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "nodes", "-o", "json"))["items"]
+    services = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "services", "-A", "-o", "json"))["items"]
+    ips = eligible_ips(nodes)
+    for svc in services:
+        spec = svc["spec"]
+        if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass"):
+            continue
+        current = svc.get("status", {}).get("loadBalancer", {}).get("ingress", [])
+        if [i.get("ip") for i in current] == ips:
+            continue
+        patch = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}})
+        meta = svc["metadata"]
+        kubectl(
+            kubectl_bin,
+            kubeconfig,
+            "patch",
+            "service",
+            meta["name"],
+            "-n",
+            meta["namespace"],
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        )
+        print(f"servicelb-double: {meta['namespace']}/{meta['name']} -> {ips}", flush=True)
+
+
+def main() -> None:
+    kubectl_bin, kubeconfig = sys.argv[1:3]
+    while True:
+        try:
+            sync(kubectl_bin, kubeconfig)
+        except subprocess.CalledProcessError as exc:
+            print(f"servicelb-double: {exc.stderr.strip()}", file=sys.stderr, flush=True)
+        time.sleep(2)
+
+
+if __name__ == "__main__":
+    main()
