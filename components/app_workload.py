@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.kubernetes_object import KubernetesObject
 from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import (
     cidr_peer,
@@ -238,15 +238,15 @@ class AppWorkloadArgs:
 
 
 class AppWorkload(pulumi.ComponentResource):
-    secret: k8s.core.v1.Secret | None
+    secret: KubernetesObject | None
     """The passwords of the services it uses (None when none has one)."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """The app's Deployment."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """Its ClusterIP Service."""
-    pdb: k8s.policy.v1.PodDisruptionBudget | None
+    pdb: KubernetesObject | None
     """Its disruption budget (replicas >= 2), else None."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Its allow-list."""
 
     def __init__(self, name: str, args: AppWorkloadArgs, opts: pulumi.ResourceOptions | None = None):
@@ -259,37 +259,20 @@ class AppWorkload(pulumi.ComponentResource):
             password_key(ep): as_secret(ep.password) for ep in args.endpoints if ep.password is not None
         }
         sec = render_secret(app, namespace=ns, string_data=passwords)
-        self.secret = (
-            k8s.core.v1.Secret(
-                f"{name}-secret",
-                metadata=sec["metadata"],
-                type=sec["type"],
-                string_data=sec["stringData"],
-                opts=child,
-            )
-            if sec is not None
-            else None
-        )
+        self.secret = KubernetesObject(f"{name}-secret", sec, child) if sec is not None else None
 
         dep = render_deployment(app, namespace=ns, failover_seconds=failover, env=render_env(app, args.endpoints))
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secret] if self.secret is not None else []),
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.secret] if self.secret is not None else []),
         )
         svc = render_service(app, namespace=ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=child)
+        self.service = KubernetesObject(f"{name}-service", svc, child)
         pdb = render_pdb(app, namespace=ns)
-        self.pdb = (
-            k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=pdb["metadata"], spec=pdb["spec"], opts=child)
-            if pdb is not None
-            else None
-        )
+        self.pdb = KubernetesObject(f"{name}-pdb", pdb, child) if pdb is not None else None
         pol = render_network_policy(app, namespace=ns, endpoints=args.endpoints)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=child
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, child)
         self.register_outputs(
             {
                 "secret": self.secret,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.kubernetes_object import KubernetesObject
 from components.layout import LABEL_PREFIX
 from stacks.config import Rack
 
@@ -92,7 +92,7 @@ class CorednsConfigArgs:
 
 
 class CorednsConfig(pulumi.ComponentResource):
-    configmap: k8s.core.v1.ConfigMap
+    configmap: KubernetesObject
     """The `coredns-custom` ConfigMap."""
     records: dict[str, str]
     """FQDN -> address of every name served."""
@@ -100,11 +100,6 @@ class CorednsConfig(pulumi.ComponentResource):
     def __init__(self, name: str, args: CorednsConfigArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:system:CorednsConfig", name, None, opts)
         manifest = render_configmap(args.rack)
-        self.configmap = k8s.core.v1.ConfigMap(
-            f"{name}-configmap",
-            metadata=manifest["metadata"],
-            data=manifest["data"],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.configmap = KubernetesObject(f"{name}-configmap", manifest, pulumi.ResourceOptions(parent=self))
         self.records = domain_records(args.rack)
         self.register_outputs({"configmap": self.configmap, "records": self.records})

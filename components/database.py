@@ -22,7 +22,6 @@ import base64
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.database_backup import backup_name, render_backup_cronjob
 from components.database_manifests import (
@@ -43,6 +42,7 @@ from components.database_manifests import (
 )
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.k3s_cluster import NodeAccess
+from components.kubernetes_object import KubernetesObject
 from components.layout import Category, workload_labels
 from components.pinned_volume import PinnedVolume, PinnedVolumeArgs
 from stacks.config import Database as DatabaseConfig
@@ -76,21 +76,21 @@ class DatabaseArgs:
 class Database(pulumi.ComponentResource):
     password: pulumi.Output[str]
     """The password (always a Pulumi secret)."""
-    secret: k8s.core.v1.Secret
+    secret: KubernetesObject
     """The Kubernetes Secret holding it (key `password`)."""
     data_volume: PinnedVolume
     """The server's files."""
     backup_volume: PinnedVolume
     """Its dumps."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """ClusterIP Service apps connect to."""
-    statefulset: k8s.apps.v1.StatefulSet
+    statefulset: KubernetesObject
     """The server."""
-    pdb: k8s.policy.v1.PodDisruptionBudget
+    pdb: KubernetesObject
     """Keeps a drain from evicting it silently."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Admits only the clients."""
-    backup: k8s.batch.v1.CronJob
+    backup: KubernetesObject
     """The scheduled dump."""
     host: str
     """In-cluster DNS name of the Service."""
@@ -110,9 +110,7 @@ class Database(pulumi.ComponentResource):
         generated = GeneratedSecret(f"{name}-password", GeneratedSecretArgs(override=args.password), child)
         self.password = generated.value
         sec = render_secret(kind, password_b64=self.password.apply(_b64), namespace=ns)
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secret", metadata=sec["metadata"], type=sec["type"], data=sec["data"], opts=child
-        )
+        self.secret = KubernetesObject(f"{name}-secret", sec, child)
 
         self.data_volume = PinnedVolume(
             f"{name}-data",
@@ -140,30 +138,24 @@ class Database(pulumi.ComponentResource):
         )
 
         svc = render_service(kind, namespace=ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=child)
+        self.service = KubernetesObject(f"{name}-service", svc, child)
         sts = render_statefulset(kind, db, namespace=ns)
-        self.statefulset = k8s.apps.v1.StatefulSet(
+        self.statefulset = KubernetesObject(
             f"{name}-statefulset",
-            metadata=sts["metadata"],
-            spec=sts["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.service, self.data_volume.claim]),
+            sts,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.service, self.data_volume.claim]),
         )
         pdb = render_pdb(kind, namespace=ns)
-        self.pdb = k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb", metadata=pdb["metadata"], spec=pdb["spec"], opts=child
-        )
+        self.pdb = KubernetesObject(f"{name}-pdb", pdb, child)
 
         backup_client = Client(ns, {**workload_labels(backup_name(kind), Category.DATA)})
         policy = render_network_policy(kind, [*args.clients, backup_client], namespace=ns)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=policy["metadata"], spec=policy["spec"], opts=child
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", policy, child)
         cron = render_backup_cronjob(kind, db, namespace=ns)
-        self.backup = k8s.batch.v1.CronJob(
+        self.backup = KubernetesObject(
             f"{name}-backup-cronjob",
-            metadata=cron["metadata"],
-            spec=cron["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset, self.backup_volume.claim]),
+            cron,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset, self.backup_volume.claim]),
         )
 
         self.host = service_host(kind, ns)

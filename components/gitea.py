@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.k3s_cluster import NodeAccess
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     WORKLOAD_LABEL,
     Category,
@@ -479,19 +479,19 @@ class GiteaArgs:
 class Gitea(pulumi.ComponentResource):
     volume: PinnedVolume
     """Gitea's state."""
-    secret: k8s.core.v1.Secret
+    secret: KubernetesObject
     """Gitea's credentials in its namespace."""
-    db_admin_secret: k8s.core.v1.Secret
+    db_admin_secret: KubernetesObject
     """The PostgreSQL admin credential the init Job uses."""
-    db_init: k8s.batch.v1.Job
+    db_init: KubernetesObject
     """Creates Gitea's role and database."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """The Gitea pod."""
-    http_service: k8s.core.v1.Service
+    http_service: KubernetesObject
     """ClusterIP, port 3000 (the Ingress' backend)."""
-    ssh_service: k8s.core.v1.Service
+    ssh_service: KubernetesObject
     """LoadBalancer (ServiceLB), port 2222."""
-    network_policies: list[k8s.networking.v1.NetworkPolicy]
+    network_policies: list[KubernetesObject]
     """Gitea's and the init Job's allow-lists."""
     admin_password: pulumi.Output[str]
     """The admin password (secret)."""
@@ -519,17 +519,9 @@ class Gitea(pulumi.ComponentResource):
             RUNNER_TOKEN_KEY: pulumi.Output.secret(args.runner_token),
         }
         sec = render_secret(s.namespace, SECRET_NAME, values)
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secret", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"], opts=child
-        )
+        self.secret = KubernetesObject(f"{name}-secret", sec, child)
         adm = render_secret(s.namespace, DB_ADMIN_SECRET_NAME, {"password": pulumi.Output.secret(s.postgres.password)})
-        self.db_admin_secret = k8s.core.v1.Secret(
-            f"{name}-db-admin-secret",
-            metadata=adm["metadata"],
-            type=adm["type"],
-            string_data=adm["stringData"],
-            opts=child,
-        )
+        self.db_admin_secret = KubernetesObject(f"{name}-db-admin-secret", adm, child)
 
         self.volume = PinnedVolume(
             f"{name}-volume",
@@ -545,33 +537,24 @@ class Gitea(pulumi.ComponentResource):
         )
 
         job = render_db_init_job(s)
-        self.db_init = k8s.batch.v1.Job(
+        self.db_init = KubernetesObject(
             f"{name}-db-init",
-            metadata=job["metadata"],
-            spec=job["spec"],
-            # An immutable Job must stay replaceable; it holds no state (the database it makes does).
-            opts=pulumi.ResourceOptions(parent=self, protect=False, depends_on=[self.secret, self.db_admin_secret]),
+            job,
+            pulumi.ResourceOptions(parent=self, protect=False, depends_on=[self.secret, self.db_admin_secret]),
         )
 
         dep = render_deployment(s, claim_name=self.volume.claim_name)
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.db_init, self.volume]),
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.db_init, self.volume]),
         )
         http = render_http_service(s)
-        self.http_service = k8s.core.v1.Service(
-            f"{name}-http-service", metadata=http["metadata"], spec=http["spec"], opts=child
-        )
+        self.http_service = KubernetesObject(f"{name}-http-service", http, child)
         ssh = render_ssh_service(s)
-        self.ssh_service = k8s.core.v1.Service(
-            f"{name}-ssh-service", metadata=ssh["metadata"], spec=ssh["spec"], opts=child
-        )
+        self.ssh_service = KubernetesObject(f"{name}-ssh-service", ssh, child)
         self.network_policies = [
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-netpol-{pol['metadata']['name']}", metadata=pol["metadata"], spec=pol["spec"], opts=child
-            )
+            KubernetesObject(f"{name}-netpol-{pol['metadata']['name']}", pol, child)
             for pol in render_network_policies(s)
         ]
         self.register_outputs(

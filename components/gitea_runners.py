@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import yaml
 
+from components.kubernetes_object import KubernetesObject
 from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import (
     SYSTEM_NAMESPACE,
@@ -274,13 +274,13 @@ class GiteaRunnersArgs:
 
 
 class GiteaRunners(pulumi.ComponentResource):
-    secret: k8s.core.v1.Secret
+    secret: KubernetesObject
     """The registration token in the runners' namespace."""
-    config_map: k8s.core.v1.ConfigMap
+    config_map: KubernetesObject
     """act_runner's config.yaml."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """The runner pods."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Their allow-list."""
 
     def __init__(self, name: str, args: GiteaRunnersArgs, opts: pulumi.ResourceOptions | None = None):
@@ -288,22 +288,15 @@ class GiteaRunners(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
         sec = render_secret(s, pulumi.Output.secret(args.registration_token))
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-secret", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"], opts=child
-        )
+        self.secret = KubernetesObject(f"{name}-secret", sec, child)
         cm = render_config_map(s)
-        self.config_map = k8s.core.v1.ConfigMap(f"{name}-config", metadata=cm["metadata"], data=cm["data"], opts=child)
+        self.config_map = KubernetesObject(f"{name}-config", cm, child)
         dep = render_deployment(s, config_map=cm["metadata"]["name"], secret=sec["metadata"]["name"])
-        self.deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.config_map]),
+        self.deployment = KubernetesObject(
+            f"{name}-deployment", dep, pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.config_map])
         )
         pol = render_network_policy(s)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=child
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, child)
         self.register_outputs(
             {
                 "secret": self.secret,

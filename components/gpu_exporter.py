@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
 from components.gpu_container_spec import ContainerSpec, container_spec, pulumi_container_args
 from components.gpu_host import GpuHost, render_endpoint_slice, render_service
+from components.kubernetes_object import KubernetesObject
 from stacks.config import GpuContainer
 from stacks.config import GpuHost as GpuHostConfig
 from stacks.endpoints import ServiceEndpoint
@@ -75,9 +75,9 @@ class GpuExporter(pulumi.ComponentResource):
     """The pinned exporter image on the GPU host."""
     container: docker.Container
     """The exporter."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """The selector-less Service the store scrapes."""
-    endpoint_slice: k8s.discovery.v1.EndpointSlice
+    endpoint_slice: KubernetesObject
     """The host's address and port 9400 behind it."""
 
     def __init__(self, name: str, args: GpuExporterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -99,15 +99,12 @@ class GpuExporter(pulumi.ComponentResource):
         endpoint = metrics_endpoint(gpu, namespace=args.namespace)
         k8s_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.k8s_depends_on))
         svc = render_service(endpoint)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=k8s_opts)
+        self.service = KubernetesObject(f"{name}-service", svc, k8s_opts)
         eps = render_endpoint_slice(endpoint, hostname=gpu.hostname)
-        self.endpoint_slice = k8s.discovery.v1.EndpointSlice(
+        self.endpoint_slice = KubernetesObject(
             f"{name}-endpoints",
-            metadata=eps["metadata"],
-            address_type=eps["addressType"],
-            endpoints=eps["endpoints"],
-            ports=eps["ports"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.k8s_depends_on, self.service, self.container]),
+            eps,
+            pulumi.ResourceOptions(parent=self, depends_on=[*args.k8s_depends_on, self.service, self.container]),
         )
         self.register_outputs(
             {

@@ -34,7 +34,6 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
-import pulumi_kubernetes as k8s
 
 from components.gpu_container_spec import (
     NETWORK,
@@ -43,6 +42,7 @@ from components.gpu_container_spec import (
     engine_network_body,
     pulumi_container_args,
 )
+from components.kubernetes_object import KubernetesObject
 from components.layout import LABEL_PREFIX
 from stacks.config import GpuHost as GpuHostConfig
 from stacks.endpoints import ServiceEndpoint
@@ -83,7 +83,7 @@ def preflight_script(gpu: GpuHostConfig) -> str:
         "  fail 'nvidia-smi not found: install the NVIDIA driver (Debian: apt install nvidia-driver"
         " firmware-misc-nonfree; Ubuntu: ubuntu-drivers install) and reboot'",
         "elif ! gpus=$(nvidia-smi -L 2>&1) || ! printf '%s\\n' \"$gpus\" | grep -q '^GPU '; then",
-        "  fail \"nvidia-smi does not answer ($gpus): the driver is not loaded - reboot after installing it,"
+        '  fail "nvidia-smi does not answer ($gpus): the driver is not loaded - reboot after installing it,'
         " check 'dkms status' and Secure Boot\"",
         "else",
         "  ok \"NVIDIA driver answers: $(printf '%s\\n' \"$gpus\" | grep -c '^GPU ') GPU(s)\"",
@@ -92,7 +92,7 @@ def preflight_script(gpu: GpuHostConfig) -> str:
         "# 2. Docker answers for this user and can hand out GPUs",
         "if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then",
         f"  fail 'docker does not answer for user {user}: install Docker (apt install docker.io) and run"
-        f" \"sudo usermod -aG docker {user}\", then log in again'",
+        f' "sudo usermod -aG docker {user}", then log in again\'',
     ]
     if gpu.gpu_driver == "nvidia":
         lines += [
@@ -101,7 +101,7 @@ def preflight_script(gpu: GpuHostConfig) -> str:
             "  ok 'Docker has the NVIDIA runtime'",
             "else",
             "  fail 'Docker has no NVIDIA runtime: install nvidia-container-toolkit, then run"
-            " \"sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker\"'",
+            ' "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"\'',
             "fi",
         ]
     else:
@@ -122,8 +122,8 @@ def preflight_script(gpu: GpuHostConfig) -> str:
         lines.append(f"if [ -d {q} ]; then ok {shlex.quote(found)}; else fail {shlex.quote(missing)}; fi")
     lines += [
         "",
-        "if [ \"$problems\" -gt 0 ]; then",
-        "  printf '%s preflight check(s) failed on %s\\n' \"$problems\" \"$(hostname)\"",
+        'if [ "$problems" -gt 0 ]; then',
+        '  printf \'%s preflight check(s) failed on %s\\n\' "$problems" "$(hostname)"',
         "  exit 1",
         "fi",
         "echo 'preflight passed'",
@@ -164,9 +164,7 @@ def render_endpoint_slice(endpoint: ServiceEndpoint, *, hostname: str) -> dict[s
             },
         },
         "addressType": "IPv4",
-        "endpoints": [
-            {"addresses": [str(endpoint.external_ip)], "conditions": {"ready": True}, "hostname": hostname}
-        ],
+        "endpoints": [{"addresses": [str(endpoint.external_ip)], "conditions": {"ready": True}, "hostname": hostname}],
         "ports": [{"name": "http", "port": endpoint.port, "protocol": "TCP"}],
     }
 
@@ -196,9 +194,9 @@ class GpuHost(pulumi.ComponentResource):
     """Pinned image per container name."""
     containers: dict[str, docker.Container]
     """Model server per container name."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """The selector-less in-cluster Service."""
-    endpoint_slice: k8s.discovery.v1.EndpointSlice
+    endpoint_slice: KubernetesObject
     """Its EndpointSlice (the GPU host's address and port)."""
 
     def __init__(self, name: str, args: GpuHostArgs, opts: pulumi.ResourceOptions | None = None):
@@ -265,18 +263,13 @@ class GpuHost(pulumi.ComponentResource):
 
         k8s_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.k8s_depends_on))
         svc = render_service(args.endpoint)
-        self.service = k8s.core.v1.Service(
-            f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=k8s_opts
-        )
+        self.service = KubernetesObject(f"{name}-service", svc, k8s_opts)
         eps = render_endpoint_slice(args.endpoint, hostname=gpu.hostname)
         # Ready only once the containers are healthy: `wait` makes their creation the health gate.
-        self.endpoint_slice = k8s.discovery.v1.EndpointSlice(
+        self.endpoint_slice = KubernetesObject(
             f"{name}-endpoints",
-            metadata=eps["metadata"],
-            address_type=eps["addressType"],
-            endpoints=eps["endpoints"],
-            ports=eps["ports"],
-            opts=pulumi.ResourceOptions(
+            eps,
+            pulumi.ResourceOptions(
                 parent=self, depends_on=[*args.k8s_depends_on, self.service, *self.containers.values()]
             ),
         )

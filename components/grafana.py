@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.ingress_routes import Route, render_ingress
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     WORKLOAD_LABEL,
     Category,
@@ -228,17 +228,17 @@ class GrafanaArgs:
 class Grafana(pulumi.ComponentResource):
     admin_password: pulumi.Output[str]
     """The admin password (always a Pulumi secret)."""
-    secret: k8s.core.v1.Secret
+    secret: KubernetesObject
     """The Secret holding it."""
-    config_maps: dict[str, k8s.core.v1.ConfigMap]
+    config_maps: dict[str, KubernetesObject]
     """Datasources, dashboard provider and dashboards, by ConfigMap name."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """Grafana."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """Its ClusterIP Service."""
-    ingress: k8s.networking.v1.Ingress
+    ingress: KubernetesObject
     """`https://<host>.<domain>/` through Traefik."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Its allow-list."""
     url: str
     """Where a browser opens it."""
@@ -255,34 +255,23 @@ class Grafana(pulumi.ComponentResource):
         )
         self.admin_password = generated.value
         sec = render_secret(password=self.admin_password, namespace=ns)
-        self.secret = k8s.core.v1.Secret(
-            f"{name}-admin", metadata=sec["metadata"], type=sec["type"], string_data=sec["stringData"], opts=after
-        )
+        self.secret = KubernetesObject(f"{name}-admin", sec, after)
         self.config_maps = {}
         for cm in render_config_maps(monitoring, namespace=ns):
             key = cm["metadata"]["name"]
-            self.config_maps[key] = k8s.core.v1.ConfigMap(
-                f"{name}-{key.removeprefix('grafana-')}", metadata=cm["metadata"], data=cm["data"], opts=after
-            )
+            self.config_maps[key] = KubernetesObject(f"{name}-{key.removeprefix('grafana-')}", cm, after)
         dep = render_deployment(monitoring, args.domain, namespace=ns)
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*args.depends_on, self.secret, *self.config_maps.values()]
-            ),
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.secret, *self.config_maps.values()]),
         )
         svc = render_service(namespace=ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=after)
+        self.service = KubernetesObject(f"{name}-service", svc, after)
         ing = render_ingress(route(monitoring, args.domain, namespace=ns))
-        self.ingress = k8s.networking.v1.Ingress(
-            f"{name}-ingress", metadata=ing["metadata"], spec=ing["spec"], opts=after
-        )
+        self.ingress = KubernetesObject(f"{name}-ingress", ing, after)
         pol = render_network_policy(namespace=ns)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=after
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, after)
         self.url = f"https://{fqdn(monitoring, args.domain)}/"
         self.register_outputs(
             {

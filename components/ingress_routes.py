@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.kubernetes_object import KubernetesObject
 from components.layout import LABEL_PREFIX, NAMESPACES
 from components.traefik_config import INGRESS_CLASS
 from stacks.config import Rack
@@ -107,7 +107,7 @@ class IngressRoutesArgs:
 
 
 class IngressRoutes(pulumi.ComponentResource):
-    ingresses: dict[str, k8s.networking.v1.Ingress]
+    ingresses: dict[str, KubernetesObject]
     """Each Ingress by route key (app name, `gitea`)."""
     hosts: dict[str, str]
     """FQDN -> `<namespace>/<service>:<port>`."""
@@ -118,11 +118,10 @@ class IngressRoutes(pulumi.ComponentResource):
         for route in routes(args.rack):
             manifest = render_ingress(route)
             namespace = args.namespaces.get(route.namespace)
-            self.ingresses[route.key] = k8s.networking.v1.Ingress(
+            self.ingresses[route.key] = KubernetesObject(
                 f"{name}-{route.key}",
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace] if namespace is not None else []),
+                manifest,
+                pulumi.ResourceOptions(parent=self, depends_on=[namespace] if namespace is not None else []),
             )
         self.hosts = {r.host: r.backend for r in routes(args.rack)}
         self.register_outputs({"ingresses": self.ingresses, "hosts": self.hosts})

@@ -47,6 +47,7 @@ from components.k3s_scripts import (
     remote_command,
     rewrite_kubeconfig,
 )
+from components.kubernetes_object import KubernetesObject
 from components.layout import Role, node_labels, node_taints
 from stacks.config import Node, Rack
 
@@ -132,7 +133,7 @@ class K3sCluster(pulumi.ComponentResource):
     """The provider every later layer uses."""
     registrations: dict[str, command.remote.Command]
     """Per hostname: wait for the Node; on removal cordon, drain, delete it."""
-    layouts: dict[str, k8s.core.v1.NodePatch]
+    layouts: dict[str, KubernetesObject]
     """Per hostname: labels and taints through the API."""
     ready: list[pulumi.Resource]
     """What must exist before workloads are applied: every node registered and laid out."""
@@ -245,11 +246,11 @@ class K3sCluster(pulumi.ComponentResource):
             )
             self.registrations[node.hostname] = registration
             manifest = render_node_layout(node)
-            self.layouts[node.hostname] = k8s.core.v1.NodePatch(
+            self.layouts[node.hostname] = KubernetesObject(
                 f"{name}-{node.hostname}-layout",
-                metadata=manifest["metadata"],
-                spec=manifest["spec"] or None,
-                opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
+                {k: v for k, v in manifest.items() if v != {}},  # no taints: the field is left out
+                pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
+                patch=True,
             )
         self.ready = [*self.layouts.values()]
         self.access = {

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     CLASS_LABEL,
     WORKLOAD_LABEL,
@@ -179,17 +179,17 @@ class KubeStateMetricsArgs:
 
 
 class KubeStateMetrics(pulumi.ComponentResource):
-    service_account: k8s.core.v1.ServiceAccount
+    service_account: KubernetesObject
     """Its identity."""
-    cluster_role: k8s.rbac.v1.ClusterRole
+    cluster_role: KubernetesObject
     """list/watch of the exported resources."""
-    cluster_role_binding: k8s.rbac.v1.ClusterRoleBinding
+    cluster_role_binding: KubernetesObject
     """Grants it."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """The exporter."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """What the store scrapes."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Its allow-list."""
 
     def __init__(self, name: str, args: KubeStateMetricsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -197,33 +197,23 @@ class KubeStateMetrics(pulumi.ComponentResource):
         ns = args.namespace
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         sa, role, binding = render_rbac(ns)
-        self.service_account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=sa["metadata"], opts=after)
-        self.cluster_role = k8s.rbac.v1.ClusterRole(
-            f"{name}-clusterrole",
-            metadata=role["metadata"],
-            rules=role["rules"],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.cluster_role_binding = k8s.rbac.v1.ClusterRoleBinding(
+        self.service_account = KubernetesObject(f"{name}-sa", sa, after)
+        self.cluster_role = KubernetesObject(f"{name}-clusterrole", role, pulumi.ResourceOptions(parent=self))
+        self.cluster_role_binding = KubernetesObject(
             f"{name}-clusterrolebinding",
-            metadata=binding["metadata"],
-            role_ref=binding["roleRef"],
-            subjects=binding["subjects"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_role, self.service_account]),
+            binding,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_role, self.service_account]),
         )
         dep = render_deployment(namespace=ns)
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.cluster_role_binding]),
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.cluster_role_binding]),
         )
         svc = render_service(namespace=ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=after)
+        self.service = KubernetesObject(f"{name}-service", svc, after)
         pol = render_network_policy(args.rack, namespace=ns)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=after
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, after)
         self.register_outputs(
             {
                 "service_account": self.service_account,

@@ -115,9 +115,7 @@ def node_affinity(category: Category, *, hostname: str | None = None) -> dict[st
         expressions.append({"key": HOSTNAME_LABEL, "operator": "In", "values": [hostname]})
     return {
         "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": expressions}]
-            }
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": expressions}]}
         }
     }
 

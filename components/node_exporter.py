@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     WORKLOAD_LABEL,
     Category,
@@ -112,16 +112,13 @@ class NodeExporterArgs:
 
 
 class NodeExporter(pulumi.ComponentResource):
-    daemonset: k8s.apps.v1.DaemonSet
+    daemonset: KubernetesObject
     """node-exporter on every node."""
 
     def __init__(self, name: str, args: NodeExporterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:observability:NodeExporter", name, None, opts)
         ds = render_daemonset(namespace=args.namespace)
-        self.daemonset = k8s.apps.v1.DaemonSet(
-            f"{name}-daemonset",
-            metadata=ds["metadata"],
-            spec=ds["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        self.daemonset = KubernetesObject(
+            f"{name}-daemonset", ds, pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         )
         self.register_outputs({"daemonset": self.daemonset})

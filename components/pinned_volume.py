@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_command as command
-import pulumi_kubernetes as k8s
 
 from components.k3s_scripts import remote_command
+from components.kubernetes_object import KubernetesObject
 from components.layout import HOSTNAME_LABEL, LABEL_PREFIX
 
 if TYPE_CHECKING:
@@ -123,11 +123,7 @@ def pinned_node(volume: dict[str, Any]) -> str | None:
     terms = volume.get("spec", {}).get("nodeAffinity", {}).get("required", {}).get("nodeSelectorTerms", [])
     for term in terms:
         for expr in term.get("matchExpressions", []):
-            if (
-                expr.get("key") == HOSTNAME_LABEL
-                and expr.get("operator") == "In"
-                and len(expr.get("values", [])) == 1
-            ):
+            if expr.get("key") == HOSTNAME_LABEL and expr.get("operator") == "In" and len(expr.get("values", [])) == 1:
                 return str(expr["values"][0])
     return None
 
@@ -150,9 +146,9 @@ class PinnedVolumeArgs:
 
 
 class PinnedVolume(pulumi.ComponentResource):
-    volume: k8s.core.v1.PersistentVolume
+    volume: KubernetesObject
     """The Retain PersistentVolume pinned to the node."""
-    claim: k8s.core.v1.PersistentVolumeClaim
+    claim: KubernetesObject
     """The claim bound to it by name."""
     claim_name: str
     """The claim's metadata.name, for pod specs."""
@@ -187,13 +183,12 @@ class PinnedVolume(pulumi.ComponentResource):
             size=args.size,
             namespace=args.namespace,
         )
-        self.volume = k8s.core.v1.PersistentVolume(f"{name}-pv", metadata=pv["metadata"], spec=pv["spec"], opts=child)
+        self.volume = KubernetesObject(f"{name}-pv", pv, child)
         pvc = render_claim(name=args.volume_name, namespace=args.namespace, size=args.size)
-        self.claim = k8s.core.v1.PersistentVolumeClaim(
+        self.claim = KubernetesObject(
             f"{name}-pvc",
-            metadata=pvc["metadata"],
-            spec=pvc["spec"],
-            opts=pulumi.ResourceOptions.merge(
+            pvc,
+            pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
                     depends_on=[self.volume],

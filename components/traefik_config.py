@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import yaml
 
+from components.kubernetes_object import KubernetesObject
 from components.layout import LABEL_PREFIX, Category, pod_placement
 
 CHART_NAME = "traefik"
@@ -70,18 +70,11 @@ class TraefikConfigArgs:
 
 
 class TraefikConfig(pulumi.ComponentResource):
-    chart_config: k8s.apiextensions.CustomResource
+    chart_config: KubernetesObject
     """The HelmChartConfig `traefik` in kube-system."""
 
     def __init__(self, name: str, args: TraefikConfigArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:system:TraefikConfig", name, None, opts)
         manifest = render_helm_chart_config()
-        self.chart_config = k8s.apiextensions.CustomResource(
-            f"{name}-helmchartconfig",
-            api_version=manifest["apiVersion"],
-            kind=manifest["kind"],
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.chart_config = KubernetesObject(f"{name}-helmchartconfig", manifest, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"chart_config": self.chart_config})

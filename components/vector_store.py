@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.database_manifests import (
     DATABASE_NAME,
@@ -45,6 +44,7 @@ from components.database_manifests import (
     service_host,
     workload_name,
 )
+from components.kubernetes_object import KubernetesObject
 from components.layout import WORKLOAD_LABEL, Category, pod_placement, restricted_container_security, workload_labels
 from components.network_policy import dns_egress, pods_peer, render_workload_policy, rule, tcp
 from stacks.config import Database as DatabaseConfig
@@ -175,9 +175,9 @@ class VectorExtensionArgs:
 
 
 class VectorExtension(pulumi.ComponentResource):
-    job: k8s.batch.v1.Job
+    job: KubernetesObject
     """The idempotent setup Job."""
-    network_policies: list[k8s.networking.v1.NetworkPolicy]
+    network_policies: list[KubernetesObject]
     """The Job's allow-list and PostgreSQL's admission of it."""
     database: str
     """The database the extension is enabled in."""
@@ -190,19 +190,17 @@ class VectorExtension(pulumi.ComponentResource):
         self.network_policies = []
         for pol in render_network_policies(namespace=ns):
             self.network_policies.append(
-                k8s.networking.v1.NetworkPolicy(
+                KubernetesObject(
                     f"{name}-{pol['metadata']['name']}",
-                    metadata=pol["metadata"],
-                    spec=pol["spec"],
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+                    pol,
+                    pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
                 )
             )
         job = render_job(args.config, namespace=ns)
-        self.job = k8s.batch.v1.Job(
+        self.job = KubernetesObject(
             f"{name}-job",
-            metadata=job["metadata"],
-            spec=job["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *self.network_policies]),
+            job,
+            pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *self.network_policies]),
         )
         self.database = DATABASE_NAME
         self.register_outputs({"job": self.job, "network_policies": self.network_policies, "database": self.database})

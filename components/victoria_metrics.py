@@ -28,10 +28,10 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
 from components.k3s_cluster import NodeAccess
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     WORKLOAD_LABEL,
     Category,
@@ -206,21 +206,21 @@ class VictoriaMetricsArgs:
 
 
 class VictoriaMetrics(pulumi.ComponentResource):
-    service_account: k8s.core.v1.ServiceAccount
+    service_account: KubernetesObject
     """The store's identity (its token scrapes the kubelets)."""
-    cluster_role: k8s.rbac.v1.ClusterRole
+    cluster_role: KubernetesObject
     """`get nodes/metrics`."""
-    cluster_role_binding: k8s.rbac.v1.ClusterRoleBinding
+    cluster_role_binding: KubernetesObject
     """Grants it to the service account."""
-    config_map: k8s.core.v1.ConfigMap
+    config_map: KubernetesObject
     """The scrape config."""
     volume: PinnedVolume
     """The store's data on the reliable node."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """ClusterIP Service (8428) Grafana and vmalert use."""
-    statefulset: k8s.apps.v1.StatefulSet
+    statefulset: KubernetesObject
     """The store."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Its allow-list."""
     url: str
     """In-cluster URL of the store."""
@@ -236,21 +236,17 @@ class VictoriaMetrics(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         sa = render_service_account(ns)
-        self.service_account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=sa["metadata"], opts=after)
+        self.service_account = KubernetesObject(f"{name}-sa", sa, after)
         role = render_cluster_role()
-        self.cluster_role = k8s.rbac.v1.ClusterRole(
-            f"{name}-clusterrole", metadata=role["metadata"], rules=role["rules"], opts=child
-        )
+        self.cluster_role = KubernetesObject(f"{name}-clusterrole", role, child)
         binding = render_cluster_role_binding(ns)
-        self.cluster_role_binding = k8s.rbac.v1.ClusterRoleBinding(
+        self.cluster_role_binding = KubernetesObject(
             f"{name}-clusterrolebinding",
-            metadata=binding["metadata"],
-            role_ref=binding["roleRef"],
-            subjects=binding["subjects"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_role, self.service_account]),
+            binding,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.cluster_role, self.service_account]),
         )
         cm = render_scrape_configmap(rack, gpu=args.gpu, namespace=ns)
-        self.config_map = k8s.core.v1.ConfigMap(f"{name}-scrape", metadata=cm["metadata"], data=cm["data"], opts=after)
+        self.config_map = KubernetesObject(f"{name}-scrape", cm, after)
 
         self.volume = PinnedVolume(
             f"{name}-data",
@@ -265,13 +261,12 @@ class VictoriaMetrics(pulumi.ComponentResource):
             after,
         )
         svc = render_service(ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=after)
+        self.service = KubernetesObject(f"{name}-service", svc, after)
         sts = render_statefulset(monitoring, namespace=ns)
-        self.statefulset = k8s.apps.v1.StatefulSet(
+        self.statefulset = KubernetesObject(
             f"{name}-statefulset",
-            metadata=sts["metadata"],
-            spec=sts["spec"],
-            opts=pulumi.ResourceOptions(
+            sts,
+            pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[
                     self.service,
@@ -283,9 +278,7 @@ class VictoriaMetrics(pulumi.ComponentResource):
         )
         gpu_address = rack.gpu_host.address if args.gpu and rack.gpu_host is not None else None
         pol = render_network_policy(rack, gpu_address=gpu_address, namespace=ns)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=after
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, after)
         self.url = mc.store_url()
         self.register_outputs(
             {

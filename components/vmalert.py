@@ -24,9 +24,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
+from components.kubernetes_object import KubernetesObject
 from components.layout import (
     WORKLOAD_LABEL,
     Category,
@@ -149,13 +149,13 @@ class VmAlertArgs:
 
 
 class VmAlert(pulumi.ComponentResource):
-    config_map: k8s.core.v1.ConfigMap
+    config_map: KubernetesObject
     """The rule files."""
-    deployment: k8s.apps.v1.Deployment
+    deployment: KubernetesObject
     """vmalert."""
-    service: k8s.core.v1.Service
+    service: KubernetesObject
     """Its UI/API and metrics."""
-    network_policy: k8s.networking.v1.NetworkPolicy
+    network_policy: KubernetesObject
     """Its allow-list."""
 
     def __init__(self, name: str, args: VmAlertArgs, opts: pulumi.ResourceOptions | None = None):
@@ -163,20 +163,17 @@ class VmAlert(pulumi.ComponentResource):
         ns, monitoring = args.namespace, args.monitoring
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         cm = render_rules_configmap(monitoring, namespace=ns)
-        self.config_map = k8s.core.v1.ConfigMap(f"{name}-rules", metadata=cm["metadata"], data=cm["data"], opts=after)
+        self.config_map = KubernetesObject(f"{name}-rules", cm, after)
         dep = render_deployment(monitoring, namespace=ns)
-        self.deployment = k8s.apps.v1.Deployment(
+        self.deployment = KubernetesObject(
             f"{name}-deployment",
-            metadata=dep["metadata"],
-            spec=dep["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.config_map]),
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.config_map]),
         )
         svc = render_service(namespace=ns)
-        self.service = k8s.core.v1.Service(f"{name}-service", metadata=svc["metadata"], spec=svc["spec"], opts=after)
+        self.service = KubernetesObject(f"{name}-service", svc, after)
         pol = render_network_policy(monitoring, namespace=ns)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=pol["metadata"], spec=pol["spec"], opts=after
-        )
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, after)
         self.register_outputs(
             {
                 "config_map": self.config_map,

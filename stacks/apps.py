@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.app_workload import AppWorkload, AppWorkloadArgs
+from components.kubernetes_object import KubernetesObject
 from components.network_policy import render_default_deny
 from stacks.config import App, Rack
 from stacks.endpoints import ServiceEndpoint, inference_endpoint
@@ -27,7 +27,7 @@ from stacks.system import SystemLayer
 class AppsLayer:
     workloads: dict[str, AppWorkload]
     """Each app's component, by app name."""
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = field(default_factory=dict)
+    default_deny: dict[str, KubernetesObject] = field(default_factory=dict)
     """The default-deny policy of each namespace that holds apps, by namespace."""
     unwired: dict[str, list[str]] = field(default_factory=dict)
     """Per app, the `uses` names no endpoint was handed over for (left out, with a warning)."""
@@ -54,17 +54,14 @@ def build_apps(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform:
     available = available_endpoints(rack, platform)
     k8s_opts = pulumi.ResourceOptions(provider=metal.k8s_provider)
 
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = {}
+    default_deny: dict[str, KubernetesObject] = {}
     for category in sorted({app.category for app in rack.apps}):
         ns = system.namespace_of(category)
         manifest = render_default_deny(ns)
-        default_deny[ns] = k8s.networking.v1.NetworkPolicy(
+        default_deny[ns] = KubernetesObject(
             f"netpol-{ns}-default-deny",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[system.namespaces[category]])
-            ),
+            manifest,
+            pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[system.namespaces[category]])),
         )
 
     workloads: dict[str, AppWorkload] = {}

@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import gitea as gitea_mod
 from components import gitea_runners as runners_mod
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.gitea import Gitea, GiteaArgs, GiteaSettings
 from components.gitea_runners import GiteaRunners, GiteaRunnersArgs, RunnerSettings
+from components.kubernetes_object import KubernetesObject
 from components.layout import WORKLOAD_LABEL, Category, pod_security_labels
 from components.network_policy import render_default_deny
 from stacks.loader import Loaded
@@ -49,9 +49,9 @@ def namespace_labels() -> dict[str, dict[str, str]]:
 class CiLayer:
     components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
     """Gitea and its runners, by name."""
-    namespaces: dict[str, k8s.core.v1.Namespace] = field(default_factory=dict)
+    namespaces: dict[str, KubernetesObject] = field(default_factory=dict)
     """The CI namespaces, by name."""
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = field(default_factory=dict)
+    default_deny: dict[str, KubernetesObject] = field(default_factory=dict)
     """The default-deny policy of each CI namespace, by namespace."""
 
 
@@ -70,8 +70,8 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
     assert node is not None and node.storage is not None, "validated by rack_problems"
 
     k8s_opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
-    namespaces: dict[str, k8s.core.v1.Namespace] = {}
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = {}
+    namespaces: dict[str, KubernetesObject] = {}
+    default_deny: dict[str, KubernetesObject] = {}
     wanted = [CI_NAMESPACE] + ([RUNNERS_NAMESPACE] if cfg.runners.replicas > 0 else [])
     labels = namespace_labels()
     for ns in wanted:
@@ -79,15 +79,16 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
             # The system layer owns `ci` (its Ingress for Gitea lives there); one object, one owner.
             namespaces[ns] = system.ci_namespace
         else:
-            namespaces[ns] = k8s.core.v1.Namespace(
-                f"ns-{ns}", metadata={"name": ns, "labels": labels[ns]}, opts=k8s_opts
+            namespaces[ns] = KubernetesObject(
+                f"ns-{ns}",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels[ns]}},
+                k8s_opts,
             )
         deny = render_default_deny(ns)
-        default_deny[ns] = k8s.networking.v1.NetworkPolicy(
+        default_deny[ns] = KubernetesObject(
             f"netpol-{ns}-default-deny",
-            metadata=deny["metadata"],
-            spec=deny["spec"],
-            opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=[namespaces[ns]]),
+            deny,
+            pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=[namespaces[ns]]),
         )
 
     token = GeneratedSecret("gitea-runner-token", GeneratedSecretArgs(length=48))

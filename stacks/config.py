@@ -47,9 +47,7 @@ _ABS_PATH = re.compile(r"^/[^\0]*$")
 
 def _hostname(value: str) -> str:
     if not _HOSTNAME.match(value):
-        raise ValueError(
-            f"'{value}' is not an RFC 1123 hostname (lowercase letters, digits and '-', at most 63)"
-        )
+        raise ValueError(f"'{value}' is not an RFC 1123 hostname (lowercase letters, digits and '-', at most 63)")
     return value
 
 
@@ -143,7 +141,7 @@ def _to_str(value: Any) -> Any:
 def _version_text(value: Any) -> Any:
     """YAML reads `version: 16.10` as the float 16.1: refuse it instead of pinning the wrong release."""
     if isinstance(value, float):
-        raise ValueError(f"{value!r} is a YAML number, not a version: quote it (\"{value}\")")
+        raise ValueError(f'{value!r} is a YAML number, not a version: quote it ("{value}")')
     return _to_str(value)
 
 
@@ -305,9 +303,7 @@ class Node(Model):
 
 
 class Dns(Model):
-    upstream: list[Ipv4] = Field(
-        default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1
-    )
+    upstream: list[Ipv4] = Field(default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1)
     """Resolvers CoreDNS forwards to."""
     records: dict[DnsLabel, Ipv4] = Field(default_factory=dict)
     """Extra names under `domain`, served by the cluster's CoreDNS."""
@@ -413,11 +409,7 @@ class Databases(Model):
     """Redis."""
 
     def configured(self) -> dict[DatabaseKind, Database]:
-        return {
-            kind: db
-            for kind in DatabaseKind
-            if (db := getattr(self, kind.value)) is not None
-        }
+        return {kind: db for kind in DatabaseKind if (db := getattr(self, kind.value)) is not None}
 
 
 class GpuContainer(Model):
@@ -644,9 +636,7 @@ def rack_problems(rack: Rack) -> list[Issue]:
     # networks
     k3s = rack.k3s
     if k3s.cluster_cidr.overlaps(k3s.service_cidr):
-        issues.append(
-            Issue("rack.k3s.service-cidr", f"{k3s.service_cidr} overlaps cluster-cidr {k3s.cluster_cidr}")
-        )
+        issues.append(Issue("rack.k3s.service-cidr", f"{k3s.service_cidr} overlaps cluster-cidr {k3s.cluster_cidr}"))
     for i, node in enumerate(nodes):
         for key, net in (("cluster-cidr", k3s.cluster_cidr), ("service-cidr", k3s.service_cidr)):
             if node.address in net:
@@ -671,9 +661,7 @@ def rack_problems(rack: Rack) -> list[Issue]:
     if k3s.bootstrap_server is not None:
         boot = rack.node(k3s.bootstrap_server)
         if boot is None or boot.role != Role.SERVER:
-            issues.append(
-                Issue("rack.k3s.bootstrap-server", f"'{k3s.bootstrap_server}' is not a server node")
-            )
+            issues.append(Issue("rack.k3s.bootstrap-server", f"'{k3s.bootstrap_server}' is not a server node"))
     elif len(servers) > 1:
         issues.append(
             Issue(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.gpu_host import GpuHost, GpuHostArgs
+from components.kubernetes_object import KubernetesObject
 from stacks.endpoints import inference_endpoint
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
@@ -32,7 +32,7 @@ class GpuLayer:
     """False when the rack has no gpu-host or the layer is skipped."""
     host: GpuHost | None = None
     """The GPU host component (None when disabled)."""
-    namespace: k8s.core.v1.Namespace | None = None
+    namespace: KubernetesObject | None = None
     """The Namespace this layer created for the Service (None when the system layer owns it)."""
 
 
@@ -43,15 +43,19 @@ def build_gpu(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> GpuLaye
         return GpuLayer(enabled=False)
 
     system_namespaces = {system.namespace_of(category): ns for category, ns in system.namespaces.items()}
-    namespace: k8s.core.v1.Namespace | None = None
+    namespace: KubernetesObject | None = None
     ready: list[pulumi.Resource] = []
     if endpoint.namespace in system_namespaces:
         ready.append(system_namespaces[endpoint.namespace])
     else:
-        namespace = k8s.core.v1.Namespace(
+        namespace = KubernetesObject(
             f"ns-{endpoint.namespace}",
-            metadata={"name": endpoint.namespace, "labels": NAMESPACE_LABELS},
-            opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": endpoint.namespace, "labels": NAMESPACE_LABELS},
+            },
+            pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
         )
         ready.append(namespace)
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import monitoring_config as mc
 from components.gpu_exporter import GpuExporter, GpuExporterArgs
 from components.grafana import Grafana, GrafanaArgs
 from components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
+from components.kubernetes_object import KubernetesObject
 from components.layout import Category, pod_security_labels
 from components.network_policy import render_default_deny
 from components.node_exporter import NodeExporter, NodeExporterArgs
@@ -50,9 +50,9 @@ class ObservabilityLayer:
     components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
     """The monitoring components by name (store, node-exporter, kube-state-metrics, vmalert,
     grafana, gpu-exporter) and `vector` when the vector extension is on."""
-    namespaces: dict[str, k8s.core.v1.Namespace] = field(default_factory=dict)
+    namespaces: dict[str, KubernetesObject] = field(default_factory=dict)
     """The monitoring namespaces, by name."""
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = field(default_factory=dict)
+    default_deny: dict[str, KubernetesObject] = field(default_factory=dict)
     """The default-deny policy of each monitoring namespace, by namespace."""
     grafana_url: str | None = None
     """Where a browser opens Grafana (None when monitoring is off)."""
@@ -103,16 +103,17 @@ def build_observability(
         return ObservabilityLayer(enabled=False, components=components)
 
     k8s_opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
-    namespaces: dict[str, k8s.core.v1.Namespace] = {}
-    default_deny: dict[str, k8s.networking.v1.NetworkPolicy] = {}
+    namespaces: dict[str, KubernetesObject] = {}
+    default_deny: dict[str, KubernetesObject] = {}
     for ns, labels in namespace_labels().items():
-        namespaces[ns] = k8s.core.v1.Namespace(f"ns-{ns}", metadata={"name": ns, "labels": labels}, opts=k8s_opts)
+        namespaces[ns] = KubernetesObject(
+            f"ns-{ns}", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}, k8s_opts
+        )
         deny = render_default_deny(ns)
-        default_deny[ns] = k8s.networking.v1.NetworkPolicy(
+        default_deny[ns] = KubernetesObject(
             f"netpol-{ns}-default-deny",
-            metadata=deny["metadata"],
-            spec=deny["spec"],
-            opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=[namespaces[ns]]),
+            deny,
+            pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=[namespaces[ns]]),
         )
     component_opts = pulumi.ResourceOptions(providers=[metal.k8s_provider])
     ns_main = [namespaces[mc.NAMESPACE]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.database import Database, DatabaseArgs
 from components.database_manifests import (
@@ -20,6 +19,7 @@ from components.database_manifests import (
     workload_name,
 )
 from components.ingress_routes import GITEA_NAMESPACE
+from components.kubernetes_object import KubernetesObject
 from components.layout import NAMESPACES, WORKLOAD_LABEL, Category
 from components.pinned_volume import render_storage_class
 from stacks.config import DatabaseKind, Rack
@@ -38,7 +38,7 @@ class PlatformLayer:
     """The platform components by name."""
     endpoints: dict[str, ServiceEndpoint] = field(default_factory=dict)
     """Each database as apps reach it, keyed by the name apps put in `uses`."""
-    storage_class: k8s.storage.v1.StorageClass | None = None
+    storage_class: KubernetesObject | None = None
     """The shared `pinned-local` StorageClass."""
 
 
@@ -55,14 +55,10 @@ def database_clients(rack: Rack, kind: DatabaseKind) -> list[Client]:
 def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> PlatformLayer:
     rack = loaded.rack
     sc = render_storage_class()
-    storage_class = k8s.storage.v1.StorageClass(
+    storage_class = KubernetesObject(
         "storage-class-pinned-local",
-        metadata=sc["metadata"],
-        provisioner=sc["provisioner"],
-        reclaim_policy=sc["reclaimPolicy"],
-        volume_binding_mode=sc["volumeBindingMode"],
-        allow_volume_expansion=sc["allowVolumeExpansion"],
-        opts=pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
+        sc,
+        pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
     )
     components: dict[str, pulumi.ComponentResource] = {}
     endpoints: dict[str, ServiceEndpoint] = {}

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.coredns_config import CorednsConfig, CorednsConfigArgs
 from components.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
+from components.kubernetes_object import KubernetesObject
 from components.layout import CATEGORY_LABEL, NAMESPACES, Category, namespace_labels
 from components.traefik_config import TraefikConfig, TraefikConfigArgs
 from stacks.config import Rack
@@ -39,9 +39,9 @@ def ci_namespace_labels() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SystemLayer:
-    namespaces: dict[Category, k8s.core.v1.Namespace]
+    namespaces: dict[Category, KubernetesObject]
     """The namespace object of each category in use."""
-    ci_namespace: k8s.core.v1.Namespace | None = None
+    ci_namespace: KubernetesObject | None = None
     """The `ci` namespace (Gitea, runners) when Gitea is configured, else None."""
     dns: CorednsConfig | None = None
     """The coredns-custom ConfigMap."""
@@ -75,22 +75,27 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
     rack = loaded.rack
     opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
     namespaces = {
-        category: k8s.core.v1.Namespace(
+        category: KubernetesObject(
             f"ns-{NAMESPACES[category]}",
-            metadata={"name": NAMESPACES[category], "labels": namespace_labels(category)},
-            opts=opts,
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NAMESPACES[category], "labels": namespace_labels(category)},
+            },
+            opts,
         )
         for category in categories_in_use(loaded)
     }
     ci_namespace = None
     if rack.gitea is not None:
-        ci_namespace = k8s.core.v1.Namespace(
+        ci_namespace = KubernetesObject(
             f"ns-{GITEA_NAMESPACE}",
-            metadata={
-                "name": GITEA_NAMESPACE,
-                "labels": ci_namespace_labels(),
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": GITEA_NAMESPACE, "labels": ci_namespace_labels()},
             },
-            opts=opts,
+            opts,
         )
 
     component_opts = pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=metal.cluster_ready)
