@@ -40,7 +40,7 @@ clean:
 	rm -rf $(VENV) build
 
 bench: $(STAMP)
-	@$(PY) -m bench.bench --json build/bench.json
+	@$(PY) -m bench.bench --repeat 2 --json build/bench.json
 
 # The real engine (built offline by `make toolchain`), the lab, and a real preview.
 include toolchain/toolchain.mk
