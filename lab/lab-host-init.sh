@@ -34,15 +34,16 @@ for d in etc usr var opt srv root home; do
 done
 # A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
 mount --bind "$hd/usr-local" /usr/local
+# Before /tmp is replaced below: the host dir itself may live under /tmp (a checkout in /tmp).
+if [[ "$storage" != - ]]; then
+    mkdir -p "$storage"
+    mount --bind "$hd/storage" "$storage"
+fi
 find "$hd/tmp" -mindepth 1 -delete # /tmp starts empty at every boot
 mount --bind "$hd/tmp" /tmp
 mkdir -p /opt/lab/bin
 mount --bind "$lab_bin" /opt/lab/bin
 mount -o remount,bind,ro /opt/lab/bin
-if [[ "$storage" != - ]]; then
-    mkdir -p "$storage"
-    mount --bind "$hd/storage" "$storage"
-fi
 mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd
