@@ -232,7 +232,9 @@ def test_similarity_search_finds_the_nearest(server: Server) -> None:
         " (1, 'Genesis 1:1', '[1, 0, 0]'), (2, 'John 1:1', '[0.9, 0.1, 0]'),"
         " (3, 'Psalm 23:1', '[0, 1, 0]'), (4, 'Romans 8:28', '[0, 0, 1]'), (5, 'Ruth 1:16', '[0, 0.7, 0.7]')"
     )
-    query = "[0.95, 0.05, 0.0]"
+    # Nearest is John 1:1 (L2 0.028), then Genesis 1:1 (0.113): no tie, so the order is the answer.
+    # ([0.95, 0.05, 0] was equidistant from both and HNSW returned them either way round.)
+    query = "[0.92, 0.08, 0.0]"
     nearest = server.psql(f"SELECT id FROM passages ORDER BY embedding <-> '{query}' LIMIT 2")
     assert nearest.splitlines() == ["2", "1"]
     cosine = server.psql("SELECT ref FROM passages ORDER BY embedding <=> '[0, 0.6, 0.8]' LIMIT 1")
