@@ -80,10 +80,11 @@ def render_node_layout(node: Node) -> dict[str, Any]:
             "labels": node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
             "annotations": {PATCH_FORCE: "true"},
         },
-        # No taints: the field is left out, so server-side apply drops a taint this patch set
-        # before (experimental -> general) without claiming the list.
-        "spec": {"taints": [t.to_k8s() for t in taints]} if taints else {},
     }
+    if taints:
+        # No taints: `spec` is left out, so server-side apply drops a taint this patch set
+        # before (experimental -> general) without claiming the list.
+        manifest["spec"] = {"taints": [t.to_k8s() for t in taints]}
     return manifest
 
 
@@ -248,7 +249,7 @@ class K3sCluster(pulumi.ComponentResource):
             manifest = render_node_layout(node)
             self.layouts[node.hostname] = KubernetesObject(
                 f"{name}-{node.hostname}-layout",
-                {k: v for k, v in manifest.items() if v != {}},  # no taints: the field is left out
+                manifest,
                 pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
                 patch=True,
             )
