@@ -27,7 +27,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,13 +111,15 @@ class Run:
         return path
 
     def pulumi(
-        self, *args: str, label: str, check: bool = True, stdin: str | None = None
+        self, *args: str, label: str, check: bool = True, stdin: str | None = None, shows_secrets: bool = False
     ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI on the lab stack; its output is kept in LOGS (and scanned by step 5) unless
+        it `shows_secrets` (the scan's control run), which is never written anywhere."""
         cmd = ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
         proc = subprocess.run(
             cmd, cwd=WS, env=self.pulumi_env(), input=stdin, capture_output=True, text=True, timeout=1800
         )
-        log = self.save(label, proc)
+        log = "not kept: it shows secrets" if shows_secrets else self.save(label, proc)
         if check and proc.returncode != 0:
             lines = (proc.stdout + proc.stderr).strip().splitlines()
             errors = list(dict.fromkeys(x.strip() for x in lines if "error" in x.lower() or x.strip().startswith("* ")))
@@ -258,6 +259,21 @@ def k3s_state(address: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def k3s_starts(nodes: list[dict[str, Any]]) -> dict[str, int]:
+    """How many times k3s was (re)started on each host: a step that must not touch a host leaves it."""
+    return {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+
+
+def foreign_changes(planned: list[tuple[str, str]], op: str, hostname: str) -> list[tuple[str, str]]:
+    """The planned steps that are not `op` on one of `hostname`'s own resources, nor a known
+    node-list update (NODE_LIST_UPDATES)."""
+    return [
+        (o, urn_name(u))
+        for o, u in planned
+        if not (o == op and hostname in urn_name(u)) and (o, urn_name(u)) not in NODE_LIST_UPDATES
+    ]
+
+
 def wait_for(what: str, check: Callable[[], str | None], timeout_s: float = 120) -> None:
     """Poll until check() returns None (ok); its last message is the failure."""
     deadline = time.monotonic() + timeout_s
@@ -302,14 +318,12 @@ def check_nodes(config_nodes: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def check_hosts(config_nodes: list[dict[str, Any]], version: str) -> dict[str, dict[str, str]]:
-    states = {}
+def check_hosts(config_nodes: list[dict[str, Any]], version: str) -> None:
+    """k3s at `version`, installed for this very node, on each host (read over SSH)."""
     for n in config_nodes:
         state = k3s_state(n["address"])
         if state.get("version") != version or state.get("node") != n["hostname"]:
             raise StepError(f"host {n['hostname']}: k3s {state}, want {version} as {n['hostname']}")
-        states[n["hostname"]] = state
-    return states
 
 
 def workloads() -> dict[str, dict[str, Any]]:
@@ -448,7 +462,7 @@ def step1_converge(ctx: Context) -> str:
         raise StepError(f"a first up should only create, got {changes}")
     nodes = rack_nodes()
     version = read_config()["config"]["homelab:rack"]["k3s"]["version"]
-    hosts = check_hosts(nodes, version)
+    check_hosts(nodes, version)
     node_lines = check_nodes(nodes)
     wait_for("workloads ready", rollout_problem)
     placements = pod_placements()
@@ -463,7 +477,6 @@ def step1_converge(ctx: Context) -> str:
             raise StepError(f"DaemonSet {ds['metadata']['name']} covers {covered} nodes of {len(nodes)}")
     ctx.report["created"] = created
     ctx.report["placements"] = placements
-    ctx.report["hosts"] = hosts
     print("  nodes:", *node_lines, sep="\n    ")
     print("  pods (bound by the real kube-scheduler):")
     for r in placements:
@@ -480,12 +493,12 @@ def step1_converge(ctx: Context) -> str:
 def step2_idempotent(ctx: Context) -> str:
     run = ctx.run
     run.pulumi("preview", "--expect-no-changes", label="preview-no-changes")
-    before = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    before = k3s_starts(rack_nodes())
     run.up("up-no-changes", "--expect-no-changes")
     changes = run.last_update("history-2")
     if set(changes) != {"same"}:
         raise StepError(f"second up changed something: {changes}")
-    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    after = k3s_starts(rack_nodes())
     if before != after:
         raise StepError(f"second up restarted k3s: starts {before} -> {after}")
     return f"preview --expect-no-changes ok; up: {changes['same']} same, 0 changed; no k3s restarted"
@@ -518,15 +531,11 @@ def step3_one_change_one_effect(ctx: Context) -> str:
 
     wait_for("web rolled out to the new image", rolled)
     # (b) one more agent: the spare host
-    starts = {n["hostname"]: k3s_state(n["address"])["starts"] for n in rack_nodes()}
+    starts = k3s_starts(rack_nodes())
     spare = {**SPARE, "role": "agent", "class": "general", "arch": "amd64", "capacity": {"cpu": "2", "memory": "4Gi"}}
     edit_rack(lambda r: r["nodes"].append(spare))
     planned = run.changes("preview-add-agent")
-    strangers = [
-        (op, urn_name(u))
-        for op, u in planned
-        if not (op == "create" and SPARE["hostname"] in urn_name(u)) and (op, urn_name(u)) not in NODE_LIST_UPDATES
-    ]
+    strangers = foreign_changes(planned, "create", SPARE["hostname"])
     if not planned or strangers:
         raise StepError(f"adding {SPARE['hostname']} should create its own resources only; also planned: {strangers}")
     run.up("up-add-agent")
@@ -537,7 +546,7 @@ def step3_one_change_one_effect(ctx: Context) -> str:
         read_config()["config"]["homelab:rack"]["k3s"]["version"],
     )
     check_nodes(nodes)
-    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in nodes if n["hostname"] in starts}
+    after = k3s_starts([n for n in nodes if n["hostname"] in starts])
     if after != starts:
         raise StepError(f"adding an agent restarted k3s elsewhere: {starts} -> {after}")
     return (
@@ -552,14 +561,10 @@ def step4_remove_and_protect(ctx: Context) -> str:
     run = ctx.run
     gone = SPARE["hostname"]
     others = [n for n in rack_nodes() if n["hostname"] != gone]
-    starts = {n["hostname"]: k3s_state(n["address"])["starts"] for n in others}
+    starts = k3s_starts(others)
     edit_rack(lambda r: r.update(nodes=[n for n in r["nodes"] if n["hostname"] != gone]))
     planned = run.changes("preview-remove-agent")
-    strangers = [
-        (op, urn_name(u))
-        for op, u in planned
-        if not (op == "delete" and gone in urn_name(u)) and (op, urn_name(u)) not in NODE_LIST_UPDATES
-    ]
+    strangers = foreign_changes(planned, "delete", gone)
     if not planned or strangers:
         raise StepError(f"removing {gone} should delete its own resources only; also planned: {strangers}")
     run.up("up-remove-agent")
@@ -569,7 +574,7 @@ def step4_remove_and_protect(ctx: Context) -> str:
     state = k3s_state(SPARE["address"])
     if state.get("version") or state.get("etc") != "no":
         raise StepError(f"k3s still installed on {gone}: {state}")
-    after = {n["hostname"]: k3s_state(n["address"])["starts"] for n in others}
+    after = k3s_starts(others)
     if after != starts:
         raise StepError(f"removing {gone} touched other hosts' k3s: {starts} -> {after}")
     check_nodes(others)
@@ -662,12 +667,10 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     values = _secret_values(run)
     run.export("export-for-scan")
     run.pulumi("stack", "output", "--json", label="stack-output")
-    shown = run.pulumi("stack", "export", "--show-secrets", label="control-show-secrets")
+    shown = run.pulumi("stack", "export", "--show-secrets", label="control-show-secrets", shows_secrets=True)
     # Control: the scan finds a secret where it is really shown (so a leak could not hide).
     if values["k3s token secret part"] not in shown.stdout:
         raise StepError("control failed: `stack export --show-secrets` does not show the k3s token")
-    run.outputs.remove(run.outputs[-1])
-    (LOGS / f"{run.seq:02d}-control-show-secrets.log").unlink()
     places: list[Path] = [*run.outputs]
     places += [p for p in (WS / "state").rglob("*") if p.is_file()]
     places += [p for p in (LAB_DIR / "run").glob("*.log")]
@@ -698,7 +701,7 @@ def step6_host_down(ctx: Context) -> str:
     run = ctx.run
     nodes = rack_nodes()
     down = next(n for n in nodes if n["hostname"] == DOWN_HOST)
-    starts = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    starts = k3s_starts(nodes)
     airgap = Path(read_config()["config"]["homelab:rack"]["k3s"]["install"]["airgap-dir"])
     make_airgap(airgap, K3S_VERSION_NEXT)
     edit_rack(lambda r: r["k3s"].update(version=K3S_VERSION_NEXT))
@@ -713,16 +716,16 @@ def step6_host_down(ctx: Context) -> str:
         raise StepError(f"the up succeeded with {DOWN_HOST} down")
     if not any(DOWN_HOST in line or down["address"] in line for line in errors):
         raise StepError(f"the failure does not name {DOWN_HOST}:\n" + "\n".join(errors[-10:]))
-    mid = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    mid = k3s_starts(nodes)
     planned = run.changes("preview-host-back")
     strangers = [urn_name(u) for _, u in planned if DOWN_HOST not in urn_name(u)]
     run.up("up-host-back")
     back = run.last_update("history-6")
-    end = {n["hostname"]: int(k3s_state(n["address"])["starts"]) for n in nodes}
+    end = k3s_starts(nodes)
     check_hosts(nodes, K3S_VERSION_NEXT)
     check_nodes(nodes)
     wait_for("workloads ready", rollout_problem)
-    ctx.report["placements_end"] = pod_placements()
+    pod_placements()  # every pod still bound, Running, on an allowed class
     for n in nodes:
         h = n["hostname"]
         if h != DOWN_HOST and mid[h] != starts[h] + 1:
@@ -757,12 +760,6 @@ STEPS: list[tuple[str, Callable[[Context], str]]] = [
 ]
 
 
-@contextmanager
-def timed() -> Iterator[Callable[[], float]]:
-    start = time.monotonic()
-    yield lambda: time.monotonic() - start
-
-
 def main() -> int:
     run = Run()
     ctx = Context(run)
@@ -775,15 +772,15 @@ def main() -> int:
             results.append({"step": title, "result": "not run", "seconds": 0.0, "detail": "an earlier step failed"})
             continue
         print(f"== step {title}", flush=True)
-        with timed() as elapsed:
-            try:
-                detail = fn(ctx)
-                result = "pass"
-            except StepError as exc:
-                detail = str(exc)
-                result = "FAIL"
-                failed = True
-        seconds = elapsed()
+        started = time.monotonic()
+        try:
+            detail = fn(ctx)
+            result = "pass"
+        except StepError as exc:
+            detail = str(exc)
+            result = "FAIL"
+            failed = True
+        seconds = time.monotonic() - started
         print(f"   {result} in {seconds:.1f} s: {detail}", flush=True)
         results.append({"step": title, "result": result, "seconds": round(seconds, 1), "detail": detail})
     print("\n| step | result | wall s | measured |\n|---|---|---|---|")
