@@ -129,6 +129,14 @@ def server() -> Iterator[Server]:
     if os.geteuid() == 0:
         user = "nobody"
         pwd.getpwnam(user)
+    if user:
+        # The unprivileged server user must reach the binaries; the checkout (and its .venv) may
+        # sit under a 0700 directory (`mktemp -d`). PostgreSQL is relocatable: use a copy of the
+        # install and of the wheel's libraries its RPATH names ($ORIGIN/../../../pgserver.libs).
+        site = binary.parent.parent.parent
+        copy = root / "site"
+        shutil.copytree(site / "pgserver.libs", copy / "pgserver.libs", symlinks=True)
+        binary = Path(shutil.copytree(binary.parent, copy / "pgserver" / "pginstall", symlinks=True)) / "bin"
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     pwfile = root / "pw"
