@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_command as command
 import pulumi_docker as docker
 
 from components.gpu_container_spec import (
@@ -44,6 +43,7 @@ from components.gpu_container_spec import (
 )
 from components.kubernetes_object import KubernetesObject
 from components.layout import LABEL_PREFIX
+from components.remote_command import RemoteCommand, connection
 from stacks.config import GpuHost as GpuHostConfig
 from stacks.endpoints import ServiceEndpoint
 
@@ -186,7 +186,7 @@ class GpuHostArgs:
 class GpuHost(pulumi.ComponentResource):
     provider: docker.Provider
     """The Docker provider of the GPU host (ssh://)."""
-    preflight: command.remote.Command
+    preflight: RemoteCommand
     """The SSH preflight every Docker resource waits for."""
     network: docker.Network
     """The dedicated Docker network."""
@@ -215,9 +215,9 @@ class GpuHost(pulumi.ComponentResource):
         )
 
         # No delete: the checks change nothing on the host. Re-run whenever the containers change.
-        self.preflight = command.remote.Command(
+        self.preflight = RemoteCommand(
             f"{name}-preflight",
-            connection=command.remote.ConnectionArgs(
+            connection=connection(
                 host=str(gpu.address),
                 port=gpu.ssh_port,
                 user=gpu.ssh_user,

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
@@ -49,18 +48,17 @@ from components.k3s_scripts import (
 )
 from components.kubernetes_object import KubernetesObject
 from components.layout import Role, node_labels, node_taints
+from components.remote_command import LOGGING_NONE, Connection, RemoteCommand, connection
 from stacks.config import Node, Rack
 
 PATCH_FORCE = "pulumi.com/patchForce"
 """NodePatch takes over labels/taints the kubelet set at registration (a field-manager conflict otherwise)."""
 
 
-def ssh_connection(
-    rack: Rack, node: Node, private_key: pulumi.Input[str] | None = None
-) -> command.remote.ConnectionArgs:
+def ssh_connection(rack: Rack, node: Node, private_key: pulumi.Input[str] | None = None) -> Connection:
     """SSH to a node: always the configured user (pulumi-command would default to root), the
     pinned host key when the config gives one, the key when given, else the ssh-agent."""
-    return command.remote.ConnectionArgs(
+    return connection(
         host=str(node.address),
         user=rack.ssh.user,
         port=rack.ssh.port,
@@ -113,7 +111,7 @@ class K3sClusterArgs:
 class NodeAccess:
     """SSH to one node, for steps of later layers that must run on the host itself."""
 
-    connection: command.remote.ConnectionArgs
+    connection: Connection
     """The node's pulumi-command connection (user, pinned host key, key or agent)."""
     user: str
     """The SSH user (commands go through `sudo -n` unless it is root)."""
@@ -132,7 +130,7 @@ class K3sCluster(pulumi.ComponentResource):
     """Admin kubeconfig (secret), server rewritten to the API address."""
     provider: k8s.Provider
     """The provider every later layer uses."""
-    registrations: dict[str, command.remote.Command]
+    registrations: dict[str, RemoteCommand]
     """Per hostname: wait for the Node; on removal cordon, drain, delete it."""
     layouts: dict[str, KubernetesObject]
     """Per hostname: labels and taints through the API."""
@@ -150,7 +148,7 @@ class K3sCluster(pulumi.ComponentResource):
         def layout_of(node: Node) -> HostLayout:
             return args.layouts.get(node.hostname, HostLayout())
 
-        def conn(node: Node) -> command.remote.ConnectionArgs:
+        def conn(node: Node) -> Connection:
             return ssh_connection(rack, node, args.ssh_private_key)
 
         def on_boot(script: str) -> str:
@@ -171,11 +169,11 @@ class K3sCluster(pulumi.ComponentResource):
         )
         self.nodes[boot.hostname] = boot_node
 
-        read_token = command.remote.Command(
+        read_token = RemoteCommand(
             f"{name}-join-token",
             connection=conn(boot),
             create=on_boot(read_file_script(hostname=boot.hostname, path=SERVER_TOKEN_FILE, layout=layout_of(boot))),
-            logging=command.remote.Logging.NONE,
+            logging=LOGGING_NONE,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[boot_node.install], additional_secret_outputs=["stdout"]
             ),
@@ -202,11 +200,11 @@ class K3sCluster(pulumi.ComponentResource):
                 # Servers upgrade one at a time; every agent waits for the last server only.
                 previous_upgrade = k3s_node.upgrade
 
-        read_kubeconfig = command.remote.Command(
+        read_kubeconfig = RemoteCommand(
             f"{name}-kubeconfig",
             connection=conn(boot),
             create=on_boot(read_file_script(hostname=boot.hostname, path=KUBECONFIG_FILE, layout=layout_of(boot))),
-            logging=command.remote.Logging.NONE,
+            logging=LOGGING_NONE,
             # Re-read after an upgrade (k3s may renew the admin certificate on restart). Replacing
             # it is harmless: it has no delete.
             triggers=[rack.k3s.version],
@@ -238,7 +236,7 @@ class K3sCluster(pulumi.ComponentResource):
         self.layouts = {}
         for node in order:
             k3s_node = self.nodes[node.hostname]
-            registration = command.remote.Command(
+            registration = RemoteCommand(
                 f"{name}-{node.hostname}-registration",
                 connection=conn(boot),
                 create=on_boot(registration_script(hostname=node.hostname, layout=layout_of(boot))),

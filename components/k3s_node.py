@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
-import pulumi_command as command
 
 from components.k3s_scripts import (
     HostLayout,
@@ -40,6 +39,7 @@ from components.k3s_scripts import (
     uninstall_script,
     upgrade_script,
 )
+from components.remote_command import Connection, CopyToRemote, RemoteCommand
 from stacks.config import InstallSource, Node, Rack
 
 
@@ -49,7 +49,7 @@ class K3sNodeArgs:
     """The validated rack (k3s settings, SSH user, bootstrap server)."""
     node: Node
     """This host's entry of rack.nodes."""
-    connection: command.remote.ConnectionArgs
+    connection: Connection
     """SSH to this host: configured user and port, pinned host key, key or agent."""
     token: pulumi.Input[str]
     """The join token (secret): the cluster token on the bootstrap server, the server's full token elsewhere."""
@@ -62,15 +62,15 @@ class K3sNodeArgs:
 
 
 class K3sNode(pulumi.ComponentResource):
-    preflight: command.remote.Command
+    preflight: RemoteCommand
     """Read-only checks; fails with what to fix."""
-    membership: command.remote.Command
+    membership: RemoteCommand
     """The only command whose delete uninstalls k3s here."""
-    copies: list[command.remote.CopyToRemote]
+    copies: list[CopyToRemote]
     """Air-gap binary and installer copies (empty for source: online)."""
-    install: command.remote.Command
+    install: RemoteCommand
     """First join."""
-    upgrade: command.remote.Command
+    upgrade: RemoteCommand
     """Converges version and config.yaml in place."""
 
     def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
@@ -83,7 +83,7 @@ class K3sNode(pulumi.ComponentResource):
         def run(script: str) -> str:
             return remote_command(script, user=user)
 
-        self.preflight = command.remote.Command(
+        self.preflight = RemoteCommand(
             f"{name}-preflight",
             connection=conn,
             create=run(
@@ -97,7 +97,7 @@ class K3sNode(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.membership = command.remote.Command(
+        self.membership = RemoteCommand(
             f"{name}-membership",
             connection=conn,
             create=run(membership_script(hostname=node.hostname, layout=layout)),
@@ -117,7 +117,7 @@ class K3sNode(pulumi.ComponentResource):
                 ("installer", "install.sh", "install.sh"),
             ):
                 self.copies.append(
-                    command.remote.CopyToRemote(
+                    CopyToRemote(
                         f"{name}-{step}",
                         connection=conn,
                         source=pulumi.FileAsset(str(source_dir / local)),
@@ -147,7 +147,7 @@ class K3sNode(pulumi.ComponentResource):
                 layout=layout,
             )
         )
-        self.install = command.remote.Command(
+        self.install = RemoteCommand(
             f"{name}-install",
             connection=conn,
             create=install_text,
@@ -160,7 +160,7 @@ class K3sNode(pulumi.ComponentResource):
                 ignore_changes=["create"],
             ),
         )
-        self.upgrade = command.remote.Command(
+        self.upgrade = RemoteCommand(
             f"{name}-upgrade",
             connection=conn,
             create=upgrade_text,

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pulumi
-import pulumi_command as command
 
 from components.k3s_scripts import remote_command
 from components.kubernetes_object import KubernetesObject
 from components.layout import HOSTNAME_LABEL, LABEL_PREFIX
+from components.remote_command import RemoteCommand
 
 if TYPE_CHECKING:
     from components.k3s_cluster import NodeAccess
@@ -156,7 +156,7 @@ class PinnedVolume(pulumi.ComponentResource):
     """The hostname every pod using the claim lands on."""
     path: str
     """The volume's directory on that node."""
-    directory: command.remote.Command | None
+    directory: RemoteCommand | None
     """The command that creates that directory (None without `access`)."""
 
     def __init__(self, name: str, args: PinnedVolumeArgs, opts: pulumi.ResourceOptions | None = None):
@@ -168,7 +168,7 @@ class PinnedVolume(pulumi.ComponentResource):
         self.directory = None
         if args.access is not None:
             path = shlex.quote(volume_path(args.storage_path, args.volume_name))
-            self.directory = command.remote.Command(
+            self.directory = RemoteCommand(
                 f"{name}-dir",
                 connection=args.access.connection,
                 # Idempotent; no `delete` (data is never removed) and no triggers (never re-run).

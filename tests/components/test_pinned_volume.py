@@ -135,15 +135,14 @@ def test_only_the_size_reaches_the_claim_so_nothing_else_can_replace_it(record: 
 def test_volume_directory_is_created_over_ssh_and_never_deleted(record: Any) -> None:
     """A `local` volume cannot mount a missing path: with node access, PinnedVolume makes the
     directory first (through sudo for a non-root user), with no delete and no triggers."""
-    import pulumi_command as command
-
     from components.k3s_cluster import NodeAccess
     from components.pinned_volume import PinnedVolume, PinnedVolumeArgs
+    from components.remote_command import RemoteCommand, connection
 
     def program() -> None:
-        boot = command.remote.Command("node-bootstrap", connection={"host": "192.168.10.31"}, create="true")
-        connection = command.remote.ConnectionArgs(host="192.168.10.31", user="pi")
-        access = NodeAccess(connection=connection, user="pi", after=boot)
+        ssh = connection(host="192.168.10.31", user="pi")
+        boot = RemoteCommand("node-bootstrap", connection=ssh, create="true")
+        access = NodeAccess(connection=ssh, user="pi", after=boot)
         PinnedVolume(
             "vol",
             PinnedVolumeArgs(
