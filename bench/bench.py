@@ -11,6 +11,14 @@ On a shared machine, `--repeat N` runs every plan and floor N times, interleaved
 one's fastest run; the load average is printed with the table. CPU seconds are the child's own
 (user + system), less disturbed by other processes than wall time.
 
+The replay is the SDK's cost of this plan's own registrations: the plan's recording (inputs
+with every secret already redacted, so no secret reaches the file) is registered again by a bare
+program (`pulumi.CustomResource`/`ComponentResource`/`ProviderResource` of the recorded types,
+names, parents, dependencies, providers and options, each redacted secret re-marked secret), in
+a fresh process under the same harness. The "x replay" column is therefore what the program
+itself adds (imports, config, composition, scheduler, its Outputs) over what the SDK costs for
+these exact resources; "x floor" compares with as many small ConfigMaps instead.
+
 `--kinds` measures what one resource of each kind costs the SDK under the same harness (the
 floor's ConfigMap against the Service, NetworkPolicy and Deployment the apps layer renders, and a
 bare component), which is why a plan of real manifests sits above a floor of small ConfigMaps.
@@ -27,6 +35,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -102,8 +111,9 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_plan(nodes: int, apps: int, stack_file: str | None) -> dict[str, Any]:
-    """One measurement, in this process (called in a child)."""
+def run_plan(nodes: int, apps: int, stack_file: str | None, dump: Path | None = None) -> dict[str, Any]:
+    """One measurement, in this process (called in a child). With `dump`, the registrations are
+    written there afterwards (redacted inputs only) for `run_replay`."""
     t0, cpu0 = time.perf_counter(), _cpu_s()
     from plan.result import make_plan
     from stacks.config import parse_rack
@@ -118,6 +128,8 @@ def run_plan(nodes: int, apps: int, stack_file: str | None) -> dict[str, Any]:
     result = make_plan(loaded, "bench", one_shot=True)
     t_done = time.perf_counter()
     placed = sum(1 for p in result.sched.placements if p.node)
+    if dump is not None:
+        dump.write_text(json.dumps([_replayable(r) for r in result.recording]))
     return {
         "nodes": len(loaded.rack.nodes),
         "apps": len(loaded.rack.apps),
@@ -158,6 +170,81 @@ def run_floor(count: int) -> dict[str, Any]:
         "cpu_s": _cpu_s() - cpu0,
         "import_s": t_import - t0,
         "register_s": t_done - t_import,
+        "peak_mib": _peak_mib(),
+    }
+
+
+def _replayable(reg: Any) -> dict[str, Any]:
+    """What `run_replay` needs of one registration; inputs are the redacted copy."""
+    keys = ("urn", "type", "name", "parent", "custom", "provider", "protect", "retain_on_delete", "depends_on")
+    return {**{k: getattr(reg, k) for k in keys}, "aso": reg.additional_secret_outputs, "inputs": reg.redacted}
+
+
+def run_replay(path: Path) -> dict[str, Any]:
+    """The SDK's cost of a plan's own registrations: each recorded registration made again by a
+    bare program, in recorded order (a parent, dependency or provider always registers before the
+    resources that name it), under the same harness. Reading the file is not counted."""
+    t0, cpu0 = time.perf_counter(), _cpu_s()
+    import pulumi
+
+    from plan.engine import REDACTED, run_program
+
+    t_import = time.perf_counter()
+    read0, read_cpu0 = time.perf_counter(), _cpu_s()
+    regs = json.loads(path.read_text())
+    read_s, read_cpu_s = time.perf_counter() - read0, _cpu_s() - read_cpu0
+
+    def marked(value: Any) -> Any:
+        if value == REDACTED:
+            return pulumi.Output.secret(REDACTED)
+        if isinstance(value, dict):
+            return {k: marked(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [marked(v) for v in value]
+        return value
+
+    # Subclasses with their own __init__, as every real resource class has: the SDK takes a
+    # registration's stack trace from the frames below the third `__init__` (Resource, Custom or
+    # Component, the concrete class) and sends none for a bare `pulumi.CustomResource(...)`.
+    class Custom(pulumi.CustomResource):
+        def __init__(self, t: str, name: str, props: Any, opts: pulumi.ResourceOptions) -> None:
+            super().__init__(t, name, props, opts)
+
+    class Provider(pulumi.ProviderResource):
+        def __init__(self, pkg: str, name: str, props: Any, opts: pulumi.ResourceOptions) -> None:
+            super().__init__(pkg, name, props, opts)
+
+    class Component(pulumi.ComponentResource):
+        def __init__(self, t: str, name: str, opts: pulumi.ResourceOptions) -> None:
+            super().__init__(t, name, None, opts)
+            self.register_outputs({})
+
+    def program() -> None:
+        made: dict[str, pulumi.Resource] = {}
+        for r in regs:
+            opts = pulumi.ResourceOptions(
+                parent=made.get(r["parent"]),
+                depends_on=[made[urn] for urn in r["depends_on"]],
+                provider=made.get(r["provider"].rsplit("::", 1)[0]) if r["provider"] else None,  # type: ignore[arg-type]
+                protect=r["protect"] or None,
+                retain_on_delete=r["retain_on_delete"] or None,
+                additional_secret_outputs=r["aso"] or None,
+            )
+            if not r["custom"]:
+                made[r["urn"]] = Component(r["type"], r["name"], opts)
+            elif r["type"].startswith("pulumi:providers:"):
+                made[r["urn"]] = Provider(r["type"].split(":", 2)[2], r["name"], marked(r["inputs"]), opts)
+            else:
+                made[r["urn"]] = Custom(r["type"], r["name"], marked(r["inputs"]), opts)
+
+    recording = run_program(program, stack="bench", one_shot=True)
+    t_done = time.perf_counter()
+    return {
+        "resources": len(recording),
+        "same_urns": sorted(r.urn for r in recording) == sorted(r["urn"] for r in regs),
+        "wall_s": t_done - t0 - read_s,
+        "cpu_s": _cpu_s() - cpu0 - read_cpu_s,
+        "import_s": t_import - t0,
         "peak_mib": _peak_mib(),
     }
 
@@ -242,10 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-plan", nargs=2, type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-stack", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-floor", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-dump", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-replay", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-kind", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_plan is not None:
-        print(json.dumps(run_plan(args.child_plan[0], args.child_plan[1], args.child_stack)))
+        print(json.dumps(run_plan(args.child_plan[0], args.child_plan[1], args.child_stack, args.child_dump)))
+        return 0
+    if args.child_replay is not None:
+        print(json.dumps(run_replay(args.child_replay)))
         return 0
     if args.child_floor is not None:
         print(json.dumps(run_floor(args.child_floor)))
@@ -279,13 +371,17 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         n, a = size.split("x")
         cases.append((f"{n}/{a}", ["--child-plan", n, a]))
-    with console.status("benchmarking…"):
+    with console.status("benchmarking…"), tempfile.TemporaryDirectory(prefix="hl-bench-") as tmp:
         for label, case in cases:
-            plans, floors = [], []
-            for _ in range(max(1, args.repeat)):
-                plans.append(child(case))
+            dump = Path(tmp) / "registrations.json"
+            plans, floors, replays = [], [], []
+            for i in range(max(1, args.repeat)):
+                plans.append(child(case + (["--child-dump", str(dump)] if i == 0 else [])))
                 floors.append(child(["--child-floor", str(plans[-1]["resources"])]))
-            plan, floor = _fastest(plans), _fastest(floors)
+                replays.append(child(["--child-replay", str(dump)]))
+                if not replays[-1]["same_urns"]:
+                    raise SystemExit(f"{label}: the replay registered other URNs than the plan")
+            plan, floor, replay = _fastest(plans), _fastest(floors), _fastest(replays)
             rows.append(
                 {
                     "case": label,
@@ -293,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                     "floor_s": floor["wall_s"],
                     "floor_cpu_s": floor["cpu_s"],
                     "floor_register_s": floor["register_s"],
+                    "replay_s": replay["wall_s"],
+                    "replay_cpu_s": replay["cpu_s"],
                 }
             )
     load_after = _load()
@@ -302,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = (
         "rack", "nodes", "apps", "resources", "replicas", "wall s", "cpu s", "import s", "schedule ms",
         "peak MiB", "ms/resource", "ms/replica", "µs/replica (sched)", "floor s", "× floor", "× floor (cpu)",
+        "replay s", "× replay",
     )  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
@@ -324,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['floor_s']:.2f}",
             f"{r['wall_s'] / r['floor_s']:.2f}",
             f"{r['cpu_s'] / r['floor_cpu_s']:.2f}",
+            f"{r['replay_s']:.2f}",
+            f"{r['wall_s'] / r['replay_s']:.2f}",
         )
     console.print(table)
     console.print(f"load average (1, 5, 15 min): {load_before} before, {load_after} after")

@@ -4,6 +4,9 @@ per-kind measurement registers what it names. (Timings are not asserted: a bench
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bench.bench import KINDS, child, synthetic_rack
 from stacks.config import parse_rack
 
@@ -27,3 +30,16 @@ def test_each_kind_registers_its_count() -> None:
         assert measured["kind"] == kind
         assert measured["resources"] == 5 + 1  # and the provider
         assert measured["cpu_ms_per_resource"] > 0
+
+
+def test_the_replay_registers_the_plans_own_resources_without_a_secret(tmp_path: Path) -> None:
+    """The replay floor re-registers exactly the plan's URNs, from a dump that holds no secret
+    value (the homelab stack's config secrets and generated passwords are redacted)."""
+    dump = tmp_path / "registrations.json"
+    plan = child(["--child-plan", "0", "0", "--child-stack", "Pulumi.homelab.yaml", "--child-dump", str(dump)])
+    regs = json.loads(dump.read_text())
+    assert len(regs) == plan["resources"]
+    text = dump.read_text()
+    assert '"[secret]"' in text and "BEGIN OPENSSH PRIVATE KEY" not in text and "privateKey" not in text
+    replay = child(["--child-replay", str(dump)])
+    assert replay["resources"] == plan["resources"] and replay["same_urns"] is True
