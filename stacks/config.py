@@ -7,14 +7,11 @@ frozen `Rack`, or raises `ConfigError` carrying every problem found, each with i
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
-from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -216,17 +213,14 @@ def _kebab(name: str) -> str:
 
 
 class Model(BaseModel):
-    """Strict, frozen, kebab-case: an unknown key is an error, not a silent no-op.
-
-    Each field's description is the docstring under it, attached by `_describe_fields` below
-    (not pydantic's `use_attribute_docstrings`, which re-reads and re-parses this file once per
-    class at every import)."""
+    """Strict, frozen, kebab-case: an unknown key is an error, not a silent no-op."""
 
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=_kebab,
         populate_by_name=True,
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -565,38 +559,6 @@ class Rack(Model):
         if self.gpu_host is not None:
             names.append(self.gpu_host.service.name)
         return names
-
-
-def _describe_fields() -> None:
-    """Give each model field the docstring under it as its description, as pydantic's
-    `use_attribute_docstrings` would (same rule: a string statement right after an annotated
-    name in the class body, `inspect.cleandoc`-ed; an explicit `Field(description=...)` wins),
-    from one parse of this file. The models' validators are built already and never read a
-    description; `stacks.schema` rebuilds the models to carry them into the JSON Schema."""
-    models = {name: obj for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, Model)}
-    try:
-        with open(__file__, encoding="utf-8") as source:
-            tree = ast.parse(source.read())
-    except (OSError, ValueError, SyntaxError):  # no readable source: no descriptions, like pydantic
-        return
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef) or node.name not in models:
-            continue
-        fields = models[node.name].model_fields
-        for before, stmt in pairwise(node.body):
-            if (
-                isinstance(before, ast.AnnAssign)
-                and isinstance(before.target, ast.Name)
-                and isinstance(stmt, ast.Expr)
-                and isinstance(stmt.value, ast.Constant)
-                and isinstance(stmt.value.value, str)
-                and (info := fields.get(before.target.id)) is not None
-                and info.description is None
-            ):
-                info.description = inspect.cleandoc(stmt.value.value)
-
-
-_describe_fields()
 
 
 # --- errors ------------------------------------------------------------------------------------

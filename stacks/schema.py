@@ -10,30 +10,15 @@ test fails when that copy is stale. The schema is a help, not the boundary: rule
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-from stacks import config
 from stacks.config import Rack
 from stacks.loader import INIT_SYSTEMS, OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
-
-
-@cache
-def _rebuild_with_descriptions() -> None:
-    """Rebuild every config model so its core schema, and so its JSON Schema, carries the field
-    descriptions `stacks.config` attaches after the classes are built (cheaper at import than
-    pydantic's `use_attribute_docstrings`). Definition order rebuilds a model after the models its
-    fields hold, so each picks up theirs. Validation is unchanged: descriptions only annotate.
-    Once per process."""
-    for model in vars(config).values():
-        if isinstance(model, type) and issubclass(model, config.Model) and model is not config.Model:
-            model.model_rebuild(force=True)
 
 
 def stack_schema() -> dict[str, Any]:
     """The schema of `Pulumi.<stack>.yaml`: `homelab:rack`, the secrets, the options, and any
     other namespace's keys (`pulumi:*`, `kubernetes:*`) left open."""
-    _rebuild_with_descriptions()
     rack = Rack.model_json_schema(by_alias=True, mode="validation")
     defs: dict[str, Any] = rack.pop("$defs", {})
     defs["Rack"] = rack
