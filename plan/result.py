@@ -72,7 +72,9 @@ class PlanResult:
             "placements": [_placement_json(p) for p in sched.placements],
             "external": self.external,
             "links": app_links(self.loaded, sched.placements),
-            "resources": [_resource_json(r) for r in self.recording],
+            # By URN: the SDK's registration order varies from run to run (it follows asyncio
+            # scheduling), and a plan diffed between two commits must show only real changes.
+            "resources": [_resource_json(r) for r in sorted(self.recording, key=lambda r: r.urn)],
             "problems": [
                 {"severity": p.severity, "check": p.check, "workload": p.workload, "node": p.node, "message": p.message}
                 for p in self.problems
@@ -115,8 +117,18 @@ def _placement_json(p: Placement) -> dict[str, Any]:
     }
 
 
+def _keys_sorted(value: Any) -> Any:
+    """Objects with their keys in order: the engine's wire format (a protobuf Struct, a map) keeps
+    no key order, so the recorded inputs come back in a different order per process."""
+    if isinstance(value, dict):
+        return {k: _keys_sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_keys_sorted(v) for v in value]
+    return value
+
+
 def _resource_json(r: Registration) -> dict[str, Any]:
-    inputs = {k: ("<dynamic provider>" if k == "__provider" else v) for k, v in r.redacted.items()}
+    inputs = {k: ("<dynamic provider>" if k == "__provider" else v) for k, v in _keys_sorted(r.redacted).items()}
     return {
         "urn": r.urn,
         "urn_name": r.urn_name,
@@ -126,7 +138,7 @@ def _resource_json(r: Registration) -> dict[str, Any]:
         "protect": r.protect,
         "retain_on_delete": r.retain_on_delete,
         "depends_on": r.depends_on,
-        "secret_paths": r.secret_paths,
+        "secret_paths": sorted(r.secret_paths),
         "inputs": inputs,
     }
 

@@ -191,3 +191,18 @@ def test_duplicate_resource_names_are_a_plan_error(homelab: Loaded, monkeypatch:
     result = make_plan(homelab, "homelab")
     assert [p.check for p in result.errors] == ["duplicate"]
     assert "ns-dup is registered 2 times" in result.errors[0].message
+
+
+def test_the_plan_json_is_the_same_bytes_in_every_process(tmp_path: Path) -> None:
+    """Registration order and the wire's key order follow hash seeds and asyncio scheduling; the
+    JSON must not, so that two plans of one config diff clean in CI."""
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"plan-{seed}.json"
+        env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": seed}
+        cmd = [sys.executable, "-m", "plan", "--config", "Pulumi.homelab.yaml", "--json", str(out)]
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert len(json.loads(outputs[0])["resources"]) > 200
