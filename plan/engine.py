@@ -100,8 +100,10 @@ def _from_struct(struct: struct_pb2.Struct, path: str, paths: list[str]) -> tupl
         return plain, REDACTED
     plain_d: dict[str, Any] = {}
     red_d: dict[str, Any] = {}
-    for key, item in fields.items():
-        plain_d[key], red_d[key] = _from_value(item, f"{path}.{key}" if path else key, paths)
+    # Keys in order: a Struct is a map, whose iteration order differs between processes; sorted,
+    # the inputs and the secret paths read the same in every run.
+    for key in sorted(fields):
+        plain_d[key], red_d[key] = _from_value(fields[key], f"{path}.{key}" if path else key, paths)
     return plain_d, red_d
 
 

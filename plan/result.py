@@ -117,18 +117,8 @@ def _placement_json(p: Placement) -> dict[str, Any]:
     }
 
 
-def _keys_sorted(value: Any) -> Any:
-    """Objects with their keys in order: the engine's wire format (a protobuf Struct, a map) keeps
-    no key order, so the recorded inputs come back in a different order per process."""
-    if isinstance(value, dict):
-        return {k: _keys_sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_keys_sorted(v) for v in value]
-    return value
-
-
 def _resource_json(r: Registration) -> dict[str, Any]:
-    inputs = {k: ("<dynamic provider>" if k == "__provider" else v) for k, v in _keys_sorted(r.redacted).items()}
+    inputs = {k: ("<dynamic provider>" if k == "__provider" else v) for k, v in r.redacted.items()}
     return {
         "urn": r.urn,
         "urn_name": r.urn_name,
@@ -138,7 +128,7 @@ def _resource_json(r: Registration) -> dict[str, Any]:
         "protect": r.protect,
         "retain_on_delete": r.retain_on_delete,
         "depends_on": r.depends_on,
-        "secret_paths": sorted(r.secret_paths),
+        "secret_paths": r.secret_paths,
         "inputs": inputs,
     }
 

@@ -38,7 +38,7 @@ def walk_reference(value: Any, path: str, paths: list[str]) -> tuple[Any, Any]:
             return plain, REDACTED
         plain_d: dict[str, Any] = {}
         red_d: dict[str, Any] = {}
-        for key, item in value.items():
+        for key, item in sorted(value.items()):  # keys in order, as `_from_struct` reads them
             plain_d[key], red_d[key] = walk_reference(item, f"{path}.{key}" if path else key, paths)
         return plain_d, red_d
     if isinstance(value, list):
