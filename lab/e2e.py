@@ -69,6 +69,20 @@ class StepError(Exception):
     pass
 
 
+def cmd(
+    argv: list[Any], what: str, *, check: bool = True, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a lab command; a non-zero exit (with `check`) or a timeout fails the step with its stderr,
+    so `main` still prints the summary and writes summary.json."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise StepError(f"{what}: no answer within {timeout:.0f} s") from exc
+    if check and proc.returncode != 0:
+        raise StepError(f"{what}: exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
 def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -92,7 +106,6 @@ class Run:
 
     passphrase: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     outputs: list[Path] = field(default_factory=list)
-    seq: int = 0
 
     def pulumi_env(self) -> dict[str, str]:
         e = dict(os.environ)
@@ -104,8 +117,7 @@ class Run:
         return e
 
     def save(self, label: str, proc: subprocess.CompletedProcess[str]) -> Path:
-        self.seq += 1
-        path = LOGS / f"{self.seq:02d}-{label}.log"
+        path = LOGS / f"{len(self.outputs) + 1:02d}-{label}.log"
         path.write_text(f"$ {' '.join(map(str, proc.args))}\n# exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         self.outputs.append(path)
         return path
@@ -115,13 +127,13 @@ class Run:
     ) -> subprocess.CompletedProcess[str]:
         """Run the CLI on the lab stack; its output is kept in LOGS (and scanned by step 5) unless
         it `shows_secrets` (the scan's control run), which is never written anywhere."""
-        cmd = ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
+        argv = ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
         proc = subprocess.run(
-            cmd, cwd=WS, env=self.pulumi_env(), input=stdin, capture_output=True, text=True, timeout=1800
+            argv, cwd=WS, env=self.pulumi_env(), input=stdin, capture_output=True, text=True, timeout=1800
         )
         log = "not kept: it shows secrets" if shows_secrets else self.save(label, proc)
         if check and proc.returncode != 0:
-            lines = (proc.stdout + proc.stderr).strip().splitlines()
+            lines = [] if shows_secrets else (proc.stdout + proc.stderr).strip().splitlines()
             errors = list(dict.fromkeys(x.strip() for x in lines if "error" in x.lower() or x.strip().startswith("* ")))
             tail = "\n".join((errors or lines)[-12:])
             raise StepError(f"`pulumi {' '.join(args)}` exited {proc.returncode} (log {log}):\n{tail}")
@@ -173,7 +185,7 @@ def setup_workspace(run: Run) -> None:
 
 
 def make_airgap(directory: Path, version: str) -> None:
-    subprocess.run([ROOT / "lab/k3s-double/make-airgap.sh", directory, version], check=True)
+    cmd([ROOT / "lab/k3s-double/make-airgap.sh", directory, version], f"make-airgap {version}", timeout=600)
 
 
 def read_config() -> dict[str, Any]:
@@ -195,15 +207,8 @@ def rack_nodes() -> list[dict[str, Any]]:
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [LAB_KUBECTL, "--kubeconfig", LAB_KUBECONFIG, "--request-timeout=30s", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise StepError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-    return proc
+    argv = [LAB_KUBECTL, "--kubeconfig", LAB_KUBECONFIG, "--request-timeout=30s", *args]
+    return cmd(argv, f"kubectl {' '.join(args)}", check=check)
 
 
 def objects(kind: str, *, namespaced: bool = True) -> list[dict[str, Any]]:
@@ -214,7 +219,7 @@ def objects(kind: str, *, namespaced: bool = True) -> list[dict[str, Any]]:
 
 
 def ssh(address: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
+    return cmd(
         [
             "ssh",
             "-i",
@@ -234,17 +239,14 @@ def ssh(address: str, command: str, *, check: bool = True) -> subprocess.Complet
             f"root@{address}",
             command,
         ],
-        capture_output=True,
-        text=True,
+        f"ssh {address} {command!r}",
+        check=check,
         timeout=60,
     )
-    if check and proc.returncode != 0:
-        raise StepError(f"ssh {address} {command!r}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc
 
 
 def lab_host(verb: str, hostname: str) -> None:
-    subprocess.run([ROOT / "lab/lab-host.sh", verb, hostname], check=True, capture_output=True, text=True)
+    cmd([ROOT / "lab/lab-host.sh", verb, hostname], f"lab-host {verb} {hostname}")
 
 
 def k3s_state(address: str) -> dict[str, str]:
@@ -420,12 +422,7 @@ def plan_agreement(placements: list[dict[str, str]]) -> tuple[int, int]:
     workload, the overlap of the two multisets of nodes. Informational: both must obey the same
     rules, but ties between equal nodes may break differently."""
     out = WS / "plan.json"
-    subprocess.run(
-        [sys.executable, "-m", "plan", "--config", str(STACK_FILE), "--json", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    cmd([sys.executable, "-m", "plan", "--config", STACK_FILE, "--json", out], "make plan of the lab stack", cwd=ROOT)
     predicted: dict[str, Counter[str]] = {}
     for p in json.loads(out.read_text())["placements"]:
         predicted.setdefault(p["workload"], Counter())[p["node"]] += 1
@@ -451,6 +448,10 @@ def urn_name(urn: str) -> str:
 class Context:
     run: Run
     report: dict[str, Any] = field(default_factory=dict)
+    secret_values: dict[str, str] = field(default_factory=dict)
+    """Step 5's secrets, for scanning the CLI output of the steps after it."""
+    scanned_outputs: int = 0
+    """How many of `run.outputs` step 5 scanned."""
 
 
 def step1_converge(ctx: Context) -> str:
@@ -662,15 +663,37 @@ def _forms(value: str) -> Iterator[str]:
     yield base64.b64encode(value.encode()).decode()
 
 
+def _unwrapped(text: str) -> str:
+    """Text with its line breaks removed, raw and JSON-escaped, so a PEM body (stored here joined)
+    is found however a leak wrapped it."""
+    return text.replace("\\n", "").replace("\n", "").replace("\r", "")
+
+
+def leaks_in(places: list[Path], values: dict[str, str]) -> tuple[list[str], int]:
+    """(where each secret value appears, bytes scanned)."""
+    leaks = []
+    scanned = 0
+    for path in places:
+        data = path.read_bytes().decode(errors="replace")
+        scanned += len(data)
+        flat = _unwrapped(data)
+        for label, value in values.items():
+            if any(form in data or form in flat for form in _forms(value)):
+                leaks.append(f"{label} in {path}")
+    return leaks, scanned
+
+
 def step5_no_plaintext_secrets(ctx: Context) -> str:
     run = ctx.run
     values = _secret_values(run)
     run.export("export-for-scan")
     run.pulumi("stack", "output", "--json", label="stack-output")
     shown = run.pulumi("stack", "export", "--show-secrets", label="control-show-secrets", shows_secrets=True)
-    # Control: the scan finds a secret where it is really shown (so a leak could not hide).
-    if values["k3s token secret part"] not in shown.stdout:
-        raise StepError("control failed: `stack export --show-secrets` does not show the k3s token")
+    # Control: the scan finds secrets where they are really shown (so a leak could not hide),
+    # the token as a string and the SSH key as a JSON-escaped PEM (the commands' connection).
+    for label in ("k3s token secret part", "ssh private key (body)"):
+        if values[label] not in _unwrapped(shown.stdout):
+            raise StepError(f"control failed: `stack export --show-secrets` does not show the {label}")
     places: list[Path] = [*run.outputs]
     places += [p for p in (WS / "state").rglob("*") if p.is_file()]
     places += [p for p in (LAB_DIR / "run").glob("*.log")]
@@ -681,14 +704,8 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
             [p for p in (pulumi_home / "logs").rglob("*") if p.is_file()] if (pulumi_home / "logs").is_dir() else []
         )
     places += [STACK_FILE]
-    leaks = []
-    scanned = 0
-    for path in places:
-        data = path.read_bytes().decode(errors="replace")
-        scanned += len(data)
-        for label, value in values.items():
-            if any(form in data for form in _forms(value)):
-                leaks.append(f"{label} in {path}")
+    leaks, scanned = leaks_in(places, values)
+    ctx.secret_values, ctx.scanned_outputs = values, len(run.outputs)
     if leaks:
         raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
@@ -726,27 +743,28 @@ def step6_host_down(ctx: Context) -> str:
     check_nodes(nodes)
     wait_for("workloads ready", rollout_problem)
     pod_placements()  # every pod still bound, Running, on an allowed class
-    for n in nodes:
-        h = n["hostname"]
-        if h != DOWN_HOST and mid[h] != starts[h] + 1:
-            raise StepError(f"{h}: k3s starts {starts[h]} -> {mid[h]} in the failed run, want one (its upgrade)")
-        if h == DOWN_HOST:
-            if mid[h] != starts[h] or end[h] != starts[h] + 1:
-                raise StepError(
-                    f"{h}: k3s starts {starts[h]} -> {mid[h]} -> {end[h]}, want one restart after it came back"
-                )
-        elif end[h] != mid[h]:
-            raise StepError(f"{h}: touched again after {DOWN_HOST} came back (starts {mid[h]} -> {end[h]})")
+    # Every host upgrades (one k3s start) exactly once: the others in the failed run, the down
+    # host only after it came back.
+    want_mid = {h: n + (h != DOWN_HOST) for h, n in starts.items()}
+    want_end = {h: n + 1 for h, n in starts.items()}
+    if mid != want_mid or end != want_end:
+        raise StepError(f"k3s starts {starts} -> {mid} (failed run) -> {end} (after {DOWN_HOST} came back)")
     if strangers:
         raise StepError(f"after {DOWN_HOST} came back the engine also planned: {strangers}")
     named = [line for line in errors if "failed" in line and DOWN_HOST in line] or [
         line for line in errors if DOWN_HOST in line or down["address"] in line
     ]
     error_line = " ".join(named[0].replace("*", "").split())
+    # Step 5 ran before these runs (the failed one most likely to print a join command): scan them too.
+    logs = run.outputs[ctx.scanned_outputs :]
+    leaks, _ = leaks_in(logs, ctx.secret_values)
+    if leaks:
+        raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
         f"upgrade to {K3S_VERSION_NEXT} with {DOWN_HOST} down: exit {failed.returncode}, "
         f"error names it ({error_line[:160]}); every other host upgraded once; after start: "
-        f"{sum(v for k, v in back.items() if k != 'same')} changes, all {DOWN_HOST}'s, no other host touched"
+        f"{sum(v for k, v in back.items() if k != 'same')} changes, all {DOWN_HOST}'s, no other host touched; "
+        f"its {len(logs)} CLI logs hold none of step 5's {len(ctx.secret_values)} secrets"
     )
 
 
@@ -776,7 +794,7 @@ def main() -> int:
         try:
             detail = fn(ctx)
             result = "pass"
-        except StepError as exc:
+        except (StepError, subprocess.SubprocessError) as exc:  # a CLI timeout, too: the summary still prints
             detail = str(exc)
             result = "FAIL"
             failed = True
