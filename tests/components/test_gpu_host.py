@@ -412,8 +412,8 @@ def test_ssh_key_stays_secret(record: Callable[..., Recording]) -> None:
     assert r.gpu_host is not None
     rec = record(gpu_program(r.gpu_host, r, key=True))
     preflight = one(rec, "command:remote:Command")
-    # the SDK marks the whole connection secret once it carries a secret key
-    assert "connection" in preflight.secret_paths or "connection.privateKey" in preflight.secret_paths
+    # RemoteCommand marks the whole connection secret, as pulumi-command's typed class does
+    assert preflight.secret_paths == ["connection"]
     assert "BEGIN OPENSSH" not in repr(preflight.redacted)
 
 
