@@ -195,6 +195,11 @@ POD_SECURITY: dict[Category, str] = {
 """Pod Security admission level enforced in each category's namespace."""
 
 
+def render_namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Namespace manifest (pure)."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
 def namespace_labels(category: Category) -> dict[str, str]:
     level = POD_SECURITY[category]
     return {

@@ -24,7 +24,7 @@ from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.gitea import Gitea, GiteaArgs, GiteaSettings
 from components.gitea_runners import GiteaRunners, GiteaRunnersArgs, RunnerSettings
 from components.kubernetes_object import KubernetesObject
-from components.layout import WORKLOAD_LABEL, Category, pod_security_labels
+from components.layout import WORKLOAD_LABEL, Category, pod_security_labels, render_namespace
 from components.network_policy import render_default_deny
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
@@ -81,7 +81,7 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
         else:
             namespaces[ns] = KubernetesObject(
                 f"ns-{ns}",
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels[ns]}},
+                render_namespace(ns, labels[ns]),
                 k8s_opts,
             )
         deny = render_default_deny(ns)

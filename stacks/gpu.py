@@ -14,6 +14,7 @@ import pulumi
 
 from components.gpu_host import GpuHost, GpuHostArgs
 from components.kubernetes_object import KubernetesObject
+from components.layout import render_namespace
 from stacks.endpoints import inference_endpoint
 from stacks.loader import Loaded
 from stacks.metal import MetalLayer
@@ -50,11 +51,7 @@ def build_gpu(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> GpuLaye
     else:
         namespace = KubernetesObject(
             f"ns-{endpoint.namespace}",
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": endpoint.namespace, "labels": NAMESPACE_LABELS},
-            },
+            render_namespace(endpoint.namespace, NAMESPACE_LABELS),
             pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready),
         )
         ready.append(namespace)

@@ -29,7 +29,7 @@ from components.gpu_exporter import GpuExporter, GpuExporterArgs
 from components.grafana import Grafana, GrafanaArgs
 from components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
 from components.kubernetes_object import KubernetesObject
-from components.layout import Category, pod_security_labels
+from components.layout import Category, pod_security_labels, render_namespace
 from components.network_policy import render_default_deny
 from components.node_exporter import NodeExporter, NodeExporterArgs
 from components.vector_store import VectorExtension, VectorExtensionArgs
@@ -106,9 +106,7 @@ def build_observability(
     namespaces: dict[str, KubernetesObject] = {}
     default_deny: dict[str, KubernetesObject] = {}
     for ns, labels in namespace_labels().items():
-        namespaces[ns] = KubernetesObject(
-            f"ns-{ns}", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}, k8s_opts
-        )
+        namespaces[ns] = KubernetesObject(f"ns-{ns}", render_namespace(ns, labels), k8s_opts)
         deny = render_default_deny(ns)
         default_deny[ns] = KubernetesObject(
             f"netpol-{ns}-default-deny",

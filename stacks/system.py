@@ -17,7 +17,7 @@ import pulumi
 from components.coredns_config import CorednsConfig, CorednsConfigArgs
 from components.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
 from components.kubernetes_object import KubernetesObject
-from components.layout import CATEGORY_LABEL, NAMESPACES, Category, namespace_labels
+from components.layout import CATEGORY_LABEL, NAMESPACES, Category, namespace_labels, render_namespace
 from components.traefik_config import TraefikConfig, TraefikConfigArgs
 from stacks.config import Rack
 from stacks.loader import Loaded
@@ -77,11 +77,7 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
     namespaces = {
         category: KubernetesObject(
             f"ns-{NAMESPACES[category]}",
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": NAMESPACES[category], "labels": namespace_labels(category)},
-            },
+            render_namespace(NAMESPACES[category], namespace_labels(category)),
             opts,
         )
         for category in categories_in_use(loaded)
@@ -90,11 +86,7 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
     if rack.gitea is not None:
         ci_namespace = KubernetesObject(
             f"ns-{GITEA_NAMESPACE}",
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": GITEA_NAMESPACE, "labels": ci_namespace_labels()},
-            },
+            render_namespace(GITEA_NAMESPACE, ci_namespace_labels()),
             opts,
         )
 
