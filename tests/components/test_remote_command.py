@@ -9,37 +9,9 @@ from typing import Any
 
 import pulumi
 import pulumi_command as command
-import pytest
-from pulumi.runtime import mocks as _mocks
 
 from components.remote_command import CopyToRemote, RemoteCommand, connection
-from plan.engine import RecordingMonitor
-
-
-@pytest.fixture
-def options(monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[Any, ...]]:
-    """Per resource name: the RegisterResource options a Registration does not keep."""
-    seen: dict[str, tuple[Any, ...]] = {}
-    register = RecordingMonitor.RegisterResource
-
-    def spy(self: _mocks.MockMonitor, request: Any) -> Any:
-        seen[request.name] = (list(request.replaceOnChanges), request.version, list(request.ignoreChanges))
-        return register(self, request)
-
-    monkeypatch.setattr(RecordingMonitor, "RegisterResource", spy)
-    return seen
-
-
-def _same(rec: Any, options: dict[str, tuple[Any, ...]], typed: str, ours: str) -> None:
-    a, b = rec.by_name(typed), rec.by_name(ours)
-    assert (a.type, a.inputs, sorted(a.secret_paths), a.additional_secret_outputs, a.depends_on) == (
-        b.type,
-        b.inputs,
-        sorted(b.secret_paths),
-        b.additional_secret_outputs,
-        b.depends_on,
-    )
-    assert options[typed] == options[ours]
+from tests.components.conftest import registered_alike
 
 
 def test_a_command_registers_as_the_typed_command(record: Any, options: dict[str, tuple[Any, ...]]) -> None:
@@ -74,7 +46,7 @@ def test_a_command_registers_as_the_typed_command(record: Any, options: dict[str
         outputs["typed"], outputs["ours"] = typed.stdout, ours.stdout
 
     rec = record(program, preview=False)
-    _same(rec, options, "typed", "ours")
+    registered_alike(rec, options, "typed", "ours")
     assert sorted(rec.by_name("ours").secret_paths) == ["connection", "stdin"]
     assert options["ours"][0] == ["triggers[*]"] and options["ours"][1]
     assert isinstance(outputs["ours"], pulumi.Output)
@@ -86,7 +58,7 @@ def test_the_agent_connection_and_a_bare_command_match_too(record: Any, options:
         RemoteCommand("ours", connection=connection(host="h", user="u"), create="true")
 
     rec = record(program)
-    _same(rec, options, "typed", "ours")
+    registered_alike(rec, options, "typed", "ours")
     assert rec.by_name("ours").inputs["connection"] == {
         "host": "h",
         "user": "u",
@@ -115,5 +87,5 @@ def test_a_copy_registers_as_the_typed_copy(record: Any, options: dict[str, tupl
         )
 
     rec = record(program)
-    _same(rec, options, "typed", "ours")
+    registered_alike(rec, options, "typed", "ours")
     assert rec.by_name("ours").inputs["remotePath"] == "/var/lib/homelab/k3s"
