@@ -664,9 +664,9 @@ def _forms(value: str) -> Iterator[str]:
 
 
 def _unwrapped(text: str) -> str:
-    """Text with its line breaks removed, raw and JSON-escaped, so a PEM body (stored here joined)
-    is found however a leak wrapped it."""
-    return text.replace("\\n", "").replace("\n", "").replace("\r", "")
+    """Text with its line breaks removed, raw or JSON-escaped (once, or twice for a secret's JSON
+    inside the state's JSON), so a PEM body (stored here joined) is found however a leak wrapped it."""
+    return re.sub(r"\\+[nr]|[\r\n]", "", text)
 
 
 def leaks_in(places: list[Path], values: dict[str, str]) -> tuple[list[str], int]:
