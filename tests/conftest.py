@@ -71,8 +71,6 @@ def mocked() -> RecordingMonitor:
     return monitor
 
 
-
-
 @pytest.fixture
 def lab_bare() -> Loaded:
     """The lab rack without Gitea and monitoring: a rack with only databases and apps."""
