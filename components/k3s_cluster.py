@@ -148,8 +148,11 @@ class K3sCluster(pulumi.ComponentResource):
         def layout_of(node: Node) -> HostLayout:
             return args.layouts.get(node.hostname, HostLayout())
 
+        # One per node, shared by every command that reaches it (the bootstrap server's by N + 3).
+        conns = {n.hostname: ssh_connection(rack, n, args.ssh_private_key) for n in rack.nodes}
+
         def conn(node: Node) -> Connection:
-            return ssh_connection(rack, node, args.ssh_private_key)
+            return conns[node.hostname]
 
         def on_boot(script: str) -> str:
             return remote_command(script, user=user)
