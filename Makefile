@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 	@$(PY) -m mypy
 
 schema: $(STAMP)
-	@$(PY) -m stacks.schema > schema/stack.schema.json
+	@$(PY) -m rack.schema > schema/stack.schema.json
 
 clean:
 	rm -rf $(VENV) build

@@ -2,9 +2,9 @@
 
 import pulumi
 
+from rack.config import ConfigError
+from rack.loader import load_from_pulumi
 from stacks.composition import build, export
-from stacks.config import ConfigError
-from stacks.loader import load_from_pulumi
 
 try:
     loaded = load_from_pulumi()

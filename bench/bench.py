@@ -116,8 +116,8 @@ def run_plan(nodes: int, apps: int, stack_file: str | None, dump: Path | None = 
     written there afterwards (redacted inputs only) for `run_replay`."""
     t0, cpu0 = time.perf_counter(), _cpu_s()
     from plan.result import make_plan
-    from stacks.config import parse_rack
-    from stacks.loader import Loaded, RackSecrets, StackFile
+    from rack.config import parse_rack
+    from rack.loader import Loaded, RackSecrets, StackFile
 
     t_import = time.perf_counter()
     if stack_file:
@@ -258,10 +258,10 @@ def run_kind(kind: str, count: int) -> dict[str, Any]:
     import pulumi
     import pulumi_kubernetes as k8s
 
-    from components.app_workload import render_deployment, render_network_policy, render_service
+    from components.apps.app_workload import render_deployment, render_network_policy, render_service
     from plan.engine import run_program
-    from stacks.config import parse_rack
-    from stacks.endpoints import ServiceEndpoint
+    from rack.config import parse_rack
+    from rack.endpoints import ServiceEndpoint
 
     rack = parse_rack(synthetic_rack(3, 2))
     app = rack.apps[0]

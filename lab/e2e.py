@@ -36,18 +36,15 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.layout import (  # noqa: E402
+from components.core.layout import (  # noqa: E402
     ALLOWED_CLASSES,
     CATEGORY_LABEL,
     CLASS_LABEL,
     WORKLOAD_LABEL,
-    Arch,
-    Category,
-    NodeClass,
-    Role,
     node_labels,
     node_taints,
 )
+from rack.vocabulary import Arch, Category, NodeClass, Role  # noqa: E402
 
 WS = ROOT / "build" / "e2e"
 STACK = "lab"

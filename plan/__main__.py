@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from stacks.config import ConfigError
-from stacks.loader import StackFile
+from rack.config import ConfigError
+from rack.loader import StackFile
 
 
 def main(argv: list[str] | None = None, *, one_shot: bool = False) -> int:

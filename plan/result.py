@@ -11,11 +11,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.layout import NAMESPACES, Category
+from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.composition import build, export
-from stacks.loader import Loaded
 
 CONTAINER_TYPE = "docker:index/container:Container"
 REMOTE_IMAGE_TYPE = "docker:index/remoteImage:RemoteImage"

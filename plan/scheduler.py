@@ -21,18 +21,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.layout import (
+from components.core.layout import (
     ALLOWED_CLASSES,
     CATEGORY_LABEL,
     CLASS_LABEL,
     HOSTNAME_LABEL,
-    Category,
     node_labels,
     node_taints,
 )
-from components.quantity import cpu_millis, memory_mib
 from plan.engine import Registration
-from stacks.config import Rack
+from rack.config import Rack
+from rack.quantity import cpu_millis, memory_mib
+from rack.vocabulary import Category
 
 WORKLOAD_TYPES = {
     "kubernetes:apps/v1:Deployment": "Deployment",

@@ -3,7 +3,7 @@
 Creates, per namespace that holds apps, a default-deny NetworkPolicy (each app's own policy then
 allows exactly its traffic), and per app an AppWorkload wired to what it `uses`: the databases
 the platform layer hands over (`PlatformLayer.endpoints`) and the GPU service
-(`stacks.endpoints.inference_endpoint`, a pure function of the config).
+(`rack.endpoints.inference_endpoint`, a pure function of the config).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.app_workload import AppWorkload, AppWorkloadArgs
-from components.kubernetes_object import KubernetesObject
-from components.network_policy import render_default_deny
-from stacks.config import App, Rack
-from stacks.endpoints import ServiceEndpoint, inference_endpoint
-from stacks.loader import Loaded
+from components.apps import AppWorkload, AppWorkloadArgs
+from components.core import KubernetesObject, render_default_deny
+from rack.config import App, Rack
+from rack.endpoints import ServiceEndpoint, inference_endpoint
+from rack.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.platform import PlatformLayer
 from stacks.system import SystemLayer

@@ -18,15 +18,20 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components import gitea as gitea_mod
-from components import gitea_runners as runners_mod
-from components.generated_secret import GeneratedSecret, GeneratedSecretArgs
-from components.gitea import Gitea, GiteaArgs, GiteaSettings
-from components.gitea_runners import GiteaRunners, GiteaRunnersArgs, RunnerSettings
-from components.kubernetes_object import KubernetesObject
-from components.layout import WORKLOAD_LABEL, Category, pod_security_labels, render_namespace
-from components.network_policy import render_default_deny
-from stacks.loader import Loaded
+from components.ci import Gitea, GiteaArgs, GiteaRunners, GiteaRunnersArgs, GiteaSettings, RunnerSettings
+from components.ci import gitea as gitea_mod
+from components.ci import gitea_runners as runners_mod
+from components.core import (
+    WORKLOAD_LABEL,
+    GeneratedSecret,
+    GeneratedSecretArgs,
+    KubernetesObject,
+    pod_security_labels,
+    render_default_deny,
+    render_namespace,
+)
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.metal import MetalLayer
 from stacks.platform import PlatformLayer
 from stacks.system import SystemLayer

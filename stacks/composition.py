@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pulumi
 
+from rack.loader import Loaded
 from stacks.apps import AppsLayer, build_apps
 from stacks.ci import CiLayer, build_ci
 from stacks.gpu import GpuLayer, build_gpu
-from stacks.loader import Loaded
 from stacks.metal import MetalLayer, build_metal
 from stacks.observability import ObservabilityLayer, build_observability
 from stacks.platform import PlatformLayer, build_platform

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.gpu_host import GpuHost, GpuHostArgs
-from components.kubernetes_object import KubernetesObject
-from components.layout import render_namespace
-from stacks.endpoints import inference_endpoint
-from stacks.loader import Loaded
+from components.core import KubernetesObject, render_namespace
+from components.gpu import GpuHost, GpuHostArgs
+from rack.endpoints import inference_endpoint
+from rack.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.system import SystemLayer
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k3s_cluster import K3sCluster, K3sClusterArgs, NodeAccess
-from components.k3s_scripts import HostLayout
-from stacks.loader import Loaded
+from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess
+from rack.loader import Loaded
 
 
 @dataclass(frozen=True)

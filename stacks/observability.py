@@ -24,20 +24,27 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components import monitoring_config as mc
-from components.gpu_exporter import GpuExporter, GpuExporterArgs
-from components.grafana import Grafana, GrafanaArgs
-from components.kube_state_metrics import KubeStateMetrics, KubeStateMetricsArgs
-from components.kubernetes_object import KubernetesObject
-from components.layout import Category, pod_security_labels, render_namespace
-from components.network_policy import render_default_deny
-from components.node_exporter import NodeExporter, NodeExporterArgs
-from components.vector_store import VectorExtension, VectorExtensionArgs
-from components.victoria_metrics import VictoriaMetrics, VictoriaMetricsArgs
-from components.vmalert import VmAlert, VmAlertArgs
-from stacks.config import Rack
+from components.core import KubernetesObject, pod_security_labels, render_default_deny, render_namespace
+from components.observability import (
+    GpuExporter,
+    GpuExporterArgs,
+    Grafana,
+    GrafanaArgs,
+    KubeStateMetrics,
+    KubeStateMetricsArgs,
+    NodeExporter,
+    NodeExporterArgs,
+    VictoriaMetrics,
+    VictoriaMetricsArgs,
+    VmAlert,
+    VmAlertArgs,
+)
+from components.observability import monitoring_config as mc
+from components.platform import VectorExtension, VectorExtensionArgs
+from rack.config import Rack
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.gpu import GpuLayer
-from stacks.loader import Loaded
 from stacks.metal import MetalLayer
 from stacks.platform import PlatformLayer
 from stacks.system import SystemLayer

@@ -12,19 +12,13 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.database import Database, DatabaseArgs
-from components.database_manifests import (
-    NAMESPACE,
-    Client,
-    workload_name,
-)
-from components.ingress_routes import GITEA_NAMESPACE
-from components.kubernetes_object import KubernetesObject
-from components.layout import NAMESPACES, WORKLOAD_LABEL, Category
-from components.pinned_volume import render_storage_class
-from stacks.config import DatabaseKind, Rack
-from stacks.endpoints import ServiceEndpoint
-from stacks.loader import Loaded
+from components.core import NAMESPACES, WORKLOAD_LABEL, KubernetesObject
+from components.platform import NAMESPACE, Client, Database, DatabaseArgs, render_storage_class, workload_name
+from components.system import GITEA_NAMESPACE
+from rack.config import DatabaseKind, Rack
+from rack.endpoints import ServiceEndpoint
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.metal import MetalLayer
 from stacks.system import SystemLayer
 

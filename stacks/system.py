@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.coredns_config import CorednsConfig, CorednsConfigArgs
-from components.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
-from components.kubernetes_object import KubernetesObject
-from components.layout import CATEGORY_LABEL, NAMESPACES, Category, namespace_labels, render_namespace
-from components.traefik_config import TraefikConfig, TraefikConfigArgs
-from stacks.config import Rack
-from stacks.loader import Loaded
+from components.core import CATEGORY_LABEL, NAMESPACES, KubernetesObject, namespace_labels, render_namespace
+from components.system import (
+    GITEA_NAMESPACE,
+    CorednsConfig,
+    CorednsConfigArgs,
+    IngressRoutes,
+    IngressRoutesArgs,
+    TraefikConfig,
+    TraefikConfigArgs,
+    routes,
+)
+from rack.config import Rack
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.metal import MetalLayer
 
 CI_POD_SECURITY = "restricted"

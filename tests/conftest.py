@@ -16,8 +16,8 @@ import yaml
 from pulumi.runtime import mocks as _mocks
 
 from plan.engine import DefaultMocks, Recording, RecordingMonitor, reset_runtime, run_program
-from stacks.config import Rack, parse_rack
-from stacks.loader import Loaded, RackSecrets, StackFile
+from rack.config import Rack, parse_rack
+from rack.loader import Loaded, RackSecrets, StackFile
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from bench.bench import KINDS, child, synthetic_rack
-from stacks.config import parse_rack
+from rack.config import parse_rack
 
 
 def test_synthetic_rack_plans_clean_and_the_floor_matches_its_size() -> None:

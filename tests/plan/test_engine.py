@@ -24,8 +24,8 @@ from plan.engine import (
     collector_paused,
     run_program,
 )
+from rack.loader import Loaded
 from stacks.composition import build, export
-from stacks.loader import Loaded
 
 
 def walk_reference(value: Any, path: str, paths: list[str]) -> tuple[Any, Any]:

@@ -23,7 +23,7 @@ from plan.__main__ import main
 from plan.engine import reset_runtime
 from plan.picture import layout, render_html, render_svg, write_picture
 from plan.result import make_plan
-from stacks.loader import StackFile
+from rack.loader import StackFile
 from tests.conftest import ROOT
 from tests.prereq import need
 

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from rich.console import Console
 
-from components.layout import ALLOWED_CLASSES, Category
+from components.core.layout import ALLOWED_CLASSES
 from plan.__main__ import main
 from plan.report import render
 from plan.result import PlanResult, make_plan
-from stacks.loader import SECRET_KEYS, Loaded, RackSecrets, StackFile
+from rack.loader import SECRET_KEYS, Loaded, RackSecrets, StackFile
+from rack.vocabulary import Category
 from tests.conftest import ROOT, stack_raw
 
 SECRET_VALUES = {key: f"PLAINTEXT-{key}-d41d8cd98f00b204" for key in SECRET_KEYS}

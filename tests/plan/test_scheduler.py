@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.layout import Category, NodeClass, Role, node_labels, node_taints, pod_placement, workload_labels
+from components.core.layout import node_labels, node_taints, pod_placement, workload_labels
 from plan.scheduler import (
     Node,
     Workload,
@@ -16,6 +16,7 @@ from plan.scheduler import (
     term_matches,
     tolerates,
 )
+from rack.vocabulary import Category, NodeClass, Role
 
 
 def node(hostname: str, cls: NodeClass, role: Role = Role.AGENT, cpu: int = 4000, mem: int = 8192) -> Node:

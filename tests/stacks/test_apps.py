@@ -2,7 +2,7 @@
 
 The composition runs under the recording mocks; every manifest it registers is read back from the
 recording (what `pulumi up` would send). The reachability tests evaluate the rendered
-NetworkPolicies with `components.network_policy.Cluster` and compare, for every pair of
+NetworkPolicies with `components.core.network_policy.Cluster` and compare, for every pair of
 workloads and every port, the result with an expectation derived from the config alone (`uses`,
 `host`, Gitea's documented needs).
 
@@ -24,10 +24,10 @@ import pulumi
 import pytest
 
 import stacks.composition as composition
-from components import gitea as gitea_mod
-from components import gitea_runners as runners_mod
-from components.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, NAMESPACES, Category, workload_labels
-from components.network_policy import (
+from components.ci import gitea as gitea_mod
+from components.ci import gitea_runners as runners_mod
+from components.core.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, NAMESPACES, workload_labels
+from components.core.network_policy import (
     DNS_POD_LABELS,
     NAMESPACE_NAME_LABEL,
     TRAEFIK_POD_LABELS,
@@ -36,10 +36,11 @@ from components.network_policy import (
     Endpoint,
 )
 from plan.engine import DefaultMocks, Recording, Registration
+from rack.config import Rack
+from rack.endpoints import ServiceEndpoint, inference_endpoint
+from rack.loader import Loaded
+from rack.vocabulary import Category
 from stacks.ci import CI_NAMESPACE, RUNNERS_NAMESPACE
-from stacks.config import Rack
-from stacks.endpoints import ServiceEndpoint, inference_endpoint
-from stacks.loader import Loaded
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 POD_OWNERS = {

@@ -11,11 +11,11 @@ import kubernetes_validate
 import pytest
 
 import stacks.composition as composition
-from components.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, HOSTNAME_LABEL
+from components.core.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, HOSTNAME_LABEL
 from plan.engine import Recording
+from rack.config import ConfigError, parse_rack
+from rack.loader import Loaded, RackSecrets, unknown_secret
 from stacks.ci import CI_NAMESPACE, RUNNERS_NAMESPACE
-from stacks.config import ConfigError, parse_rack
-from stacks.loader import Loaded, RackSecrets, unknown_secret
 from tests.stacks.test_apps import KnownSecrets, manifest, platform_with_endpoints, pod_spec, record_stack
 
 __all__ = ["platform_with_endpoints"]  # a fixture, used by name below

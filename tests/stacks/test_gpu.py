@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from components.gpu_container_spec import HOST_LABEL, IMAGE_LABEL
+from components.gpu.gpu_container_spec import HOST_LABEL, IMAGE_LABEL
 from plan.engine import Recording
 from plan.result import external_containers
+from rack.loader import Loaded
 from stacks.composition import build
 from stacks.gpu import GpuLayer, build_gpu
-from stacks.loader import Loaded
 from stacks.metal import build_metal
 from stacks.system import build_system
 from tests.conftest import loaded_from

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pulumi
 
 from plan.engine import Recording
+from rack.loader import Loaded, RackSecrets
 from stacks.composition import build
-from stacks.loader import Loaded, RackSecrets
 from stacks.metal import MetalLayer, build_metal
 
 PROVIDER = "pulumi:providers:kubernetes"

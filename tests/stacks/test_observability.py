@@ -22,14 +22,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components import monitoring_config as mc
-from components.pinned_volume import pinned_node
+from components.observability import monitoring_config as mc
+from components.platform.pinned_volume import pinned_node
 from plan.engine import UNKNOWN, Recording, Registration, run_program
 from plan.picture import render_svg
 from plan.result import PlanResult, make_plan
+from rack.config import ConfigError, parse_rack
+from rack.loader import Loaded
 from stacks import composition
-from stacks.config import ConfigError, parse_rack
-from stacks.loader import Loaded
 from stacks.observability import ObservabilityLayer
 from tests.conftest import loaded_from, stack_raw
 

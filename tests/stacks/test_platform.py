@@ -15,11 +15,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.layout import HOSTNAME_LABEL, WORKLOAD_LABEL
-from components.pinned_volume import pinned_node
+from components.core.layout import HOSTNAME_LABEL, WORKLOAD_LABEL
+from components.platform.pinned_volume import pinned_node
 from plan.engine import DefaultMocks, Recording, Registration, run_program
-from stacks.config import DatabaseKind
-from stacks.loader import Loaded, RackSecrets
+from rack.config import DatabaseKind
+from rack.loader import Loaded, RackSecrets
 from stacks.metal import build_metal
 from stacks.platform import PlatformLayer, build_platform, database_clients
 from stacks.system import build_system

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from plan.engine import Recording
-from stacks.loader import Loaded
+from rack.loader import Loaded
 from stacks.metal import build_metal
 from stacks.system import SystemLayer, build_system, ingress_hosts
 

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "docs" / n for n in ("first-install.md", "operations.md", "troubleshooting.md", "gitea-ci.md")]
-SOURCES = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
-SOURCES += sorted((ROOT / "stacks").glob("*.py")) + sorted((ROOT / "plan").glob("*.py"))
+SOURCES = [ROOT / "__main__.py"]
+SOURCES += [p for d in ("rack", "components", "stacks", "plan") for p in sorted((ROOT / d).rglob("*.py"))]
 HARDWARE = "# (needs real hardware)"
 
 
@@ -79,8 +79,8 @@ def test_troubleshooting_quotes_only_messages_the_code_prints() -> None:
 def test_troubleshooting_covers_every_kind_of_preflight_failure() -> None:
     """Each problem the k3s and GPU preflights can report has its section."""
     doc = (ROOT / "docs" / "troubleshooting.md").read_text()
-    k3s = (ROOT / "components" / "k3s_scripts.py").read_text()
-    gpu = (ROOT / "components" / "gpu_host.py").read_text()
+    k3s = (ROOT / "components" / "metal" / "k3s_scripts.py").read_text()
+    gpu = (ROOT / "components" / "gpu" / "gpu_host.py").read_text()
     start = k3s.index("def preflight_script")
     preflight = k3s[start : k3s.index("\ndef ", start + 1)]
     memcg = re.search(r'^_NO_MEMCG = "(.*)"$', k3s, re.M)

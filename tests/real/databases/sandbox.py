@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.database_manifests import service_host
-from stacks.config import DatabaseKind
+from components.platform.database_manifests import service_host
+from rack.config import DatabaseKind
 
 BIND_THEN_EXEC = 'set -e; while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"'
 

@@ -35,10 +35,10 @@ from typing import Any
 
 import pytest
 
-from components.database_backup import backup_command, render_backup_cronjob
-from components.database_manifests import DATABASE_NAME, DATABASE_USER, render_statefulset
-from stacks.config import Database as DatabaseConfig
-from stacks.config import DatabaseKind
+from components.platform.database_backup import backup_command, render_backup_cronjob
+from components.platform.database_manifests import DATABASE_NAME, DATABASE_USER, render_statefulset
+from rack.config import Database as DatabaseConfig
+from rack.config import DatabaseKind
 from tests.prereq import need
 
 from .sandbox import Sandbox, pod_env

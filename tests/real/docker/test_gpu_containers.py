@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from components.gpu_container_spec import (
+from components.gpu.gpu_container_spec import (
     NETWORK,
     ContainerSpec,
     HealthTiming,
@@ -35,8 +35,8 @@ from components.gpu_container_spec import (
     engine_create_body,
     engine_network_body,
 )
-from components.gpu_host import preflight_script
-from stacks.config import GpuContainer, parse_rack
+from components.gpu.gpu_host import preflight_script
+from rack.config import GpuContainer, parse_rack
 from tests.conftest import stack_raw
 from tests.prereq import need
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from components.gitea import render_db_init_script, render_runner_token_script
+from components.ci.gitea import render_db_init_script, render_runner_token_script
 from tests.prereq import need
 
 pytestmark = [pytest.mark.realdb]

@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import monitoring_config as mc
-from stacks.config import Monitoring, parse_rack
+from components.observability import monitoring_config as mc
+from rack.config import Monitoring, parse_rack
 from tests.conftest import stack_raw
 
 pytestmark = [pytest.mark.slow]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from components.k3s_scripts import HostLayout
+from components.metal.k3s_scripts import HostLayout
 from tests.prereq import need
 
 SUBNET = "10.231.0"

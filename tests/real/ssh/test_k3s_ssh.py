@@ -20,11 +20,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.k3s_cluster import K3sCluster, K3sClusterArgs
-from components.k3s_scripts import remote_command, rewrite_kubeconfig, uninstall_script
-from components.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
+from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
+from components.metal.k3s_cluster import K3sCluster, K3sClusterArgs
+from components.metal.k3s_scripts import remote_command, rewrite_kubeconfig, uninstall_script
 from plan.engine import Recording, run_program
-from stacks.config import parse_rack
+from rack.config import parse_rack
 
 from .conftest import DOUBLE, HOSTS, STORAGE, SUBNET, SshLab
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from components.database_manifests import DATABASE_NAME, DATABASE_USER, secret_name
-from components.vector_store import EXTENSION, render_job, setup_statements
-from stacks.config import Database as DatabaseConfig
-from stacks.config import DatabaseKind
+from components.platform.database_manifests import DATABASE_NAME, DATABASE_USER, secret_name
+from components.platform.vector_store import EXTENSION, render_job, setup_statements
+from rack.config import Database as DatabaseConfig
+from rack.config import DatabaseKind
 from tests.prereq import need
 
 pytestmark = [pytest.mark.realdb]

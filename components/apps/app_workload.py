@@ -1,0 +1,285 @@
+"""AppWorkload: one app of `rack.apps`, deployed the way a careful operator would.
+
+Creates, under the component `homelab:apps:AppWorkload`:
+- `Secret` `<app>-uses` in the app's namespace holding the passwords of what it `uses` (databases
+  live in `data`, and a pod can only reference a Secret in its own namespace) — only when a used
+  service has a password;
+- `Deployment`: placed by its category (layout.pod_placement: class affinity, spread across
+  hosts, the experimental toleration, and the short not-ready/unreachable toleration that moves
+  stateless pods off a dead Pi in about a minute); rolling updates that never drop below the
+  desired count (maxUnavailable 0, maxSurge 1); readiness and liveness probes on the app port;
+  the restricted Pod Security profile (non-root, no privilege escalation, all capabilities
+  dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir for /tmp, no API
+  token); requests and limits from config (equal: Guaranteed QoS, the last to be evicted when a
+  Pi runs short); environment wired from `uses`, passwords only by secretKeyRef;
+- `Service` (ClusterIP) on the app port;
+- `PodDisruptionBudget` (minAvailable: replicas - 1) when replicas >= 2;
+- `NetworkPolicy` `<app>`: ingress from Traefik only when the app has a `host`, egress only to
+  what `uses` names plus DNS. (The namespace's default deny is the apps layer's, one per namespace.)
+
+The manifests are built by pure `render_*` functions so tests can validate them against the
+Kubernetes OpenAPI schema without a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from components.core.kubernetes_object import KubernetesObject
+from components.core.layout import WORKLOAD_LABEL, pod_placement, restricted_container_security, workload_labels
+from components.core.network_policy import (
+    cidr_peer,
+    dns_egress,
+    from_traefik,
+    host_network,
+    pods_peer,
+    render_workload_policy,
+    rule,
+    tcp,
+)
+from rack.config import App
+from rack.endpoints import ServiceEndpoint
+from rack.vocabulary import Category
+
+RUN_AS_USER = 65532
+"""The uid apps run as when the image does not say: the distroless `nonroot` convention."""
+
+
+def as_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A value that stays a Pulumi secret, whatever it was handed over as."""
+    return pulumi.Output.secret(value)
+
+
+def env_prefix(name: str) -> str:
+    """`inference` -> `INFERENCE`, `my-db` -> `MY_DB`."""
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def secret_name(app: App) -> str:
+    return f"{app.name}-uses"
+
+
+def password_key(endpoint: ServiceEndpoint) -> str:
+    return f"{endpoint.name}-password"
+
+
+def render_env(app: App, endpoints: Sequence[ServiceEndpoint]) -> list[dict[str, Any]]:
+    """The environment an app gets from `uses`, in `uses` order (pure).
+
+    Per database `<NAME>_HOST`, `_PORT`, `_DATABASE`, `_USER` (where the kind has them) and
+    `_PASSWORD` by secretKeyRef; per HTTP service `<NAME>_URL`. No secret value appears here."""
+    env: list[dict[str, Any]] = []
+    for ep in endpoints:
+        prefix = env_prefix(ep.name)
+        if ep.kind == "http":
+            env.append({"name": f"{prefix}_URL", "value": ep.url})
+            continue
+        env.append({"name": f"{prefix}_HOST", "value": ep.host})
+        env.append({"name": f"{prefix}_PORT", "value": str(ep.port)})
+        if ep.database is not None:
+            env.append({"name": f"{prefix}_DATABASE", "value": ep.database})
+        if ep.user is not None:
+            env.append({"name": f"{prefix}_USER", "value": ep.user})
+        if ep.password is not None:
+            env.append(
+                {
+                    "name": f"{prefix}_PASSWORD",
+                    "valueFrom": {"secretKeyRef": {"name": secret_name(app), "key": password_key(ep)}},
+                }
+            )
+    return env
+
+
+def _probe(app: App, *, period: int, failures: int) -> dict[str, Any]:
+    action: dict[str, Any] = (
+        {"httpGet": {"path": app.health_path, "port": "http"}} if app.health_path else {"tcpSocket": {"port": "http"}}
+    )
+    return {**action, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2}
+
+
+def render_deployment(
+    app: App,
+    *,
+    namespace: str,
+    failover_seconds: int | None = None,
+    env: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Deployment manifest of an app (pure)."""
+    labels = workload_labels(app.name, app.category)
+    container: dict[str, Any] = {
+        "name": app.name,
+        "image": app.image,
+        "ports": [{"name": "http", "containerPort": app.port, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": app.cpu, "memory": app.memory},
+            "limits": {"cpu": app.cpu, "memory": app.memory},
+        },
+        "readinessProbe": _probe(app, period=5, failures=3),
+        # Liveness is deliberately slower than readiness: an overloaded Pi should shed traffic
+        # before it starts killing pods.
+        "livenessProbe": {**_probe(app, period=10, failures=6), "initialDelaySeconds": 10},
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if env:
+        container["env"] = env
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        **pod_placement(app.name, app.category, failover_seconds=failover_seconds),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": app.name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": app.replicas,
+            "selector": {"matchLabels": {WORKLOAD_LABEL: app.name}},
+            # Never below the desired count during a rollout: one extra pod comes up (and turns
+            # ready) before an old one goes.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def render_service(app: App, *, namespace: str) -> dict[str, Any]:
+    """The ClusterIP Service in front of an app (pure)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": app.name, "namespace": namespace, "labels": workload_labels(app.name, app.category)},
+        "spec": {
+            "selector": {WORKLOAD_LABEL: app.name},
+            "ports": [{"name": "http", "port": app.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def render_pdb(app: App, *, namespace: str) -> dict[str, Any] | None:
+    """A PodDisruptionBudget keeping all but one replica up during drains; none below 2 replicas."""
+    if app.replicas < 2:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": app.name, "namespace": namespace, "labels": workload_labels(app.name, app.category)},
+        "spec": {
+            "minAvailable": app.replicas - 1,
+            "selector": {"matchLabels": {WORKLOAD_LABEL: app.name}},
+        },
+    }
+
+
+def render_secret(app: App, *, namespace: str, string_data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The app's copy of the passwords it uses (values may be secret Outputs); None if none."""
+    if not string_data:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(app),
+            "namespace": namespace,
+            "labels": workload_labels(app.name, app.category),
+        },
+        "type": "Opaque",
+        "stringData": dict(string_data),
+    }
+
+
+def egress_to(endpoint: ServiceEndpoint) -> dict[str, Any]:
+    """Egress to one used service: its pods on its port, or (outside the cluster) its address.
+
+    Policies see the destination after the Service's DNAT, so a selector-less Service (the GPU
+    host) is allowed by the real address behind it, as a /32."""
+    if endpoint.pod_labels is not None:
+        return rule([pods_peer(endpoint.namespace, endpoint.pod_labels)], tcp(endpoint.port), egress=True)
+    if endpoint.external_ip is None:
+        raise ValueError(f"endpoint {endpoint.name!r} has neither pod labels nor an external address")
+    return rule([cidr_peer(host_network(endpoint.external_ip))], tcp(endpoint.port), egress=True)
+
+
+def render_network_policy(app: App, *, namespace: str, endpoints: Sequence[ServiceEndpoint]) -> dict[str, Any]:
+    """Ingress from Traefik only with a `host`; egress to DNS and exactly what `uses` names."""
+    ingress = [from_traefik("http")] if app.host else []
+    return render_workload_policy(
+        name=app.name,
+        namespace=namespace,
+        pod_labels={WORKLOAD_LABEL: app.name},
+        labels=workload_labels(app.name, app.category),
+        ingress=ingress,
+        egress=[dns_egress(), *(egress_to(ep) for ep in endpoints)],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppWorkloadArgs:
+    app: App
+    """The validated app config."""
+    namespace: str
+    """Namespace of the app's category."""
+    failover_seconds: int | None = None
+    """Not-ready/unreachable toleration for stateless pods (None: Kubernetes' 300 s)."""
+    endpoints: list[ServiceEndpoint] = field(default_factory=list)
+    """What the app `uses`, resolved (in `uses` order): wires env, the Secret and egress."""
+
+
+class AppWorkload(pulumi.ComponentResource):
+    secret: KubernetesObject | None
+    """The passwords of the services it uses (None when none has one)."""
+    deployment: KubernetesObject
+    """The app's Deployment."""
+    service: KubernetesObject
+    """Its ClusterIP Service."""
+    pdb: KubernetesObject | None
+    """Its disruption budget (replicas >= 2), else None."""
+    network_policy: KubernetesObject
+    """Its allow-list."""
+
+    def __init__(self, name: str, args: AppWorkloadArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:apps:AppWorkload", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        app, ns = args.app, args.namespace
+        failover = args.failover_seconds if app.category != Category.DATA else None
+
+        passwords: dict[str, pulumi.Output[str]] = {
+            password_key(ep): as_secret(ep.password) for ep in args.endpoints if ep.password is not None
+        }
+        sec = render_secret(app, namespace=ns, string_data=passwords)
+        self.secret = KubernetesObject(f"{name}-secret", sec, child) if sec is not None else None
+
+        dep = render_deployment(app, namespace=ns, failover_seconds=failover, env=render_env(app, args.endpoints))
+        self.deployment = KubernetesObject(
+            f"{name}-deployment",
+            dep,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.secret] if self.secret is not None else []),
+        )
+        svc = render_service(app, namespace=ns)
+        self.service = KubernetesObject(f"{name}-service", svc, child)
+        pdb = render_pdb(app, namespace=ns)
+        self.pdb = KubernetesObject(f"{name}-pdb", pdb, child) if pdb is not None else None
+        pol = render_network_policy(app, namespace=ns, endpoints=args.endpoints)
+        self.network_policy = KubernetesObject(f"{name}-netpol", pol, child)
+        self.register_outputs(
+            {
+                "secret": self.secret,
+                "deployment": self.deployment,
+                "service": self.service,
+                "pdb": self.pdb,
+                "network_policy": self.network_policy,
+            }
+        )

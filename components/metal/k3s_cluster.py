@@ -1,0 +1,264 @@
+"""K3sCluster: k3s on every host of the rack over SSH, and the Kubernetes provider built from it.
+
+Creates, under the component `homelab:metal:K3sCluster` (named `<name>`; per-host things keyed by
+hostname, never by list position):
+- `<name>-token` (GeneratedSecret): the cluster token, or the user's `homelab:k3s-token`.
+- `<name>-<hostname>` (K3sNode) per node: preflight, membership, air-gap copies, install, upgrade.
+  The bootstrap server is `rack.bootstrap()` (explicit in config, never "first in the list").
+- `<name>-join-token` (remote.Command on the bootstrap server): reads back the full-format token
+  (`K10<ca-hash>::server:...`, which pins the cluster CA) that the other nodes join with; logging
+  off, stdout a secret.
+- `<name>-kubeconfig` (remote.Command on the bootstrap server): reads `k3s.yaml` back (logging off,
+  stdout a secret; re-read after an upgrade); the server is rewritten from 127.0.0.1 to the API
+  address.
+- `<name>-provider` (kubernetes.Provider): from that kubeconfig, with a stable
+  `cluster_identifier` so a refreshed kubeconfig never replaces the provider and everything on it.
+- `<name>-<hostname>-registration` (remote.Command on the bootstrap server) per node: create waits
+  until the Node is registered; delete cordons, drains and deletes the Node. It depends on the
+  node's membership, so on removal the drain runs before the uninstall.
+- `<name>-<hostname>-layout` (kubernetes.core.v1.NodePatch) per node: labels and taints from the
+  layout vocabulary, reconciled through the API after join (k3s only applies them at registration).
+
+Order: bootstrap install -> join-token -> other servers and agents install in parallel. Upgrades
+(a `k3s.version` bump): bootstrap, then the other servers one at a time (sorted by hostname), then
+all agents in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.core.generated_secret import GeneratedSecret, GeneratedSecretArgs
+from components.core.kubernetes_object import KubernetesObject
+from components.core.layout import node_labels, node_taints
+from components.core.remote_command import LOGGING_NONE, Connection, RemoteCommand, connection
+from components.metal.k3s_node import K3sNode, K3sNodeArgs
+from components.metal.k3s_scripts import (
+    KUBECONFIG_FILE,
+    SERVER_TOKEN_FILE,
+    HostLayout,
+    api_address,
+    drain_script,
+    read_file_script,
+    registration_script,
+    remote_command,
+    rewrite_kubeconfig,
+)
+from rack.config import Node, Rack
+from rack.vocabulary import Role
+
+PATCH_FORCE = "pulumi.com/patchForce"
+"""NodePatch takes over labels/taints the kubelet set at registration (a field-manager conflict otherwise)."""
+
+
+def ssh_connection(rack: Rack, node: Node, private_key: pulumi.Input[str] | None = None) -> Connection:
+    """SSH to a node: always the configured user (pulumi-command would default to root), the
+    pinned host key when the config gives one, the key when given, else the ssh-agent."""
+    return connection(
+        host=str(node.address),
+        user=rack.ssh.user,
+        port=rack.ssh.port,
+        host_key=node.host_key,
+        private_key=pulumi.Output.secret(private_key) if private_key is not None else None,
+    )
+
+
+def render_node_layout(node: Node) -> dict[str, Any]:
+    """The Node fields this program owns: class/role/arch labels and the layout taints (pure)."""
+    taints = node_taints(node_class=node.node_class, role=node.role)
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.hostname,
+            "labels": node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
+            "annotations": {PATCH_FORCE: "true"},
+        },
+    }
+    if taints:
+        # No taints: `spec` is left out, so server-side apply drops a taint this patch set
+        # before (experimental -> general) without claiming the list.
+        manifest["spec"] = {"taints": [t.to_k8s() for t in taints]}
+    return manifest
+
+
+def upgrade_order(rack: Rack) -> list[Node]:
+    """Bootstrap server, the other servers by hostname, then agents by hostname: stable under any
+    reordering of rack.nodes."""
+    boot = rack.bootstrap()
+    servers = sorted((n for n in rack.servers() if n.hostname != boot.hostname), key=lambda n: n.hostname)
+    agents = sorted((n for n in rack.nodes if n.role == Role.AGENT), key=lambda n: n.hostname)
+    return [boot, *servers, *agents]
+
+
+@dataclass(frozen=True, kw_only=True)
+class K3sClusterArgs:
+    rack: Rack
+    """The validated rack."""
+    ssh_private_key: pulumi.Input[str] | None = None
+    """`homelab:ssh-private-key` (secret); None uses the ssh-agent (SSH_AUTH_SOCK)."""
+    token: pulumi.Input[str] | None = None
+    """`homelab:k3s-token` (secret); None generates one on the first `up`."""
+    layouts: Mapping[str, HostLayout] = field(default_factory=dict)
+    """Per-hostname host layout; hosts not listed use the real one (root "")."""
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """SSH to one node, for steps of later layers that must run on the host itself."""
+
+    connection: Connection
+    """The node's pulumi-command connection (user, pinned host key, key or agent)."""
+    user: str
+    """The SSH user (commands go through `sudo -n` unless it is root)."""
+    after: pulumi.Resource
+    """The node's bootstrap (preflight, install): host steps run after it."""
+
+
+class K3sCluster(pulumi.ComponentResource):
+    token: pulumi.Output[str]
+    """The cluster token (secret) the bootstrap server starts with."""
+    join_token: pulumi.Output[str]
+    """The bootstrap server's full-format token (secret) every other node joins with."""
+    nodes: dict[str, K3sNode]
+    """Per hostname."""
+    kubeconfig: pulumi.Output[str]
+    """Admin kubeconfig (secret), server rewritten to the API address."""
+    provider: k8s.Provider
+    """The provider every later layer uses."""
+    registrations: dict[str, RemoteCommand]
+    """Per hostname: wait for the Node; on removal cordon, drain, delete it."""
+    layouts: dict[str, KubernetesObject]
+    """Per hostname: labels and taints through the API."""
+    ready: list[pulumi.Resource]
+    """What must exist before workloads are applied: every node registered and laid out."""
+    access: dict[str, NodeAccess]
+    """Per hostname: how later layers reach the host over SSH (e.g. to prepare a volume's directory)."""
+
+    def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:metal:K3sCluster", name, None, opts)
+        rack = args.rack
+        user = rack.ssh.user
+        boot = rack.bootstrap()
+
+        def layout_of(node: Node) -> HostLayout:
+            return args.layouts.get(node.hostname, HostLayout())
+
+        # One per node, shared by every command that reaches it (the bootstrap server's by N + 3).
+        conns = {n.hostname: ssh_connection(rack, n, args.ssh_private_key) for n in rack.nodes}
+
+        def conn(node: Node) -> Connection:
+            return conns[node.hostname]
+
+        def on_boot(script: str) -> str:
+            return remote_command(script, user=user)
+
+        self.token = GeneratedSecret(
+            f"{name}-token",
+            GeneratedSecretArgs(length=48, override=args.token),
+            pulumi.ResourceOptions(parent=self),
+        ).value
+
+        self.nodes = {}
+        order = upgrade_order(rack)
+        boot_node = K3sNode(
+            f"{name}-{boot.hostname}",
+            K3sNodeArgs(rack=rack, node=boot, connection=conn(boot), token=self.token, layout=layout_of(boot)),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.nodes[boot.hostname] = boot_node
+
+        read_token = RemoteCommand(
+            f"{name}-join-token",
+            connection=conn(boot),
+            create=on_boot(read_file_script(hostname=boot.hostname, path=SERVER_TOKEN_FILE, layout=layout_of(boot))),
+            logging=LOGGING_NONE,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[boot_node.install], additional_secret_outputs=["stdout"]
+            ),
+        )
+        self.join_token = read_token.stdout.apply(lambda t: pulumi.Output.secret((t or "").strip()))
+
+        previous_upgrade: pulumi.Resource = boot_node.upgrade
+        for node in order[1:]:
+            k3s_node = K3sNode(
+                f"{name}-{node.hostname}",
+                K3sNodeArgs(
+                    rack=rack,
+                    node=node,
+                    connection=conn(node),
+                    token=self.join_token,
+                    layout=layout_of(node),
+                    install_after=[read_token],
+                    upgrade_after=[previous_upgrade],
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            self.nodes[node.hostname] = k3s_node
+            if node.role == Role.SERVER:
+                # Servers upgrade one at a time; every agent waits for the last server only.
+                previous_upgrade = k3s_node.upgrade
+
+        read_kubeconfig = RemoteCommand(
+            f"{name}-kubeconfig",
+            connection=conn(boot),
+            create=on_boot(read_file_script(hostname=boot.hostname, path=KUBECONFIG_FILE, layout=layout_of(boot))),
+            logging=LOGGING_NONE,
+            # Re-read after an upgrade (k3s may renew the admin certificate on restart). Replacing
+            # it is harmless: it has no delete.
+            triggers=[rack.k3s.version],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[boot_node.upgrade], additional_secret_outputs=["stdout"]
+            ),
+        )
+        address = api_address(rack)
+        self.kubeconfig = read_kubeconfig.stdout.apply(
+            lambda text: pulumi.Output.secret(rewrite_kubeconfig(text or "", address))
+        )
+        self.provider = k8s.Provider(
+            f"{name}-provider",
+            kubeconfig=self.kubeconfig,
+            # Stable: a re-read kubeconfig must not replace the provider and everything under it.
+            cluster_identifier=rack.domain,
+            delete_unreachable=False,
+            enable_server_side_apply=True,
+            # Every ConfigMap and Secret here has a fixed name: by default the provider replaces
+            # them on any data change (delete, then create), which a protected component refuses
+            # and which leaves a gap even where allowed. Updated in place instead (adding a node
+            # edits the metrics scrape ConfigMap; found by the lab e2e).
+            enable_config_map_mutable=True,
+            enable_secret_mutable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.registrations = {}
+        self.layouts = {}
+        for node in order:
+            k3s_node = self.nodes[node.hostname]
+            registration = RemoteCommand(
+                f"{name}-{node.hostname}-registration",
+                connection=conn(boot),
+                create=on_boot(registration_script(hostname=node.hostname, layout=layout_of(boot))),
+                delete=on_boot(drain_script(hostname=node.hostname, layout=layout_of(boot))),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[k3s_node.install, k3s_node.membership]),
+            )
+            self.registrations[node.hostname] = registration
+            manifest = render_node_layout(node)
+            self.layouts[node.hostname] = KubernetesObject(
+                f"{name}-{node.hostname}-layout",
+                manifest,
+                pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
+                patch=True,
+            )
+        self.ready = [*self.layouts.values()]
+        self.access = {
+            n.hostname: NodeAccess(connection=conn(n), user=user, after=self.nodes[n.hostname])
+            for n in rack.nodes
+            if n.hostname in self.nodes
+        }
+        self.register_outputs({"kubeconfig": self.kubeconfig, "join_token": self.join_token})

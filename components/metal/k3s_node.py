@@ -1,0 +1,180 @@
+"""K3sNode: one host of the rack, from preflight to upgrade, over SSH.
+
+Creates, under the component `homelab:metal:K3sNode` (logical names `<name>-<step>`, where the
+cluster names the node `<cluster>-<hostname>`):
+- `preflight` (remote.Command): read-only checks (arch, memory cgroup, memory, disk, storage mount).
+  No delete: it changes nothing.
+- `membership` (remote.Command): its create changes nothing; its **delete uninstalls k3s on this
+  host**. It has no triggers and its inputs depend only on the hostname, the host layout and the
+  SSH connection, so no config change on a node that stays can replace it (a replaced command
+  runs its old delete: pulumi-command#189). Only removing the node from config deletes it.
+- `binary`, `installer` (remote.CopyToRemote, air-gap only): `k3s-<arch>` and `install.sh` from
+  `airgap-dir` into a per-version staging folder.
+- `install` (remote.Command): first join, join token on stdin. `ignore_changes=["create"]`: a node
+  joins once; it never re-runs for a version bump (and does nothing on a complete node anyway).
+  No delete.
+- `upgrade` (remote.Command): create = update = converge to `k3s.version` and the rendered
+  config.yaml, restarting k3s only if one changed. The cluster chains these: servers one at a
+  time, then agents. No delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from components.core.remote_command import Connection, CopyToRemote, RemoteCommand
+from components.metal.k3s_scripts import (
+    HostLayout,
+    airgap_binary_name,
+    config_yaml,
+    install_script,
+    membership_script,
+    preflight_script,
+    remote_command,
+    render_config,
+    staging_dir,
+    uninstall_script,
+    upgrade_script,
+)
+from rack.config import InstallSource, Node, Rack
+
+
+@dataclass(frozen=True, kw_only=True)
+class K3sNodeArgs:
+    rack: Rack
+    """The validated rack (k3s settings, SSH user, bootstrap server)."""
+    node: Node
+    """This host's entry of rack.nodes."""
+    connection: Connection
+    """SSH to this host: configured user and port, pinned host key, key or agent."""
+    token: pulumi.Input[str]
+    """The join token (secret): the cluster token on the bootstrap server, the server's full token elsewhere."""
+    layout: HostLayout = field(default_factory=HostLayout)
+    """Where k3s lives on the host ("" root on a real Pi)."""
+    install_after: Sequence[pulumi.Resource] = field(default_factory=list)
+    """What must exist before this node joins (the bootstrap server's token read-back)."""
+    upgrade_after: Sequence[pulumi.Resource] = field(default_factory=list)
+    """The upgrade step that must finish first (the previous server's, in upgrade order)."""
+
+
+class K3sNode(pulumi.ComponentResource):
+    preflight: RemoteCommand
+    """Read-only checks; fails with what to fix."""
+    membership: RemoteCommand
+    """The only command whose delete uninstalls k3s here."""
+    copies: list[CopyToRemote]
+    """Air-gap binary and installer copies (empty for source: online)."""
+    install: RemoteCommand
+    """First join."""
+    upgrade: RemoteCommand
+    """Converges version and config.yaml in place."""
+
+    def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:metal:K3sNode", name, None, opts)
+        rack, node, layout = args.rack, args.node, args.layout
+        user = rack.ssh.user
+        k3s = rack.k3s
+        conn = args.connection
+
+        def run(script: str) -> str:
+            return remote_command(script, user=user)
+
+        self.preflight = RemoteCommand(
+            f"{name}-preflight",
+            connection=conn,
+            create=run(
+                preflight_script(
+                    hostname=node.hostname,
+                    role=node.role,
+                    arch=node.arch,
+                    storage_path=node.storage.path if node.storage else None,
+                    layout=layout,
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.membership = RemoteCommand(
+            f"{name}-membership",
+            connection=conn,
+            create=run(membership_script(hostname=node.hostname, layout=layout)),
+            delete=run(uninstall_script(hostname=node.hostname, layout=layout)),
+            # In parallel with the preflight: it changes nothing, and it must exist before the
+            # install so that removing the node deletes (uninstalls) after everything else.
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        self.copies = []
+        if k3s.install.source == InstallSource.AIRGAP:
+            assert k3s.install.airgap_dir is not None, "validated by rack_problems"
+            source_dir = Path(k3s.install.airgap_dir)
+            stage = staging_dir(k3s.version, layout)
+            for step, local, remote in (
+                ("binary", airgap_binary_name(node.arch), "k3s"),
+                ("installer", "install.sh", "install.sh"),
+            ):
+                self.copies.append(
+                    CopyToRemote(
+                        f"{name}-{step}",
+                        connection=conn,
+                        source=pulumi.FileAsset(str(source_dir / local)),
+                        remote_path=f"{stage}/{remote}",
+                        opts=pulumi.ResourceOptions(parent=self),
+                    )
+                )
+
+        config_text = config_yaml(render_config(rack, node, layout))
+        install_text = run(
+            install_script(
+                hostname=node.hostname,
+                role=node.role,
+                version=k3s.version,
+                config_text=config_text,
+                source=k3s.install.source,
+                layout=layout,
+            )
+        )
+        upgrade_text = run(
+            upgrade_script(
+                hostname=node.hostname,
+                role=node.role,
+                version=k3s.version,
+                config_text=config_text,
+                source=k3s.install.source,
+                layout=layout,
+            )
+        )
+        self.install = RemoteCommand(
+            f"{name}-install",
+            connection=conn,
+            create=install_text,
+            stdin=pulumi.Output.secret(args.token),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.preflight, self.membership, *self.copies, *args.install_after],
+                # Joining happens once; later versions and config are the upgrade step's job, and
+                # the install script does nothing on a complete node, so a stale copy is harmless.
+                ignore_changes=["create"],
+            ),
+        )
+        self.upgrade = RemoteCommand(
+            f"{name}-upgrade",
+            connection=conn,
+            create=upgrade_text,
+            update=upgrade_text,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.install, *self.copies, *args.upgrade_after],
+            ),
+        )
+        self.register_outputs(
+            {
+                "preflight": self.preflight,
+                "membership": self.membership,
+                "install": self.install,
+                "upgrade": self.upgrade,
+            }
+        )

@@ -1,0 +1,534 @@
+"""Pure builders of everything k3s runs over SSH: config.yaml and the bash scripts.
+
+Creates nothing. `K3sNode` and `K3sCluster` put these strings into `remote.Command`s; the tests
+shellcheck every one and run them over real SSH. Each script is idempotent: run twice it
+changes nothing the second time, and re-run after a failure half-way it converges.
+
+Secrets never appear here: the join token arrives on stdin and is written to a 0600 file that
+config.yaml names (`token-file`), so neither the command text nor config.yaml carries it.
+
+`HostLayout.root` prefixes every path k3s owns on the host. It is "" on a real host; the
+real-SSH tests give each network-namespace host its own root because namespaces share one
+filesystem (see tests/real/ssh/conftest.py).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from components.core.layout import node_labels, node_taints
+from rack.config import Datastore, InstallSource, Node, Rack
+from rack.vocabulary import Arch, Role
+
+API_PORT = 6443
+"""The k3s supervisor/API port servers listen on and agents join through."""
+
+STAGING = "/var/tmp/homelab-k3s"
+"""Where CopyToRemote drops the air-gap binary and install.sh (per version), as the SSH user."""
+
+TOKEN_FILE = "/etc/rancher/k3s/join-token"
+"""The 0600 file holding the join token that config.yaml's `token-file` names."""
+
+CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
+SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
+"""Written by a k3s server: the full-format token (`K10<ca-hash>::server:<secret>`), which pins the CA."""
+KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
+KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+"""Written by every k3s node once its agent has its certificates: the readiness signal."""
+
+MIN_MEMORY_MIB: dict[Role, int] = {Role.SERVER: 1800, Role.AGENT: 450}
+"""MemTotal floor: k3s asks 2 GB for a server and 512 MB for an agent (a little slack for firmware)."""
+MIN_AVAILABLE_MIB: dict[Role, int] = {Role.SERVER: 768, Role.AGENT: 256}
+"""MemAvailable floor before install: a server with a workload measured ~1.6 GB, an agent ~270 MB."""
+MIN_DISK_MIB: dict[Role, int] = {Role.SERVER: 4096, Role.AGENT: 2048}
+"""Free space under /var/lib/rancher: images, the datastore, local-path volumes."""
+
+ARCH_MACHINES: dict[Arch, tuple[str, ...]] = {
+    Arch.ARM64: ("aarch64", "arm64"),
+    Arch.AMD64: ("x86_64", "amd64"),
+    Arch.ARM: ("armv7l", "armv6l", "armhf"),
+}
+"""`uname -m` values of each configured arch."""
+
+CGROUP_V2_CONTROLLERS = "/sys/fs/cgroup/cgroup.controllers"
+CGROUP_V1_TABLE = "/proc/cgroups"
+
+UNINSTALL_SCRIPTS = ("k3s-uninstall.sh", "k3s-agent-uninstall.sh")
+"""What k3s' install.sh leaves in the bin dir: the server's and the agent's uninstaller."""
+
+
+_MOUNT_HINT = "mount the node's SSD there (and add it to /etc/fstab) so pinned volumes do not land on the SD card"
+_NO_MEMCG = "the memory cgroup controller is not active"
+_BOOKWORM = "(Raspberry Pi OS Bookworm) and reboot"
+_PRE_BOOKWORM = "(Raspberry Pi OS before Bookworm) and reboot"
+_GRUB = "(GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub) and reboot"
+_SMALL_BOARD = "use a bigger board or make it an agent"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostLayout:
+    """Where k3s lives on a host and what supervises it."""
+
+    root: str = ""
+    """Prefix of every path k3s owns; "" on a real host (a per-host directory in the SSH tests)."""
+    systemd: bool = True
+    """Check the k3s unit with systemctl; off only where no init system runs (the k3s test double)."""
+
+    def path(self, absolute: str) -> str:
+        return f"{self.root}{absolute}"
+
+
+def service_name(role: Role) -> str:
+    return "k3s" if role == Role.SERVER else "k3s-agent"
+
+
+def airgap_binary_name(arch: Arch) -> str:
+    """The file in `airgap-dir` holding the k3s binary for an arch (`k3s-arm64`)."""
+    return f"k3s-{arch}"
+
+
+def staging_dir(version: str, layout: HostLayout = HostLayout()) -> str:
+    """Per-version staging folder on the host: an upgrade never overwrites the running binary's source."""
+    return layout.path(f"{STAGING}/{version}")
+
+
+def api_server_url(rack: Rack) -> str:
+    """What joiners dial: the bootstrap server (an api-address may be a VIP that is not up yet)."""
+    return f"https://{rack.bootstrap().address}:{API_PORT}"
+
+
+def api_address(rack: Rack) -> str:
+    """The address written into the kubeconfig and tls-san."""
+    return str(rack.k3s.api_address or rack.bootstrap().address)
+
+
+def system_reserved_arg(rack: Rack) -> str:
+    reserve = rack.k3s.system_reserved
+    return f"system-reserved=cpu={reserve.cpu},memory={reserve.memory}"
+
+
+def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> dict[str, Any]:
+    """The k3s config.yaml of one node (pure). Labels and taints come from the layout vocabulary;
+    they only apply at first registration, the NodePatch keeps them true afterwards."""
+    k3s = rack.k3s
+    boot = rack.bootstrap()
+    labels = node_labels(node_class=node.node_class, role=node.role, arch=node.arch)
+    taints = node_taints(node_class=node.node_class, role=node.role)
+    config: dict[str, Any] = {
+        "node-name": node.hostname,
+        "node-ip": str(node.address),
+        "token-file": layout.path(TOKEN_FILE),
+        "node-label": sorted(f"{k}={v}" for k, v in labels.items()),
+        "kubelet-arg": [system_reserved_arg(rack)],
+    }
+    if taints:
+        config["node-taint"] = sorted(t.to_k3s() for t in taints)
+    if node.role == Role.SERVER:
+        config.update(
+            {
+                "cluster-cidr": str(k3s.cluster_cidr),
+                "service-cidr": str(k3s.service_cidr),
+                "secrets-encryption": k3s.secrets_encryption,
+                "tls-san": sorted({api_address(rack), str(node.address)}),
+                "write-kubeconfig-mode": "0600",
+            }
+        )
+        if node.hostname == boot.hostname:
+            if k3s.datastore == Datastore.ETCD:
+                # etcd is chosen at first start and is effectively one-way: only the bootstrap server initialises it.
+                config["cluster-init"] = True
+        else:
+            config["server"] = api_server_url(rack)
+    else:
+        config["server"] = api_server_url(rack)
+    return config
+
+
+def config_yaml(config: dict[str, Any]) -> str:
+    """Deterministic YAML (sorted keys, block style): the same config always renders the same bytes."""
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+# --- scripts -----------------------------------------------------------------------------------
+
+_PRELUDE = """\
+set -euo pipefail
+umask 022
+NODE={node}
+R={root}
+say() {{ printf '%s: %s\\n' "$NODE" "$*"; }}
+fail() {{ printf '%s: %s\\n' "$NODE" "$*" >&2; exit 1; }}
+"""
+
+
+def _prelude(hostname: str, layout: HostLayout) -> str:
+    return _PRELUDE.format(node=shlex.quote(hostname), root=shlex.quote(layout.root))
+
+
+def remote_command(script: str, *, user: str) -> str:
+    """The command text for pulumi-command: the script under bash, through sudo unless the SSH
+    user is root. Quoted as one word, so the remote login shell never re-parses it."""
+    runner = "bash -c" if user == "root" else "sudo -n bash -c"
+    return f"{runner} {shlex.quote(script)}"
+
+
+def preflight_script(
+    *,
+    hostname: str,
+    role: Role,
+    arch: Arch,
+    storage_path: str | None = None,
+    layout: HostLayout = HostLayout(),
+    cgroup_v2: str = CGROUP_V2_CONTROLLERS,
+    cgroup_v1: str = CGROUP_V1_TABLE,
+    min_memory_mib: int | None = None,
+    min_available_mib: int | None = None,
+    min_disk_mib: int | None = None,
+) -> str:
+    """Read-only checks before installing; every failed check is listed with what to do about it."""
+    q = shlex.quote
+    machines = "|".join(ARCH_MACHINES[arch])
+    total = MIN_MEMORY_MIB[role] if min_memory_mib is None else min_memory_mib
+    avail = MIN_AVAILABLE_MIB[role] if min_available_mib is None else min_available_mib
+    disk = MIN_DISK_MIB[role] if min_disk_mib is None else min_disk_mib
+    storage = ""
+    if storage_path is not None:
+        storage = f"""
+STORAGE="$R"{q(storage_path)}
+if [ ! -d "$STORAGE" ]; then
+  problems+=("storage path {storage_path} does not exist: mount the node's SSD there (and add it to /etc/fstab)")
+elif ! mountpoint -q "$STORAGE"; then
+  problems+=("storage path {storage_path} is not a mounted filesystem: {_MOUNT_HINT}")
+fi
+"""
+    return (
+        _prelude(hostname, layout)
+        + f"""problems=()
+
+machine="$(uname -m)"
+case "$machine" in
+  {machines}) ;;
+  *) problems+=("architecture is $machine but rack.nodes[].arch says {arch}: fix the arch in the config") ;;
+esac
+
+memory_cgroup=no
+if [ -r {q(cgroup_v2)} ]; then
+  if grep -qw memory {q(cgroup_v2)}; then memory_cgroup=yes; fi
+elif [ -r {q(cgroup_v1)} ]; then
+  if awk '$1 == "memory" && $4 == "1" {{ found = 1 }} END {{ exit !found }}' {q(cgroup_v1)}; then memory_cgroup=yes; fi
+fi
+if [ "$memory_cgroup" != yes ]; then
+  flags="cgroup_memory=1 cgroup_enable=memory"
+  if [ -f "$R/boot/firmware/cmdline.txt" ]; then
+    problems+=("{_NO_MEMCG}: append '$flags' to the single line in /boot/firmware/cmdline.txt {_BOOKWORM}")
+  elif [ -f "$R/boot/cmdline.txt" ]; then
+    problems+=("{_NO_MEMCG}: append '$flags' to the single line in /boot/cmdline.txt {_PRE_BOOKWORM}")
+  else
+    problems+=("{_NO_MEMCG}: add '$flags' to the kernel command line {_GRUB}")
+  fi
+fi
+
+total_mib="$(awk '/^MemTotal:/ {{ print int($2 / 1024) }}' /proc/meminfo)"
+avail_mib="$(awk '/^MemAvailable:/ {{ print int($2 / 1024) }}' /proc/meminfo)"
+if [ "$total_mib" -lt {total} ]; then
+  problems+=("only $total_mib MiB of memory; a k3s {role} needs at least {total} MiB: {_SMALL_BOARD}")
+fi
+if [ "$avail_mib" -lt {avail} ]; then
+  problems+=("only $avail_mib MiB of memory available (need {avail} MiB): stop what else runs on this host")
+fi
+
+data="$R/var/lib/rancher"
+while [ ! -d "$data" ]; do data="$(dirname "$data")"; done
+free_mib="$(df -Pm "$data" | awk 'NR == 2 {{ print $4 }}')"
+if [ "$free_mib" -lt {disk} ]; then
+  problems+=("only $free_mib MiB free for /var/lib/rancher (need {disk} MiB): free space or use a bigger card/SSD")
+fi
+{storage}
+if [ "${{#problems[@]}}" -gt 0 ]; then
+  for p in "${{problems[@]}}"; do printf '%s: preflight: %s\\n' "$NODE" "$p" >&2; done
+  exit 1
+fi
+say "preflight ok ({arch}, memory cgroup on, ${{total_mib}} MiB, ${{free_mib}} MiB free)"
+"""
+    )
+
+
+def _converge_script(
+    *,
+    mode: str,
+    hostname: str,
+    role: Role,
+    version: str,
+    config_text: str,
+    source: InstallSource,
+    layout: HostLayout,
+    timeout_s: int,
+) -> str:
+    q = shlex.quote
+    uninstall = UNINSTALL_SCRIPTS[0] if role == Role.SERVER else UNINSTALL_SCRIPTS[1]
+    ready_checks = [f'[ -s "$R"{q(KUBELET_KUBECONFIG)} ]']
+    if role == Role.SERVER:
+        ready_checks += [f'[ -s "$R"{q(SERVER_TOKEN_FILE)} ]', f'[ -s "$R"{q(KUBECONFIG_FILE)} ]']
+    if layout.systemd:
+        ready_checks.append(f"systemctl is-active --quiet {service_name(role)}")
+    ready = " && ".join(ready_checks)
+    if source == InstallSource.AIRGAP:
+        fetch = """\
+  [ -f "$STAGE/k3s" ] && [ -f "$STAGE/install.sh" ] || fail "air-gap files missing in $STAGE: the copy step did not run"
+  if [ "$(installed_version)" != "$VERSION" ]; then
+    cp "$STAGE/k3s" "$BIN/.k3s.new"
+    chmod 0755 "$BIN/.k3s.new"
+    mv -f "$BIN/.k3s.new" "$BIN/k3s"
+  fi
+  say "running the air-gap installer for $VERSION"
+  INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_BIN_DIR="$BIN" INSTALL_K3S_EXEC="$ROLE" \\
+    INSTALL_K3S_VERSION="$VERSION" sh "$STAGE/install.sh"
+"""
+    else:
+        url = "https://raw.githubusercontent.com/k3s-io/k3s/" + version.replace("+", "%2B") + "/install.sh"
+        fetch = f"""\
+  if [ ! -s "$STAGE/install.sh" ]; then
+    curl -sfL --retry 3 {q(url)} -o "$STAGE/install.sh.part"
+    mv -f "$STAGE/install.sh.part" "$STAGE/install.sh"
+  fi
+  say "running the official installer pinned to $VERSION"
+  INSTALL_K3S_VERSION="$VERSION" INSTALL_K3S_BIN_DIR="$BIN" INSTALL_K3S_EXEC="$ROLE" sh "$STAGE/install.sh"
+"""
+    if mode == "install":
+        # This text stays in state for the node's lifetime (ignore_changes) and re-runs if the
+        # connection changes: on an installed node it must never change the version or config.
+        head = """\
+if [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ]; then
+  current="$(installed_version)"
+  if [ "$current" != "$VERSION" ]; then
+    say "k3s $current is installed; changing versions is the upgrade step's job"
+    exit 0
+  fi
+  if [ ! -e "$PENDING" ] && ready; then
+    say "k3s is already installed ($current)"
+    exit 0
+  fi
+fi
+mkdir -p "$ETC"
+if [ -s "$TOKEN_FILE" ]; then
+  cat >/dev/null  # joined before: the token never changes for a node
+else
+  # The token goes from stdin straight to its 0600 file: never into a variable, argument or log.
+  tmp="$(mktemp "$TOKEN_FILE.XXXXXX")"
+  cat >"$tmp"
+  if [ ! -s "$tmp" ]; then rm -f "$tmp"; fail "no join token on stdin"; fi
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "$TOKEN_FILE"
+fi
+# Not complete (first run, or a run that failed half-way): finish with the installer.
+touch "$PENDING"
+"""
+        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed'  # config changes are the upgrade's job
+    else:
+        head = """\
+[ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
+[ -s "$TOKEN_FILE" ] || fail "$TOKEN_FILE is missing: re-run the install step"
+"""
+        config_guard = "if write_if_changed"
+    return (
+        _prelude(hostname, layout)
+        + f"""ROLE={role}
+VERSION={q(version)}
+BIN="$R/usr/local/bin"
+ETC="$R/etc/rancher/k3s"
+CONFIG="$R"{q(CONFIG_FILE)}
+TOKEN_FILE="$R"{q(TOKEN_FILE)}
+UNINSTALL="$BIN/{uninstall}"
+STAGE="$R"{q(STAGING)}/"$VERSION"
+PENDING="$ETC/.homelab-restart-pending"
+
+installed_version() {{
+  if [ -x "$BIN/k3s" ]; then "$BIN/k3s" --version 2>/dev/null | awk 'NR == 1 {{ print $3 }}'; fi
+}}
+ready() {{ {ready}; }}
+# Writes stdin to $1 (mode $2) only when it differs; true when it wrote.
+write_if_changed() {{
+  local tmp
+  # Called as a condition, so errexit is off in here: every step checks itself.
+  tmp="$(mktemp "$1.XXXXXX")" || fail "cannot write $1"
+  cat >"$tmp" || fail "cannot write $1"
+  chmod "$2" "$tmp" || fail "cannot chmod $1"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 1; fi
+  mv -f "$tmp" "$1" || fail "cannot replace $1"
+}}
+
+{head}mkdir -p "$ETC" "$BIN" "$STAGE"
+# The pending marker survives a failure half-way, so a re-run restarts k3s even though the files
+# it changed already match.
+{config_guard} "$CONFIG" 0600 <<'HOMELAB_K3S_CONFIG'
+{config_text.rstrip()}
+HOMELAB_K3S_CONFIG
+then touch "$PENDING"; fi
+if [ "$(installed_version)" != "$VERSION" ]; then touch "$PENDING"; fi
+
+if [ -e "$PENDING" ]; then
+{fetch}  [ "$(installed_version)" = "$VERSION" ] || fail "installed k3s is $(installed_version), expected $VERSION"
+  rm -f "$PENDING"
+  changed=yes
+else
+  changed=no
+fi
+
+waited=0
+until ready; do
+  [ "$waited" -lt {timeout_s} ] || fail "k3s not ready after {timeout_s} s: see journalctl -u {service_name(role)}"
+  sleep 2
+  waited=$((waited + 2))
+done
+if [ "$changed" = yes ]; then
+  say "k3s $VERSION ({role}) installed and ready"
+else
+  say "already at $VERSION with this config"
+fi
+"""
+    )
+
+
+def install_script(
+    *,
+    hostname: str,
+    role: Role,
+    version: str,
+    config_text: str,
+    source: InstallSource,
+    layout: HostLayout = HostLayout(),
+    timeout_s: int = 300,
+) -> str:
+    """First join (token on stdin); re-run on a half-installed node, it finishes the job. On an
+    installed node it never changes the version, the token or config.yaml, so the stale copy kept
+    in state for the node's lifetime can never downgrade or reconfigure it."""
+    return _converge_script(
+        mode="install",
+        hostname=hostname,
+        role=role,
+        version=version,
+        config_text=config_text,
+        source=source,
+        layout=layout,
+        timeout_s=timeout_s,
+    )
+
+
+def upgrade_script(
+    *,
+    hostname: str,
+    role: Role,
+    version: str,
+    config_text: str,
+    source: InstallSource,
+    layout: HostLayout = HostLayout(),
+    timeout_s: int = 300,
+) -> str:
+    """In-place upgrade/reconfigure: brings binary and config.yaml to the wanted ones and restarts
+    k3s only if one changed. Never uninstalls anything."""
+    return _converge_script(
+        mode="upgrade",
+        hostname=hostname,
+        role=role,
+        version=version,
+        config_text=config_text,
+        source=source,
+        layout=layout,
+        timeout_s=timeout_s,
+    )
+
+
+def membership_script(*, hostname: str, layout: HostLayout = HostLayout()) -> str:
+    """The create of the membership command: reads nothing, changes nothing."""
+    return (
+        _prelude(hostname, layout)
+        + 'say "member of the rack (k3s root: ${R:-/}): removing it from rack.nodes uninstalls k3s here"\n'
+    )
+
+
+def uninstall_script(*, hostname: str, layout: HostLayout = HostLayout()) -> str:
+    """Uninstall k3s from this host, and only if the k3s here is this node's (a host re-added under
+    a new name keeps the install made for the new name)."""
+    q = shlex.quote
+    uninstallers = " ".join(f'"$BIN/{u}"' for u in UNINSTALL_SCRIPTS)
+    return (
+        _prelude(hostname, layout)
+        + f"""BIN="$R/usr/local/bin"
+CONFIG="$R"{q(CONFIG_FILE)}
+if [ -f "$CONFIG" ]; then
+  owner="$(awk '$1 == "node-name:" {{ print $2 }}' "$CONFIG" | tr -d "\\"'")"
+  if [ -n "$owner" ] && [ "$owner" != "$NODE" ]; then
+    say "k3s here belongs to node '$owner', not '$NODE': leaving it installed"
+    exit 0
+  fi
+fi
+found=no
+for uninstaller in {uninstallers}; do
+  if [ -f "$uninstaller" ]; then
+    found=yes
+    say "running $(basename "$uninstaller")"
+    sh "$uninstaller"
+  fi
+done
+# Leftovers of an uninstaller interrupted half-way.
+rm -f "$BIN/k3s"
+rm -rf "$R/etc/rancher/k3s" "$R/var/lib/rancher/k3s" "$R"{q(STAGING)}
+if [ "$found" = yes ]; then say "k3s uninstalled"; else say "k3s is not installed here: nothing to do"; fi
+"""
+    )
+
+
+def registration_script(*, hostname: str, layout: HostLayout = HostLayout(), timeout_s: int = 300) -> str:
+    """Runs on the bootstrap server: waits until the node is registered with the API server."""
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+waited=0
+until [ -n "$("$K" kubectl get node "$NODE" --ignore-not-found -o name)" ]; do
+  [ "$waited" -lt {timeout_s} ] || fail "not registered after {timeout_s} s: check k3s on it (journalctl -u k3s-agent)"
+  sleep 2
+  waited=$((waited + 2))
+done
+say "registered"
+"""
+    )
+
+
+def drain_script(*, hostname: str, layout: HostLayout = HostLayout(), timeout_s: int = 300) -> str:
+    """Runs on the bootstrap server when a node leaves the config: cordon, drain, delete the Node.
+    A failing API call fails the step (and so keeps k3s installed): only "not found" is a no-op."""
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+present="$("$K" kubectl get node "$NODE" --ignore-not-found -o name)"
+if [ -z "$present" ]; then
+  say "no Node object: nothing to drain"
+  exit 0
+fi
+"$K" kubectl cordon "$NODE"
+"$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s
+"$K" kubectl delete node "$NODE" --ignore-not-found
+say "drained and deleted from the cluster"
+"""
+    )
+
+
+def read_file_script(*, hostname: str, path: str, layout: HostLayout = HostLayout()) -> str:
+    """Print a file k3s wrote (token, kubeconfig); its command runs with logging off."""
+    q = shlex.quote
+    return (
+        _prelude(hostname, layout)
+        + f"""FILE="$R"{q(path)}
+[ -s "$FILE" ] || fail "{path} is missing: is k3s running here?"
+cat "$FILE"
+"""
+    )
+
+
+def rewrite_kubeconfig(text: str, address: str) -> str:
+    """Point a k3s kubeconfig at the API address instead of 127.0.0.1 (pure)."""
+    return text.replace(f"https://127.0.0.1:{API_PORT}", f"https://{address}:{API_PORT}")

@@ -1,0 +1,213 @@
+"""AppWorkload: pure renderers against the 1.31 schema, and the component under recording mocks.
+
+Endpoints are built here (as the platform layer would hand them over), so these tests do not
+depend on the data layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from components.apps.app_workload import (
+    AppWorkload,
+    AppWorkloadArgs,
+    render_deployment,
+    render_env,
+    render_network_policy,
+    render_pdb,
+    render_secret,
+    render_service,
+)
+from components.core.layout import CLASS_LABEL, EXPERIMENTAL_TAINT_KEY
+from plan.engine import Recording
+from rack.config import App
+from rack.endpoints import ServiceEndpoint
+from rack.vocabulary import Category
+from tests.stacks.test_apps import manifest
+
+PG = ServiceEndpoint(
+    name="postgres",
+    kind="postgres",
+    namespace="data",
+    service="postgres",
+    port=5432,
+    pod_labels={"app.kubernetes.io/name": "postgres"},
+    database="app",
+    user="app",
+    password=None,
+)
+REDIS = ServiceEndpoint(
+    name="redis",
+    kind="redis",
+    namespace="data",
+    service="redis",
+    port=6379,
+    pod_labels={"app.kubernetes.io/name": "redis"},
+)
+GPU = ServiceEndpoint(
+    name="inference",
+    kind="http",
+    namespace="ai",
+    service="inference",
+    port=11434,
+    external_ip=IPv4Address("192.168.10.50"),
+)
+
+
+def app(**kw: Any) -> App:
+    base: dict[str, Any] = {
+        "name": "web",
+        "image": "registry.lab.test/web:1.0.0",
+        "port": 8080,
+        "cpu": "100m",
+        "memory": "128Mi",
+    }
+    return App.model_validate({**base, **kw})
+
+
+def validate(m: dict[str, Any] | None) -> dict[str, Any]:
+    assert m is not None
+    kubernetes_validate.validate(m, "1.31", strict=True)
+    return m
+
+
+def with_password(ep: ServiceEndpoint) -> ServiceEndpoint:
+    return ServiceEndpoint(**{**ep.__dict__, "password": pulumi.Output.secret("s3cret-value")})
+
+
+@pytest.mark.parametrize("category", [Category.APPLICATION, Category.EXPERIMENTAL])
+def test_deployment_is_restricted_probed_and_bounded(category: Category) -> None:
+    a = app(replicas=2, category=category, uses=["postgres"])
+    dep = validate(render_deployment(a, namespace="apps", failover_seconds=45, env=render_env(a, [PG])))
+    spec = dep["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
+    assert c["resources"]["requests"] == c["resources"]["limits"] == {"cpu": "100m", "memory": "128Mi"}
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "http"} == c["livenessProbe"]["tcpSocket"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    tolerations = {t["key"]: t for t in pod["tolerations"]}
+    assert tolerations["node.kubernetes.io/unreachable"]["tolerationSeconds"] == 45
+    assert tolerations["node.kubernetes.io/not-ready"]["tolerationSeconds"] == 45
+    assert (EXPERIMENTAL_TAINT_KEY in tolerations) is (category == Category.EXPERIMENTAL)
+    classes = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert classes["nodeSelectorTerms"][0]["matchExpressions"][0]["key"] == CLASS_LABEL
+    assert ("topologySpreadConstraints" in pod) is (category == Category.APPLICATION)
+
+
+def test_health_path_probes_over_http() -> None:
+    c = render_deployment(app(health_path="/healthz"), namespace="apps")["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_env_from_uses_never_carries_a_password() -> None:
+    a = app(uses=["postgres", "redis", "inference"])
+    env = render_env(a, [with_password(PG), with_password(REDIS), GPU])
+    by_name = {e["name"]: e for e in env}
+    assert by_name["POSTGRES_HOST"]["value"] == "postgres.data.svc.cluster.local"
+    assert by_name["POSTGRES_PORT"]["value"] == "5432"
+    assert by_name["POSTGRES_DATABASE"]["value"] == "app"
+    assert by_name["POSTGRES_USER"]["value"] == "app"
+    assert by_name["POSTGRES_PASSWORD"] == {
+        "name": "POSTGRES_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "web-uses", "key": "postgres-password"}},
+    }
+    assert by_name["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
+    assert "REDIS_USER" not in by_name and "REDIS_DATABASE" not in by_name
+    assert by_name["INFERENCE_URL"]["value"] == "http://inference.ai.svc.cluster.local:11434"
+    assert [e["name"] for e in env if "value" in e and "s3cret" in str(e["value"])] == []
+
+
+def test_pdb_only_for_replicated_apps() -> None:
+    assert render_pdb(app(replicas=1), namespace="apps") is None
+    pdb = validate(render_pdb(app(replicas=3), namespace="apps"))
+    assert pdb["spec"]["minAvailable"] == 2
+
+
+def test_service_and_secret_validate() -> None:
+    validate(render_service(app(), namespace="apps"))
+    sec = validate(render_secret(app(), namespace="apps", string_data={"postgres-password": "x"}))
+    assert sec["metadata"] == {"name": "web-uses", "namespace": "apps", "labels": sec["metadata"]["labels"]}
+    assert render_secret(app(), namespace="apps", string_data={}) is None
+
+
+def test_network_policy_ingress_only_with_host_and_egress_only_to_uses() -> None:
+    hosted = validate(
+        render_network_policy(app(host="web", uses=["postgres", "inference"]), namespace="apps", endpoints=[PG, GPU])
+    )
+    spec = hosted["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "web"}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": "http"}],
+        }
+    ]
+    egress = spec["egress"]
+    assert len(egress) == 3
+    assert egress[0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert egress[1]["to"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "postgres"}}
+    assert egress[1]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    assert egress[2] == {
+        "to": [{"ipBlock": {"cidr": "192.168.10.50/32"}}],
+        "ports": [{"protocol": "TCP", "port": 11434}],
+    }
+    internal = validate(render_network_policy(app(uses=[]), namespace="apps", endpoints=[]))
+    assert internal["spec"]["ingress"] == [] and len(internal["spec"]["egress"]) == 1
+
+
+def test_component_creates_secret_in_app_namespace(record: Callable[..., Recording]) -> None:
+    a = app(replicas=2, host="web", uses=["postgres", "redis"])
+
+    def program() -> None:
+        AppWorkload(
+            "app-web",
+            AppWorkloadArgs(app=a, namespace="apps", failover_seconds=60, endpoints=[with_password(PG), REDIS]),
+        )
+
+    rec = record(program, preview=False)
+    secret = rec.by_name("app-web-secret")
+    assert secret.secret_paths == ["stringData"]
+    assert manifest(secret)["stringData"] == {"postgres-password": "s3cret-value"}
+    assert manifest(secret)["metadata"]["namespace"] == "apps"
+    dep = rec.by_name("app-web-deployment")
+    assert secret.urn in dep.depends_on
+    assert "s3cret-value" not in str(dep.inputs)
+    kinds = sorted(r.type.split(":")[-1] for r in rec if r.custom)
+    assert kinds == ["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service"]
+    for r in rec:
+        if r.custom:
+            kubernetes_validate.validate(manifest(r), "1.31", strict=True)
+
+
+def test_component_without_passwords_makes_no_secret(record: Callable[..., Recording]) -> None:
+    def program() -> None:
+        AppWorkload("app-web", AppWorkloadArgs(app=app(uses=["inference"]), namespace="apps", endpoints=[GPU]))
+
+    rec = record(program)
+    assert sorted(r.type.split(":")[-1] for r in rec if r.custom) == ["Deployment", "NetworkPolicy", "Service"]

@@ -1,0 +1,428 @@
+"""GpuHost and its pure parts: the container spec and its two adapters, the SSH preflight script
+(checked by shellcheck and run by a real /bin/sh against named doubles of nvidia-smi and docker),
+the Service/EndpointSlice manifests (Kubernetes 1.31 OpenAPI), and the component under recording
+mocks (provider, ordering, every container input the daemon will see)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.gpu.gpu_container_spec import (
+    GPUS_LABEL,
+    HOST_LABEL,
+    IMAGE_LABEL,
+    NETWORK,
+    WORKLOAD_LABEL,
+    DeviceRequest,
+    container_spec,
+    device_requests,
+    duration_ns,
+    engine_create_body,
+    http_probe,
+    pulumi_container_args,
+)
+from components.gpu.gpu_host import (
+    ENDPOINTSLICE_MANAGER,
+    GpuHost,
+    GpuHostArgs,
+    docker_host_url,
+    preflight_script,
+    render_endpoint_slice,
+    render_service,
+)
+from plan.engine import Recording, Registration
+from rack.config import GpuHost as GpuHostConfig
+from rack.config import Rack, parse_rack
+from rack.endpoints import inference_endpoint
+from tests.conftest import stack_raw
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def rack(**gpu_overrides: Any) -> Rack:
+    raw = stack_raw("homelab")
+    raw["gpu-host"].update(gpu_overrides)
+    return parse_rack(raw)
+
+
+def gpu_cfg(**overrides: Any) -> GpuHostConfig:
+    cfg = rack(**overrides).gpu_host
+    assert cfg is not None
+    return cfg
+
+
+# --- the pure container spec ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gpus", "driver", "expected"),
+    [
+        ("all", "nvidia", DeviceRequest(driver="nvidia", count=-1, capabilities=("gpu",))),
+        ("2", "nvidia", DeviceRequest(driver="nvidia", count=2, capabilities=("gpu",))),
+        (
+            "device=0,GPU-3f2a",
+            "nvidia",
+            DeviceRequest(driver="nvidia", device_ids=("0", "GPU-3f2a"), capabilities=("gpu",)),
+        ),
+        ("all", "cdi", DeviceRequest(driver="cdi", device_ids=("nvidia.com/gpu=all",))),
+        ("2", "cdi", DeviceRequest(driver="cdi", device_ids=("nvidia.com/gpu=0", "nvidia.com/gpu=1"))),
+        ("device=1", "cdi", DeviceRequest(driver="cdi", device_ids=("nvidia.com/gpu=1",))),
+    ],
+)
+def test_device_requests(gpus: str, driver: str, expected: DeviceRequest) -> None:
+    assert device_requests(gpus, driver) == (expected,)
+
+
+def test_unknown_gpu_driver_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown GPU driver"):
+        device_requests("all", "amd")
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"), [("500ms", 500_000_000), ("15s", 15 * 10**9), ("2m", 120 * 10**9), ("1h", 3600 * 10**9)]
+)
+def test_duration_ns(text: str, ns: int) -> None:
+    assert duration_ns(text) == ns
+
+
+def test_duration_rejects_compound_values() -> None:
+    with pytest.raises(ValueError):
+        duration_ns("1m30s")
+
+
+def test_container_spec_of_the_homelab_ollama() -> None:
+    gpu = gpu_cfg()
+    spec = container_spec(gpu.containers[0], host=gpu.hostname, driver=gpu.gpu_driver)
+    assert (spec.name, spec.image, spec.port, spec.host) == ("ollama", "ollama/ollama:0.5.4", 11434, "gpu-3090")
+    mounts = [(m.host_path, m.container_path, m.read_only) for m in spec.mounts]
+    assert mounts == [("/srv/ollama", "/root/.ollama", False)]
+    assert spec.device_requests == (DeviceRequest(driver="nvidia", count=-1, capabilities=("gpu",)),)
+    assert spec.restart == "unless-stopped"
+    assert spec.network == NETWORK
+    assert dict(spec.log_opts) == {"max-size": "50m", "max-file": "5"}
+    assert spec.health_test == http_probe(11434, "/api/tags")
+    assert dict(spec.labels) == {
+        GPUS_LABEL: "all",
+        HOST_LABEL: "gpu-3090",
+        IMAGE_LABEL: "ollama/ollama:0.5.4",
+        WORKLOAD_LABEL: "ollama",
+    }
+
+
+def test_default_probe_tries_curl_then_wget_then_bash_on_the_health_path() -> None:
+    kind, script = http_probe(8000, "/v1/models")
+    assert kind == "CMD-SHELL"
+    assert script.index("curl") < script.index("wget") < script.index("/dev/tcp/127.0.0.1/8000")
+    assert script.count("http://127.0.0.1:8000/v1/models") == 2
+    assert "GET /v1/models HTTP/1.0" in script
+
+
+def test_health_cmd_replaces_the_http_probe() -> None:
+    raw = stack_raw("homelab")
+    raw["gpu-host"]["containers"][0]["health-cmd"] = ["/bin/server", "probe"]
+    gpu = parse_rack(raw).gpu_host
+    assert gpu is not None
+    assert container_spec(gpu.containers[0], host="x").health_test == ("CMD", "/bin/server", "probe")
+
+
+def test_the_two_adapters_describe_the_same_container() -> None:
+    """What the component asks pulumi-docker for is what the real-daemon test sends to dockerd."""
+    raw = stack_raw("homelab")
+    raw["gpu-host"]["containers"][0]["volumes"] = {"/srv/ollama": "/root/.ollama", "/srv/cache": "/cache"}
+    gpu = parse_rack(raw).gpu_host
+    assert gpu is not None
+    spec = container_spec(gpu.containers[0], host=gpu.hostname)
+    args, body = pulumi_container_args(spec), engine_create_body(spec)
+    host = body["HostConfig"]
+
+    (port,) = args["ports"]
+    assert body["ExposedPorts"] == {f"{port['internal']}/{port['protocol']}": {}}
+    assert host["PortBindings"] == {f"{port['internal']}/tcp": [{"HostIp": "", "HostPort": str(port["external"])}]}
+    assert host["Binds"] == [
+        f"{v['host_path']}:{v['container_path']}:{'ro' if v['read_only'] else 'rw'}" for v in args["volumes"]
+    ]
+    assert host["RestartPolicy"]["Name"] == args["restart"] == "unless-stopped"
+    assert host["LogConfig"] == {"Type": args["log_driver"], "Config": args["log_opts"]}
+    hc = args["healthcheck"]
+    assert body["Healthcheck"] == {
+        "Test": hc["tests"],
+        "Interval": duration_ns(hc["interval"]),
+        "Timeout": duration_ns(hc["timeout"]),
+        "Retries": hc["retries"],
+        "StartPeriod": duration_ns(hc["start_period"]),
+    }
+    assert [(r["Driver"], r["Count"], r["Capabilities"]) for r in host["DeviceRequests"]] == [
+        (r["driver"], r["count"], [r["capabilities"]]) for r in args["device_requests"]
+    ]
+    assert list(body["NetworkingConfig"]["EndpointsConfig"]) == [n["name"] for n in args["networks_advanced"]]
+    assert body["Labels"] == {lab["label"]: lab["value"] for lab in args["labels"]}
+    assert args["wait"] is True and args["must_run"] is True
+
+
+def test_docker_host_url() -> None:
+    assert docker_host_url(gpu_cfg()) == "ssh://ops@192.168.10.50"
+    assert docker_host_url(gpu_cfg(**{"ssh-port": 2222, "ssh-user": "gpu"})) == "ssh://gpu@192.168.10.50:2222"
+
+
+# --- the preflight script --------------------------------------------------------------------------
+
+
+def test_preflight_script_passes_shellcheck(tmp_path: Path) -> None:
+    for driver in ("nvidia", "cdi"):
+        script = tmp_path / f"preflight-{driver}.sh"
+        script.write_text(preflight_script(gpu_cfg(**{"gpu-driver": driver})))
+        shellcheck = ROOT / ".venv" / "bin" / "shellcheck"
+        result = subprocess.run(
+            [str(shellcheck) if shellcheck.exists() else "shellcheck", "-s", "sh", str(script)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout
+
+
+def test_preflight_quotes_host_paths() -> None:
+    raw = stack_raw("homelab")
+    raw["gpu-host"]["containers"][0]["volumes"] = {"/srv/it's models": "/models"}
+    gpu = parse_rack(raw).gpu_host
+    assert gpu is not None
+    assert "if [ -d '/srv/it'\"'\"'s models' ]" in preflight_script(gpu)
+
+
+def test_cdi_preflight_checks_cdi_devices_not_the_runtime() -> None:
+    script = preflight_script(gpu_cfg(**{"gpu-driver": "cdi"}))
+    assert "nvidia-ctk cdi list" in script and "nvidia-ctk cdi generate" in script
+    assert "nvidia-container-runtime-hook" not in script
+
+
+def _double(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n# test double of {name}\n{body}\n")
+    path.chmod(0o755)
+
+
+def run_preflight(
+    tmp_path: Path,
+    *,
+    nvidia_smi: str | None,
+    docker: str | None,
+    make_paths: bool,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real script with /bin/sh; nvidia-smi and docker are doubles (this machine has no
+    GPU), everything else is real. Host paths point into tmp_path."""
+    models = tmp_path / "srv" / "ollama"
+    raw = stack_raw("homelab")
+    raw["gpu-host"]["containers"][0]["volumes"] = {str(models): "/root/.ollama"}
+    gpu = parse_rack(raw).gpu_host
+    assert gpu is not None
+    if make_paths:
+        models.mkdir(parents=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("grep", "hostname"):
+        real = shutil.which(tool)
+        assert real is not None
+        (bindir / tool).symlink_to(real)
+    if nvidia_smi is not None:
+        _double(bindir, "nvidia-smi", nvidia_smi)
+    if docker is not None:
+        _double(bindir, "docker", docker)
+    script = tmp_path / "preflight.sh"
+    script.write_text(preflight_script(gpu))
+    return subprocess.run(
+        ["/bin/sh", str(script)], capture_output=True, text=True, env={"PATH": str(bindir)}, timeout=30
+    )
+
+
+SMI_OK = "echo 'GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-00000000-0000-0000-0000-000000000000)'"
+DOCKER_NVIDIA = (
+    'case "$1" in version) echo 27.3.1;; '
+    """info) echo '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}';; esac"""
+)
+DOCKER_PLAIN = """case "$1" in version) echo 27.3.1;; info) echo '{"runc":{"path":"runc"}}';; esac"""
+
+
+def test_preflight_passes_on_a_ready_host(tmp_path: Path) -> None:
+    result = run_preflight(tmp_path, nvidia_smi=SMI_OK, docker=DOCKER_NVIDIA, make_paths=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: NVIDIA driver answers: 1 GPU(s)" in result.stdout
+    assert "ok: Docker has the NVIDIA runtime" in result.stdout
+    assert result.stdout.rstrip().endswith("preflight passed")
+
+
+def test_preflight_names_what_to_install_for_every_failed_check(tmp_path: Path) -> None:
+    result = run_preflight(tmp_path, nvidia_smi=None, docker=DOCKER_PLAIN, make_paths=False)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "nvidia-smi not found: install the NVIDIA driver" in out
+    assert "Docker has no NVIDIA runtime: install nvidia-container-toolkit" in out
+    assert "nvidia-ctk runtime configure --runtime=docker" in out
+    assert f"volume host path {tmp_path}/srv/ollama does not exist: create it (sudo mkdir -p" in out
+    assert "3 preflight check(s) failed" in out
+
+
+def test_preflight_reports_a_driver_that_does_not_answer(tmp_path: Path) -> None:
+    broken = "echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'; exit 9"
+    result = run_preflight(tmp_path, nvidia_smi=broken, docker=DOCKER_NVIDIA, make_paths=True)
+    assert result.returncode == 1
+    assert "nvidia-smi does not answer (NVIDIA-SMI has failed" in result.stdout
+    assert "1 preflight check(s) failed" in result.stdout
+
+
+def test_preflight_reports_docker_not_answering(tmp_path: Path) -> None:
+    result = run_preflight(tmp_path, nvidia_smi=SMI_OK, docker="echo 'permission denied' >&2; exit 1", make_paths=True)
+    assert result.returncode == 1
+    assert "docker does not answer for user ops: install Docker (apt install docker.io)" in result.stdout
+    assert '"sudo usermod -aG docker ops"' in result.stdout
+
+
+# --- the in-cluster Service and EndpointSlice ------------------------------------------------------
+
+
+def test_service_and_endpoint_slice_validate_and_point_at_the_gpu_host() -> None:
+    r = rack()
+    endpoint = inference_endpoint(r)
+    assert endpoint is not None
+    svc = render_service(endpoint)
+    eps = render_endpoint_slice(endpoint, hostname="gpu-3090")
+    for manifest in (svc, eps):
+        kubernetes_validate.validate(copy.deepcopy(manifest), "1.31", strict=True)
+    assert "selector" not in svc["spec"]
+    assert (svc["metadata"]["name"], svc["metadata"]["namespace"]) == ("inference", "ai")
+    assert svc["spec"]["ports"][0]["port"] == 11434
+    assert eps["metadata"]["namespace"] == "ai"
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
+    assert eps["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == ENDPOINTSLICE_MANAGER
+    assert eps["endpoints"][0]["addresses"] == ["192.168.10.50"]
+    assert eps["ports"] == [{"name": svc["spec"]["ports"][0]["name"], "port": 11434, "protocol": "TCP"}]
+
+
+# --- the component under recording mocks -----------------------------------------------------------
+
+
+def gpu_program(gpu: GpuHostConfig, r: Rack, *, key: bool = False) -> Callable[[], None]:
+    def program() -> None:
+        endpoint = inference_endpoint(r)
+        assert endpoint is not None
+        provider = k8s.Provider("k8s", kubeconfig="{}", cluster_identifier="test")
+        GpuHost(
+            gpu.hostname,
+            GpuHostArgs(
+                host=gpu,
+                endpoint=endpoint,
+                ssh_private_key=pulumi.Output.secret("-----BEGIN OPENSSH PRIVATE KEY-----") if key else None,
+            ),
+            pulumi.ResourceOptions(providers=[provider]),
+        )
+
+    return program
+
+
+@pytest.fixture
+def homelab_gpu(record: Callable[..., Recording]) -> Recording:
+    r = rack()
+    assert r.gpu_host is not None
+    return record(gpu_program(r.gpu_host, r))
+
+
+def one(rec: Recording, type_: str) -> Registration:
+    (reg,) = rec.of_type(type_)
+    return reg
+
+
+def test_docker_provider_dials_the_gpu_host_over_ssh_without_a_daemon_check(homelab_gpu: Recording) -> None:
+    provider = one(homelab_gpu, "pulumi:providers:docker")
+    assert provider.inputs["host"] == "ssh://ops@192.168.10.50"
+    assert provider.inputs["disableDockerDaemonCheck"] == "true"
+    assert "BatchMode=yes" in provider.inputs["sshOpts"]
+    docker_regs = [r for r in homelab_gpu if r.type.startswith("docker:")]
+    assert {r.type for r in docker_regs} == {
+        "docker:index/network:Network",
+        "docker:index/remoteImage:RemoteImage",
+        "docker:index/container:Container",
+    }
+    assert all(r.provider.startswith(provider.urn + "::") for r in docker_regs)
+
+
+def test_preflight_runs_over_ssh_before_every_docker_resource(homelab_gpu: Recording) -> None:
+    preflight = one(homelab_gpu, "command:remote:Command")
+    r = rack()
+    assert r.gpu_host is not None
+    assert preflight.inputs["create"] == preflight_script(r.gpu_host)
+    assert "delete" not in preflight.inputs
+    conn = preflight.inputs["connection"]
+    assert (conn["host"], conn["user"], conn["port"]) == ("192.168.10.50", "ops", 22)
+    for reg in homelab_gpu:
+        if reg.type.startswith("docker:"):
+            assert preflight.urn in reg.depends_on, reg.name
+
+
+def test_container_inputs(homelab_gpu: Recording) -> None:
+    container = one(homelab_gpu, "docker:index/container:Container")
+    image = one(homelab_gpu, "docker:index/remoteImage:RemoteImage")
+    network = one(homelab_gpu, "docker:index/network:Network")
+    inputs = container.inputs
+    assert image.inputs["name"] == "ollama/ollama:0.5.4"
+    assert {image.urn, network.urn} <= set(container.depends_on)
+    assert inputs["name"] == "ollama"
+    assert inputs["deviceRequests"] == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
+    assert inputs["ports"] == [{"internal": 11434, "external": 11434, "protocol": "tcp"}]
+    assert inputs["volumes"] == [{"hostPath": "/srv/ollama", "containerPath": "/root/.ollama", "readOnly": False}]
+    assert inputs["restart"] == "unless-stopped"
+    assert (inputs["logDriver"], inputs["logOpts"]) == ("json-file", {"max-size": "50m", "max-file": "5"})
+    assert inputs["networksAdvanced"] == [{"name": network.inputs["name"]}] == [{"name": NETWORK}]
+    assert network.inputs["driver"] == "bridge"
+    hc = inputs["healthcheck"]
+    assert hc["tests"] == list(http_probe(11434, "/api/tags"))
+    assert (hc["interval"], hc["timeout"], hc["retries"], hc["startPeriod"]) == ("15s", "5s", 5, "120s")
+    assert inputs["wait"] is True and inputs["mustRun"] is True
+    labels = {lab["label"]: lab["value"] for lab in inputs["labels"]}
+    assert (labels[HOST_LABEL], labels[IMAGE_LABEL], labels[GPUS_LABEL]) == ("gpu-3090", "ollama/ollama:0.5.4", "all")
+
+
+def test_service_and_slice_are_registered_with_the_kubernetes_provider(homelab_gpu: Recording) -> None:
+    svc = one(homelab_gpu, "kubernetes:core/v1:Service")
+    eps = one(homelab_gpu, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
+    container = one(homelab_gpu, "docker:index/container:Container")
+    for reg in (svc, eps):
+        assert reg.provider.split("::")[-2] == "k8s"
+    assert svc.inputs["metadata"]["name"] == "inference" and "selector" not in svc.inputs["spec"]
+    assert eps.inputs["endpoints"][0]["addresses"] == ["192.168.10.50"]
+    assert eps.inputs["ports"][0]["port"] == 11434
+    assert {svc.urn, container.urn} <= set(eps.depends_on)
+
+
+def test_every_child_is_parented_to_the_component(homelab_gpu: Recording) -> None:
+    component = one(homelab_gpu, "homelab:gpu:GpuHost")
+    children = [r for r in homelab_gpu if r is not component and r.name != "k8s"]
+    assert children and all(r.parent == component.urn for r in children)
+
+
+def test_ssh_key_stays_secret(record: Callable[..., Recording]) -> None:
+    r = rack()
+    assert r.gpu_host is not None
+    rec = record(gpu_program(r.gpu_host, r, key=True))
+    preflight = one(rec, "command:remote:Command")
+    # RemoteCommand marks the whole connection secret, as pulumi-command's typed class does
+    assert preflight.secret_paths == ["connection"]
+    assert "BEGIN OPENSSH" not in repr(preflight.redacted)
+
+
+def test_cdi_driver_and_ssh_port_reach_the_registrations(record: Callable[..., Recording]) -> None:
+    r = rack(**{"gpu-driver": "cdi", "ssh-port": 2222})
+    assert r.gpu_host is not None
+    rec = record(gpu_program(r.gpu_host, r))
+    assert one(rec, "pulumi:providers:docker").inputs["host"] == "ssh://ops@192.168.10.50:2222"
+    assert one(rec, "command:remote:Command").inputs["connection"]["port"] == 2222
+    assert one(rec, "docker:index/container:Container").inputs["deviceRequests"] == [
+        {"driver": "cdi", "deviceIds": ["nvidia.com/gpu=all"]}
+    ]

@@ -1,0 +1,434 @@
+"""K3sCluster under recording mocks: the graph the engine would get.
+
+Ordering (bootstrap -> join token -> other servers and agents in parallel -> provider; upgrades
+servers one at a time then agents), secrets (stdin, read-backs with logging off and secret
+stdout, the provider's kubeconfig), no uninstall reachable from a trigger or a config change on a
+node that stays, names stable when rack.nodes is reordered, and the number of sequential SSH
+steps on the critical path, computed from the recorded depends_on graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
+from components.metal.k3s_cluster import K3sCluster, K3sClusterArgs, render_node_layout, upgrade_order
+from plan.engine import DefaultMocks, Recording, Registration
+from rack.config import Rack, parse_rack
+from tests.conftest import stack_raw
+
+COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
+SSH_TYPES = (COMMAND, COPY)
+NODE_PATCH = "kubernetes:core/v1:NodePatch"
+PROVIDER = "pulumi:providers:kubernetes"
+
+FULL_TOKEN = "K10" + "ab" * 32 + "::server:read-back-secret-token-0123456789"
+USER_TOKEN = "user-supplied-k3s-token-0123456789abcdef"
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END OPENSSH PRIVATE KEY-----\n"
+KUBECONFIG = (
+    "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0EtREFUQQ==\n"
+    "    server: https://127.0.0.1:6443\n  name: default\nusers:\n- name: default\n  user:\n"
+    "    client-key-data: S0VZLURBVEEtU0VDUkVU\n"
+)
+
+
+class ReadBackMocks(DefaultMocks):
+    """The two read-back commands print what a k3s server would."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        rid, state = super().new_resource(args)
+        if args.typ == COMMAND and args.name.endswith("-join-token"):
+            state["stdout"] = FULL_TOKEN + "\n"
+        elif args.typ == COMMAND and args.name.endswith("-kubeconfig"):
+            state["stdout"] = KUBECONFIG
+        return rid, state
+
+
+def raw_rack(**k3s: Any) -> dict[str, Any]:
+    raw = stack_raw("homelab")
+    raw["apps"] = []  # the cluster alone; keeps class changes valid
+    raw["k3s"].update(k3s)
+    return raw
+
+
+def with_agents(raw: dict[str, Any], count: int) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for i in range(count):
+        raw["nodes"].append(
+            {
+                "hostname": f"rack-extra-{i}",
+                "address": f"192.168.11.{10 + i}",
+                "role": "agent",
+                "class": "general",
+                "arch": "arm64",
+                "capacity": {"cpu": "4", "memory": "8Gi"},
+            }
+        )
+    return raw
+
+
+def etcd_raw() -> dict[str, Any]:
+    raw = raw_rack(datastore="etcd", **{"bootstrap-server": "rack-cp-2"})
+    cp = {k: v for k, v in raw["nodes"][0].items() if k != "host-key"}
+    raw["nodes"].insert(1, {**cp, "hostname": "rack-cp-3", "address": "192.168.10.13"})
+    raw["nodes"].append({**cp, "hostname": "rack-cp-2", "address": "192.168.10.12"})
+    return raw
+
+
+def build(record: Callable[..., Recording], raw: dict[str, Any], **kw: Any) -> Recording:
+    rack = parse_rack(raw)
+    secrets = kw.pop("secrets", {})
+
+    def program() -> None:
+        args = K3sClusterArgs(
+            rack=rack,
+            ssh_private_key=pulumi.Output.secret(SSH_KEY) if secrets.get("ssh") else None,
+            token=pulumi.Output.secret(USER_TOKEN) if secrets.get("token") else None,
+        )
+        K3sCluster("k3s", args)
+
+    return record(program, **kw)
+
+
+def short(urn: str) -> str:
+    return urn.split("::")[-1]
+
+
+def graph(rec: Recording) -> dict[str, set[str]]:
+    return {r.name: {short(d) for d in r.depends_on} for r in rec}
+
+
+def reaches(g: dict[str, set[str]], start: str, target: str) -> bool:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        cur = stack.pop()
+        if cur == target:
+            return True
+        if cur not in seen:
+            seen.add(cur)
+            stack.extend(g.get(cur, ()))
+    return False
+
+
+def ssh_depth(rec: Recording) -> dict[str, int]:
+    """Per resource: the most SSH steps (Commands, copies) that must run one after another up to
+    and including it, following the recorded depends_on edges."""
+    by_name = {r.name: r for r in rec}
+    g = graph(rec)
+
+    @functools.cache
+    def depth(name: str) -> int:
+        own = 1 if by_name[name].type in SSH_TYPES else 0
+        return own + max((depth(d) for d in g[name] if d in by_name), default=0)
+
+    return {name: depth(name) for name in by_name}
+
+
+def critical_path(rec: Recording) -> tuple[int, int]:
+    """(sequential SSH steps until the cluster is ready, i.e. every NodePatch; the longest SSH chain overall)."""
+    depths = ssh_depth(rec)
+    ready = max(depths[r.name] for r in rec.of_type(NODE_PATCH))
+    return ready, max(depths.values())
+
+
+def commands(rec: Recording) -> list[Registration]:
+    return rec.of_type(COMMAND)
+
+
+# --- ordering --------------------------------------------------------------------------------
+
+
+def test_bootstrap_then_join_token_then_everyone_else_in_parallel(record: Callable[..., Recording]) -> None:
+    rec = build(record, raw_rack())
+    g = graph(rec)
+    assert g["k3s-join-token"] >= {"k3s-rack-cp-1-install"}
+    joiners = ["rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
+    for host in joiners:
+        assert "k3s-join-token" in g[f"k3s-{host}-install"]
+        assert reaches(g, f"k3s-{host}-install", "k3s-rack-cp-1-install")
+        for other in joiners:
+            if other != host:
+                assert not reaches(g, f"k3s-{host}-install", f"k3s-{other}-install"), (host, other)
+    # the bootstrap server waits for nobody else
+    assert not any(reaches(g, "k3s-rack-cp-1-install", f"k3s-{h}-install") for h in joiners)
+    # provider after the kubeconfig read-back, which follows the bootstrap server's upgrade step
+    provider = rec.of_type(PROVIDER)[0]
+    assert "k3s-kubeconfig" in {short(d) for d in provider.depends_on}
+    assert "k3s-rack-cp-1-upgrade" in g["k3s-kubeconfig"]
+    # layout after registration, registration after install and membership
+    for host in ["rack-cp-1", *joiners]:
+        assert g[f"k3s-{host}-layout"] == {f"k3s-{host}-registration"}
+        assert {f"k3s-{host}-install", f"k3s-{host}-membership"} <= g[f"k3s-{host}-registration"]
+        assert rec.by_name(f"k3s-{host}-layout").provider.split("::")[-1].startswith("k3s-provider")
+
+
+def test_the_explicit_bootstrap_server_starts_the_cluster_not_the_first_in_the_list(
+    record: Callable[..., Recording],
+) -> None:
+    raw = etcd_raw()
+    assert raw["nodes"][0]["hostname"] == "rack-cp-1"
+    rec = build(record, raw)
+    g = graph(rec)
+    assert "k3s-join-token" not in g["k3s-rack-cp-2-install"]
+    assert "k3s-rack-cp-2-install" in g["k3s-join-token"]
+    assert "cluster-init: true" in rec.by_name("k3s-rack-cp-2-install").inputs["create"]
+    for other in ("rack-cp-1", "rack-cp-3"):
+        assert "k3s-join-token" in g[f"k3s-{other}-install"]
+        assert "cluster-init" not in rec.by_name(f"k3s-{other}-install").inputs["create"]
+    read_back = rec.by_name("k3s-join-token").inputs["connection"]
+    assert read_back["host"] == "192.168.10.12"
+
+
+def test_upgrades_go_servers_first_one_at_a_time_then_agents_in_parallel(record: Callable[..., Recording]) -> None:
+    rack = parse_rack(etcd_raw())
+    assert [n.hostname for n in upgrade_order(rack)] == [
+        "rack-cp-2", "rack-cp-1", "rack-cp-3", "rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2",
+    ]  # fmt: skip
+    rec = build(record, etcd_raw())
+    g = graph(rec)
+    assert "k3s-rack-cp-2-upgrade" in g["k3s-rack-cp-1-upgrade"]
+    assert "k3s-rack-cp-1-upgrade" in g["k3s-rack-cp-3-upgrade"]
+    agents = ["rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2"]
+    for host in agents:
+        assert "k3s-rack-cp-3-upgrade" in g[f"k3s-{host}-upgrade"]
+        for other in agents:
+            assert other == host or not reaches(g, f"k3s-{host}-upgrade", f"k3s-{other}-upgrade")
+    for r in commands(rec):
+        if r.name.endswith("-upgrade"):
+            assert r.inputs["create"] == r.inputs["update"]
+            assert "delete" not in r.inputs
+
+
+# --- critical path ---------------------------------------------------------------------------
+
+
+def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Recording]) -> None:
+    homelab = critical_path(build(record, raw_rack()))
+    many = critical_path(build(record, with_agents(raw_rack(), 20)))
+    assert homelab == (5, 5)  # preflight, bootstrap install, join-token, agent install, registration/upgrade
+    assert many == homelab
+    airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
+    assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
+
+
+def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
+    ready, longest = critical_path(build(record, etcd_raw()))
+    assert ready == 5
+    # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7)
+    assert longest == 7
+    assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+def test_secrets_are_marked_and_never_in_command_text(record: Callable[..., Recording]) -> None:
+    rec = build(record, raw_rack(), preview=False, mocks=ReadBackMocks(), secrets={"ssh": True, "token": True})
+    installs = [r for r in commands(rec) if r.name.endswith("-install")]
+    assert len(installs) == 5
+    for r in installs:
+        assert "stdin" in r.secret_paths
+        assert r.redacted["stdin"] == "[secret]"
+    assert rec.by_name("k3s-rack-cp-1-install").inputs["stdin"] == USER_TOKEN
+    # joiners get the read-back full token, which pins the cluster CA
+    assert rec.by_name("k3s-rack-pi-1-install").inputs["stdin"] == FULL_TOKEN
+    for name in ("k3s-join-token", "k3s-kubeconfig"):
+        r = rec.by_name(name)
+        assert r.inputs["logging"] == "none"
+        assert "stdout" in r.additional_secret_outputs
+    provider = rec.of_type(PROVIDER)[0]
+    assert "kubeconfig" in provider.secret_paths
+    assert "https://192.168.10.11:6443" in provider.inputs["kubeconfig"]
+    assert "127.0.0.1" not in provider.inputs["kubeconfig"]
+    assert provider.inputs["clusterIdentifier"] == "lab.home.arpa"
+    for r in commands(rec):
+        assert "connection" in r.secret_paths  # holds the private key
+        assert r.inputs["connection"]["privateKey"] == SSH_KEY
+        for field in ("create", "update", "delete"):
+            text = str(r.inputs.get(field, ""))
+            for secret in (USER_TOKEN, FULL_TOKEN, "read-back-secret", "S0VZLURBVEEtU0VDUkVU", "not-a-real-key"):
+                assert secret not in text, (r.name, field)
+    for r in rec:
+        for secret in (USER_TOKEN, FULL_TOKEN, SSH_KEY, "S0VZLURBVEEtU0VDUkVU"):
+            assert secret not in repr(r.redacted), r.name
+
+
+def test_no_user_token_generates_one_and_no_key_uses_the_agent(record: Callable[..., Recording]) -> None:
+    rec = build(record, raw_rack())
+    assert len(rec.of_type("pulumi-python:dynamic:Resource")) == 1
+    for r in commands(rec):
+        assert "privateKey" not in r.inputs["connection"]
+    with_token = build(record, raw_rack(), secrets={"token": True})
+    assert with_token.of_type("pulumi-python:dynamic:Resource") == []
+
+
+def test_ssh_user_is_always_the_configured_one_and_host_keys_are_pinned(record: Callable[..., Recording]) -> None:
+    rec = build(record, raw_rack())
+    host_key = stack_raw("homelab")["nodes"][0]["host-key"]
+    for r in [*commands(rec), *rec.of_type(COPY)]:
+        conn = r.inputs["connection"]
+        assert conn["user"] == "pi"
+        assert conn["port"] == 22
+        if conn["host"] == "192.168.10.11":
+            assert conn["hostKey"] == host_key
+        else:
+            assert "hostKey" not in conn
+
+
+# --- no uninstall from a trigger -------------------------------------------------------------
+
+
+def capture_options(record: Callable[..., Recording], raw: dict[str, Any]) -> tuple[Recording, dict[str, Any]]:
+    """Resource options are invisible to the mock monitor: read them in a stack transformation."""
+    seen: dict[str, Any] = {}
+    rack = parse_rack(raw)
+
+    def transformation(args: pulumi.ResourceTransformationArgs) -> None:
+        seen[args.name] = args.opts
+        return None
+
+    def program() -> None:
+        pulumi.runtime.register_stack_transformation(transformation)
+        K3sCluster("k3s", K3sClusterArgs(rack=rack))
+
+    return record(program), seen
+
+
+def test_only_membership_deletes_uninstall_and_nothing_with_a_delete_has_triggers(
+    record: Callable[..., Recording],
+) -> None:
+    rec, opts = capture_options(record, raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"}))
+    # what only the uninstall does: run k3s' uninstaller and wipe k3s' state
+    markers = ('sh "$uninstaller"', 'rm -rf "$R/etc/rancher/k3s" "$R/var/lib/rancher/k3s"')
+    for r in commands(rec):
+        for field in ("create", "update"):
+            for marker in markers:
+                assert marker not in str(r.inputs.get(field, "")), (r.name, field)
+        if r.inputs.get("delete"):
+            assert not r.inputs.get("triggers"), r.name
+            # the SDK makes every Command replace on `triggers[*]` alone; with no triggers, nothing replaces it
+            assert (opts[r.name].replace_on_changes or []) == ["triggers[*]"], r.name
+            assert r.name.endswith(("-membership", "-registration")), r.name
+            for marker in markers:
+                assert (marker in r.inputs["delete"]) == r.name.endswith("-membership")
+        if r.inputs.get("triggers"):
+            assert "delete" not in r.inputs, r.name
+    members = [r for r in commands(rec) if r.name.endswith("-membership")]
+    assert len(members) == 5
+    for r in commands(rec):
+        if r.name.endswith("-install"):
+            assert opts[r.name].ignore_changes == ["create"]
+        if r.name.endswith(("-join-token", "-kubeconfig")):
+            assert "stdout" in (opts[r.name].additional_secret_outputs or [])
+
+
+def variants() -> dict[str, dict[str, Any]]:
+    base = raw_rack()
+    out: dict[str, dict[str, Any]] = {}
+    bumped = copy.deepcopy(base)
+    bumped["k3s"]["version"] = "v1.31.5+k3s1"
+    out["version bump"] = bumped
+    reclass = copy.deepcopy(base)
+    lab = next(n for n in reclass["nodes"] if n["hostname"] == "rack-lab-1")
+    lab["class"] = "general"
+    out["class change"] = reclass
+    reserve = copy.deepcopy(base)
+    reserve["k3s"]["system-reserved"] = {"cpu": "500m", "memory": "1Gi"}
+    out["system-reserved change"] = reserve
+    reordered = copy.deepcopy(base)
+    reordered["nodes"] = list(reversed(reordered["nodes"]))
+    out["reordered nodes"] = reordered
+    fewer = copy.deepcopy(base)
+    fewer["nodes"] = [n for n in fewer["nodes"] if n["hostname"] != "rack-pi-2"]
+    fewer["ingress"]["address"] = "192.168.10.21"
+    out["another node removed"] = fewer
+    return out
+
+
+@pytest.mark.parametrize("change", list(variants()))
+def test_a_config_change_on_nodes_that_stay_leaves_their_uninstall_untouched(
+    record: Callable[..., Recording], change: str
+) -> None:
+    """Membership (delete = uninstall) and registration (delete = drain) of every node that stays
+    get identical inputs, so neither is updated, replaced or deleted: no uninstall can run."""
+    before = build(record, raw_rack())
+    after = build(record, variants()[change])
+    guarded = {r.name: r.inputs for r in commands(before) if r.name.endswith(("-membership", "-registration"))}
+    kept = {r.name: r.inputs for r in commands(after) if r.name in guarded}
+    removed = set(guarded) - set(kept)
+    assert removed <= {"k3s-rack-pi-2-membership", "k3s-rack-pi-2-registration"}
+    assert (change == "another node removed") == bool(removed)
+    for name, inputs in kept.items():
+        assert inputs == guarded[name], (change, name)
+
+
+def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., Recording]) -> None:
+    airgap = {"install": {"source": "airgap", "airgap-dir": "./airgap"}}
+    before = build(record, raw_rack(**airgap))
+    bumped_raw = raw_rack(**airgap)
+    bumped_raw["k3s"]["version"] = "v1.31.5+k3s1"
+    after = build(record, bumped_raw)
+    old = {r.name: r.inputs for r in before}
+    changed = {r.name for r in after if old.get(r.name) != r.inputs}
+    upgrades = {f"k3s-{h}-upgrade" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")}
+    copies = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
+              for s in ("binary", "installer")}  # fmt: skip
+    installs = {f"k3s-{h}-install" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")}
+    # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff
+    assert changed == upgrades | copies | installs | {"k3s-kubeconfig"}
+
+
+def test_names_are_stable_when_the_node_list_is_reordered(record: Callable[..., Recording]) -> None:
+    raw = etcd_raw()
+    a = build(record, raw)
+    reordered = copy.deepcopy(raw)
+    reordered["nodes"] = list(reversed(reordered["nodes"]))
+    b = build(record, reordered)
+
+    def key(rec: Recording) -> dict[str, tuple[str, Any, list[str]]]:
+        return {r.name: (r.type, r.redacted, sorted(short(d) for d in r.depends_on)) for r in rec}
+
+    assert key(a) == key(b)
+    assert len(key(a)) == len(a)  # names unique
+
+
+# --- layout through the API ------------------------------------------------------------------
+
+
+def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(record: Callable[..., Recording]) -> None:
+    rack: Rack = parse_rack(raw_rack())
+    rec = build(record, raw_rack())
+    for node in rack.nodes:
+        manifest = render_node_layout(node)
+        kubernetes_validate.validate(manifest, "1.31", strict=True)
+        patch = rec.by_name(f"k3s-{node.hostname}-layout")
+        assert patch.inputs["metadata"]["name"] == node.hostname
+        assert patch.inputs["metadata"]["labels"] == node_labels(
+            node_class=node.node_class, role=node.role, arch=node.arch
+        )
+        assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
+    assert rec.by_name("k3s-rack-cp-1-layout").inputs["spec"]["taints"] == [CONTROL_PLANE_TAINT.to_k8s()]
+    assert rec.by_name("k3s-rack-lab-1-layout").inputs["spec"]["taints"] == [EXPERIMENTAL_TAINT.to_k8s()]
+    assert "spec" not in rec.by_name("k3s-rack-pi-1-layout").inputs
+
+
+def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstalling(
+    record: Callable[..., Recording],
+) -> None:
+    before = build(record, raw_rack())
+    after = build(record, variants()["class change"])
+    old = {r.name: r.inputs for r in before}
+    changed = {r.name for r in after if old.get(r.name) != r.inputs}
+    # labels/taints through the API; config.yaml (for a future re-registration) via the upgrade
+    # step; the install's create changes but is ignored (ignore_changes), so nothing reinstalls
+    assert changed == {"k3s-rack-lab-1-layout", "k3s-rack-lab-1-upgrade", "k3s-rack-lab-1-install"}
+    assert "spec" not in after.by_name("k3s-rack-lab-1-layout").inputs

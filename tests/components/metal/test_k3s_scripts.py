@@ -1,0 +1,329 @@
+"""The pure k3s builders: config.yaml from the layout vocabulary, every generated script through
+shellcheck, the preflight's messages (run by a real bash against fake cgroup/boot files), the
+uninstall guard, the command wrapper and the kubeconfig rewrite."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
+from components.metal.k3s_scripts import (
+    HostLayout,
+    airgap_binary_name,
+    config_yaml,
+    drain_script,
+    install_script,
+    membership_script,
+    preflight_script,
+    read_file_script,
+    registration_script,
+    remote_command,
+    render_config,
+    rewrite_kubeconfig,
+    staging_dir,
+    uninstall_script,
+    upgrade_script,
+)
+from rack.config import InstallSource, Rack, parse_rack
+from rack.vocabulary import Arch, Role
+from tests.conftest import stack_raw
+
+ROOT = Path(__file__).resolve().parents[3]
+SHELLCHECK = ROOT / ".venv" / "bin" / "shellcheck"
+VERSION = "v1.31.4+k3s1"
+
+
+def homelab() -> Rack:
+    return parse_rack(stack_raw("homelab"))
+
+
+def etcd_rack() -> Rack:
+    """Three etcd servers; the bootstrap server is deliberately not first in the list."""
+    raw = stack_raw("homelab")
+    raw["k3s"]["datastore"] = "etcd"
+    raw["k3s"]["bootstrap-server"] = "rack-cp-2"
+    cp = raw["nodes"][0]
+    for i, address in ((2, "192.168.10.12"), (3, "192.168.10.13")):
+        extra = {k: v for k, v in cp.items() if k != "host-key"}
+        raw["nodes"].append({**extra, "hostname": f"rack-cp-{i}", "address": address})
+    return parse_rack(raw)
+
+
+def shellcheck(script: str, shell: str = "bash") -> None:
+    result = subprocess.run(
+        [str(SHELLCHECK), "-s", shell, "-S", "style", "-"], input=script, text=True, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# --- config.yaml -----------------------------------------------------------------------------
+
+
+def test_bootstrap_server_config_carries_layout_network_and_reserve() -> None:
+    rack = homelab()
+    cfg = render_config(rack, rack.bootstrap())
+    assert cfg["node-name"] == "rack-cp-1"
+    labels = node_labels(node_class=rack.nodes[0].node_class, role=Role.SERVER, arch=Arch.ARM64)
+    assert cfg["node-label"] == sorted(f"{k}={v}" for k, v in labels.items())
+    assert cfg["node-taint"] == [CONTROL_PLANE_TAINT.to_k3s()]
+    assert cfg["tls-san"] == ["192.168.10.11"]
+    assert cfg["cluster-cidr"] == "10.42.0.0/16"
+    assert cfg["service-cidr"] == "10.43.0.0/16"
+    assert cfg["secrets-encryption"] is True
+    assert cfg["kubelet-arg"] == ["system-reserved=cpu=250m,memory=512Mi"]
+    assert cfg["token-file"] == "/etc/rancher/k3s/join-token"
+    # sqlite: no cluster-init, no server to join
+    assert "cluster-init" not in cfg
+    assert "server" not in cfg
+
+
+def test_agent_config_joins_the_bootstrap_server_with_its_class_taint() -> None:
+    rack = homelab()
+    lab = rack.node("rack-lab-1")
+    assert lab is not None
+    cfg = render_config(rack, lab)
+    assert cfg["server"] == "https://192.168.10.11:6443"
+    assert cfg["node-taint"] == [EXPERIMENTAL_TAINT.to_k3s()]
+    assert "rack.homelab.io/class=experimental" in cfg["node-label"]
+    assert not {"cluster-cidr", "secrets-encryption", "tls-san", "cluster-init"} & set(cfg)
+    general = rack.node("rack-pi-1")
+    assert general is not None
+    assert "node-taint" not in render_config(rack, general)
+
+
+def test_etcd_only_the_explicit_bootstrap_server_initialises_the_cluster() -> None:
+    rack = etcd_rack()
+    assert rack.nodes[0].hostname == "rack-cp-1"  # first in the list, but not the bootstrap server
+    configs = {n.hostname: render_config(rack, n) for n in rack.servers()}
+    assert configs["rack-cp-2"]["cluster-init"] is True
+    assert "server" not in configs["rack-cp-2"]
+    for other in ("rack-cp-1", "rack-cp-3"):
+        assert "cluster-init" not in configs[other]
+        assert configs[other]["server"] == "https://192.168.10.12:6443"
+
+
+def test_api_address_goes_into_tls_san_and_reserve_follows_config() -> None:
+    raw = stack_raw("homelab")
+    raw["k3s"]["api-address"] = "192.168.10.5"
+    raw["k3s"]["system-reserved"] = {"cpu": "500m", "memory": "1Gi"}
+    rack = parse_rack(raw)
+    cfg = render_config(rack, rack.bootstrap())
+    assert cfg["tls-san"] == ["192.168.10.11", "192.168.10.5"]
+    assert cfg["kubelet-arg"] == ["system-reserved=cpu=500m,memory=1Gi"]
+
+
+def test_config_yaml_is_deterministic_and_sorted() -> None:
+    rack = homelab()
+    cfg = render_config(rack, rack.bootstrap())
+    shuffled = dict(reversed(list(cfg.items())))
+    text = config_yaml(cfg)
+    assert text == config_yaml(shuffled)
+    keys = [line.split(":")[0] for line in text.splitlines() if not line.startswith(("-", " "))]
+    assert keys == sorted(keys)
+    assert yaml.safe_load(text) == cfg
+
+
+def test_config_and_scripts_never_carry_the_token() -> None:
+    rack = homelab()
+    for node in rack.nodes:
+        text = config_yaml(render_config(rack, node))
+        assert "token:" not in text  # only token-file
+        script = install_script(
+            hostname=node.hostname, role=node.role, version=VERSION, config_text=text, source=InstallSource.ONLINE
+        )
+        assert "K10" not in script and "K3S_TOKEN" not in script
+
+
+# --- every script through shellcheck ----------------------------------------------------------
+
+LAYOUTS = [HostLayout(), HostLayout(root="/tmp/hosts/a b", systemd=False)]
+
+
+def all_scripts(layout: HostLayout) -> dict[str, str]:
+    rack = homelab()
+    out: dict[str, str] = {}
+    for node in (rack.bootstrap(), rack.node("rack-db-1")):
+        assert node is not None
+        text = config_yaml(render_config(rack, node, layout))
+        for source in InstallSource:
+            common: dict[str, Any] = {
+                "hostname": node.hostname,
+                "role": node.role,
+                "version": VERSION,
+                "config_text": text,
+                "source": source,
+                "layout": layout,
+            }
+            out[f"install-{node.role}-{source}"] = install_script(**common)
+            out[f"upgrade-{node.role}-{source}"] = upgrade_script(**common)
+        out[f"preflight-{node.role}"] = preflight_script(
+            hostname=node.hostname,
+            role=node.role,
+            arch=node.arch,
+            storage_path=node.storage.path if node.storage else None,
+            layout=layout,
+        )
+    out["membership"] = membership_script(hostname="rack-pi-1", layout=layout)
+    out["uninstall"] = uninstall_script(hostname="rack-pi-1", layout=layout)
+    out["registration"] = registration_script(hostname="rack-pi-1", layout=layout)
+    out["drain"] = drain_script(hostname="rack-pi-1", layout=layout)
+    out["read"] = read_file_script(hostname="rack-cp-1", path="/etc/rancher/k3s/k3s.yaml", layout=layout)
+    return out
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["real-host", "test-root"])
+def test_every_generated_script_passes_shellcheck(layout: HostLayout) -> None:
+    scripts = all_scripts(layout)
+    assert len(scripts) == 15
+    for name, script in scripts.items():
+        try:
+            shellcheck(script)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
+def test_the_k3s_double_passes_shellcheck() -> None:
+    double = ROOT / "lab" / "k3s-double"
+    shellcheck((double / "k3s").read_text(), "bash")
+    shellcheck((double / "install.sh").read_text(), "sh")
+    shellcheck((double / "make-airgap.sh").read_text(), "sh")
+
+
+def test_remote_command_quotes_the_script_as_one_word_and_uses_sudo_unless_root() -> None:
+    script = uninstall_script(hostname="rack-pi-1")
+    as_pi = shlex.split(remote_command(script, user="pi"))
+    assert as_pi == ["sudo", "-n", "bash", "-c", script]
+    assert shlex.split(remote_command(script, user="root")) == ["bash", "-c", script]
+
+
+def test_airgap_names_and_staging_are_per_arch_and_version() -> None:
+    assert airgap_binary_name(Arch.ARM64) == "k3s-arm64"
+    assert staging_dir(VERSION) == f"/var/tmp/homelab-k3s/{VERSION}"
+    assert staging_dir(VERSION, HostLayout(root="/r")) == f"/r/var/tmp/homelab-k3s/{VERSION}"
+
+
+def test_rewrite_kubeconfig_points_at_the_api_address() -> None:
+    text = "clusters:\n- cluster:\n    server: https://127.0.0.1:6443\n"
+    assert (
+        rewrite_kubeconfig(text, "192.168.10.11") == "clusters:\n- cluster:\n    server: https://192.168.10.11:6443\n"
+    )
+
+
+# --- the preflight's messages, run by bash against fake files -------------------------------------
+
+
+def run_bash(script: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], input=stdin, text=True, capture_output=True, check=False)
+
+
+def host_arch() -> Arch:
+    machine = subprocess.run(["uname", "-m"], capture_output=True, text=True, check=True).stdout.strip()
+    return {"x86_64": Arch.AMD64, "aarch64": Arch.ARM64}.get(machine, Arch.ARM)
+
+
+def fake_preflight(
+    tmp_path: Path, *, controllers: str, boot_file: str | None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    if boot_file is not None:
+        (root / boot_file.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / boot_file.lstrip("/")).write_text("console=serial0,115200 root=PARTUUID=1234 rootwait\n")
+    cg2 = tmp_path / "cgroup.controllers"
+    cg2.write_text(controllers + "\n")
+    kw.setdefault("arch", host_arch())
+    script = preflight_script(
+        hostname="rack-pi-1",
+        role=Role.AGENT,
+        layout=HostLayout(root=str(root)),
+        cgroup_v2=str(cg2),
+        cgroup_v1=str(tmp_path / "absent"),
+        **kw,
+    )
+    return run_bash(script)
+
+
+def test_preflight_passes_with_memory_cgroup(tmp_path: Path) -> None:
+    result = fake_preflight(tmp_path, controllers="cpuset cpu io memory pids", boot_file=None)
+    assert result.returncode == 0, result.stderr
+    assert "rack-pi-1: preflight ok" in result.stdout
+
+
+def test_preflight_names_the_bookworm_boot_file(tmp_path: Path) -> None:
+    result = fake_preflight(tmp_path, controllers="cpuset cpu io pids", boot_file="/boot/firmware/cmdline.txt")
+    assert result.returncode == 1
+    flags = "'cgroup_memory=1 cgroup_enable=memory'"
+    assert f"append {flags} to the single line in /boot/firmware/cmdline.txt" in result.stderr
+    assert "Bookworm" in result.stderr
+
+
+def test_preflight_names_the_pre_bookworm_boot_file(tmp_path: Path) -> None:
+    result = fake_preflight(tmp_path, controllers="cpuset cpu io pids", boot_file="/boot/cmdline.txt")
+    assert result.returncode == 1
+    assert "to the single line in /boot/cmdline.txt (Raspberry Pi OS before Bookworm)" in result.stderr
+    assert "/boot/firmware" not in result.stderr
+
+
+def test_preflight_without_a_pi_boot_file_points_at_grub(tmp_path: Path) -> None:
+    result = fake_preflight(tmp_path, controllers="cpu pids", boot_file=None)
+    assert result.returncode == 1
+    assert "GRUB_CMDLINE_LINUX" in result.stderr
+
+
+def test_preflight_lists_every_problem_with_what_to_do(tmp_path: Path) -> None:
+    wrong = Arch.ARM if host_arch() != Arch.ARM else Arch.AMD64
+    result = fake_preflight(
+        tmp_path,
+        controllers="cpu",
+        boot_file="/boot/firmware/cmdline.txt",
+        arch=wrong,
+        storage_path="/mnt/ssd",
+        min_memory_mib=10**9,
+        min_available_mib=10**9,
+        min_disk_mib=10**12,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("rack-pi-1: preflight: ")]
+    assert len(lines) == 6, result.stderr
+    text = result.stderr
+    assert f"rack.nodes[].arch says {wrong}" in text
+    assert "needs at least 1000000000 MiB" in text
+    assert "available (need 1000000000 MiB)" in text
+    assert "free for /var/lib/rancher" in text
+    assert "storage path /mnt/ssd does not exist" in text
+
+
+def test_preflight_rejects_a_storage_path_that_is_not_a_mount(tmp_path: Path) -> None:
+    (tmp_path / "root" / "mnt" / "ssd").mkdir(parents=True)
+    result = fake_preflight(tmp_path, controllers="memory", boot_file=None, storage_path="/mnt/ssd")
+    assert result.returncode == 1
+    assert "storage path /mnt/ssd is not a mounted filesystem" in result.stderr
+
+
+# --- the uninstall guard ------------------------------------------------------------------------
+
+
+def test_uninstall_leaves_k3s_that_belongs_to_another_node_name(tmp_path: Path) -> None:
+    etc = tmp_path / "etc" / "rancher" / "k3s"
+    etc.mkdir(parents=True)
+    (etc / "config.yaml").write_text("node-name: rack-pi-9\n")
+    (tmp_path / "usr" / "local" / "bin").mkdir(parents=True)
+    (tmp_path / "usr" / "local" / "bin" / "k3s").write_text("binary")
+    result = run_bash(uninstall_script(hostname="rack-pi-1", layout=HostLayout(root=str(tmp_path))))
+    assert result.returncode == 0, result.stderr
+    assert "belongs to node 'rack-pi-9'" in result.stdout
+    assert (etc / "config.yaml").exists() and (tmp_path / "usr" / "local" / "bin" / "k3s").exists()
+
+
+def test_uninstall_on_a_clean_host_is_a_no_op(tmp_path: Path) -> None:
+    script = uninstall_script(hostname="rack-pi-1", layout=HostLayout(root=str(tmp_path)))
+    for _ in range(2):
+        result = run_bash(script)
+        assert result.returncode == 0, result.stderr
+        assert "not installed here: nothing to do" in result.stdout
