@@ -11,6 +11,12 @@ repo="$(cd "$here/.." && pwd)"
 . "$repo/toolchain/env.sh"
 command -v pulumi >/dev/null || { echo "e2e: no pulumi CLI: run \`make toolchain\`" >&2; exit 1; }
 
+# One lab per machine (labbr0, 10.77.0.0/24): wait for any other e2e or lab test to finish
+# (the same lock as tests/prereq.py machine_lock("lab")).
+mkdir -p /run/lock
+exec 8>/run/lock/homelab-rack-lab.lock
+flock 8
+
 teardown() {
     local rc=$?
     if [[ "${HOMELAB_E2E_KEEP:-}" == 1 ]]; then

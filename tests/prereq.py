@@ -6,8 +6,12 @@ never hides a skipped real test.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +32,22 @@ def need(binary: str, package: str, *, root: bool = False) -> str:
         pytest.skip(problem)
     assert path is not None
     return path
+
+
+LOCK_DIR = Path("/run/lock")
+
+
+@contextlib.contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Hold the machine-wide lock `/run/lock/homelab-rack-<name>.lock` (flock) while the body runs.
+
+    The lab (`labbr0`, 10.77.0.0/24, its namespaces) and the SSH test hosts (10.231.0.0/24) are
+    one per machine, whichever checkout starts them: two runs at once (two worktrees, or `make e2e`
+    beside `make test`) would tear down each other's. `lab/e2e.sh` takes the same `lab` lock."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_DIR / f"homelab-rack-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

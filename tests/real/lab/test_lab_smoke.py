@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.prereq import need
+from tests.prereq import machine_lock, need
 
 pytestmark = [pytest.mark.realssh, pytest.mark.slow]
 
@@ -127,8 +127,15 @@ def _leftovers() -> list[str]:
     return found
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_lab_per_machine() -> Iterator[None]:
+    """Every test here makes or removes the machine's one lab: hold its lock (see machine_lock)."""
+    with machine_lock("lab"):
+        yield
+
+
 @pytest.fixture(scope="module")
-def lab_rack() -> Iterator[Lab]:
+def lab_rack(_one_lab_per_machine: None) -> Iterator[Lab]:
     _needs()
     up = _lab_sh("lab-up.sh")
     try:

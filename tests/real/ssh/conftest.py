@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from components.metal.k3s_scripts import HostLayout
-from tests.prereq import need
+from tests.prereq import machine_lock, need
 
 SUBNET = "10.231.0"
 HOSTS: dict[str, int] = {"lab-cp-1": 11, "lab-gen-1": 21, "lab-db-1": 31, "lab-exp-1": 41}
@@ -157,6 +157,11 @@ def _wait_for_port(address: str, port: int = 22, timeout: float = 10.0) -> None:
 
 @pytest.fixture(scope="session")
 def ssh_lab() -> Iterator[SshLab]:
+    with machine_lock("ssh-hosts"):
+        yield from _ssh_lab()
+
+
+def _ssh_lab() -> Iterator[SshLab]:
     sshd = need("sshd", "openssh-server", root=True)
     need("ip", "iproute2", root=True)
     need("ssh", "openssh-client")
