@@ -314,14 +314,13 @@ def _ingress_strip(plan: dict[str, Any], served: bool) -> IngressStrip:
                 f"{_port(route.get('port'))} → {to}",
             )
         )
+    controller = str(ingress.get("controller", "traefik")).capitalize()
     if served:
-        text = (
-            f"these names resolve to {address}: ServiceLB takes :80/:443 here → "
-            f"{ingress.get('controller', 'traefik')} → each name's workload"
-        )
+        text = f"these names resolve to {address}: ServiceLB takes :80/:443 here → {controller} → each name's workload"
         tip = (
-            f"every host name below resolves to {address}; ServiceLB's pod on this node takes ports 80/443 and "
-            f"forwards to {ingress.get('controller', 'traefik')}, which routes each name to its workload"
+            f"every host name below resolves to {address}; ServiceLB's pod on this node holds ports 80/443 and "
+            f"forwards to {controller}, which routes each name to its workload ({controller}'s own pod is placed "
+            "by k3s, not by this plan)"
         )
     elif ingress.get("address_of"):
         text = f"{address} is {ingress['address_of']}: a taint keeps ServiceLB off it, nothing answers there"

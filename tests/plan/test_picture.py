@@ -1,5 +1,7 @@
-"""The rack picture: the plan's links, the SVG/HTML as pure functions, and the page as Chromium
-really renders it (a PNG under build/, and every box's rendered rectangle read back from the DOM).
+"""The rack picture: the plan's links, the SVG/HTML as pure functions (disk bars, ingress host
+names), the page as Chromium really renders it (PNGs under build/picture-test/, every box's
+rendered rectangle and every text box read back from the DOM at 1280 and 1920 px), and the
+committed docs/rack.svg kept current and byte-stable.
 """
 
 from __future__ import annotations
@@ -619,6 +621,7 @@ TEXT_PROBE = """
   });
   var pre = document.createElement("pre");
   pre.id = "text-probe";
+  pre.hidden = true;
   pre.textContent = JSON.stringify({svg: box(svg), texts: out});
   document.body.appendChild(pre);
 })();
@@ -653,7 +656,7 @@ def measure_texts(
         screenshot.unlink(missing_ok=True)
         chromium(binary, tmp_path / f"profile-shot-{width}", f"--screenshot={screenshot}", size, page.as_uri())
     dom = chromium(binary, tmp_path / f"profile-{width}", "--dump-dom", size, page.as_uri())
-    match = re.search(r'<pre id="text-probe">(.*?)</pre>', dom, re.S)
+    match = re.search(r'<pre id="text-probe"[^>]*>(.*?)</pre>', dom, re.S)
     assert match, "the text probe did not run"
     return json.loads(html.unescape(match.group(1)))
 
