@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None, *, one_shot: bool = False) -> int:
     parser.add_argument(
         "--picture", type=Path, default=Path("build/plan"), help="write the rack picture (rack.svg, rack.html) here"
     )
+    parser.add_argument(
+        "--svg",
+        type=Path,
+        default=None,
+        help="also write the picture's SVG to this file (make plan: docs/rack.svg, the README's picture)",
+    )
     args = parser.parse_args(argv)
 
     # A log or CI job summary is not 80 columns wide; a terminal keeps its own width.
@@ -51,10 +57,13 @@ def main(argv: list[str] | None = None, *, one_shot: bool = False) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(plan_json, indent=2, sort_keys=False) + "\n")
         out.print(f"plan JSON written to {args.json}")
-    from plan.picture import write_picture
+    from plan.picture import render_svg, write_atomically, write_picture
 
     for path in write_picture(plan_json, args.picture):
         out.print(f"rack picture written to {path}", highlight=False)
+    if args.svg is not None:
+        write_atomically(args.svg, render_svg(plan_json))
+        out.print(f"rack picture written to {args.svg}", highlight=False)
     return 1 if result.errors else 0
 
 

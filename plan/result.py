@@ -14,6 +14,8 @@ from typing import Any
 from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
+from plan.wiring import gitea_database_links, ingress_json, storage_json, volumes_json
+from rack.config import Rack
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.composition import build, export
@@ -67,12 +69,18 @@ class PlanResult:
 
     def to_json(self) -> dict[str, Any]:
         sched = self.sched
+        registrations = self.recording.registrations
+        workloads, _ = workloads_from(registrations)
+        volumes = volumes_json(registrations, workloads, sched.nodes)
+        rack = self.loaded.rack
         return {
             "stack": self.stack,
-            "nodes": [_node_json(n) for n in sched.nodes],
+            "nodes": [_node_json(n, rack, volumes) for n in sched.nodes],
             "placements": [_placement_json(p) for p in sched.placements],
             "external": self.external,
-            "links": app_links(self.loaded, sched.placements),
+            "links": app_links(self.loaded, sched.placements) + gitea_database_links(registrations, workloads),
+            "volumes": volumes,
+            "ingress": ingress_json(rack, registrations, workloads, sched.nodes),
             # By URN: the SDK's registration order varies from run to run (it follows asyncio
             # scheduling), and a plan diffed between two commits must show only real changes.
             "resources": [_resource_json(r) for r in sorted(self.recording, key=lambda r: r.urn)],
@@ -92,9 +100,11 @@ def short_type(type_: str) -> str:
     return type_.rsplit(":", 1)[-1]
 
 
-def _node_json(n: Node) -> dict[str, Any]:
+def _node_json(n: Node, rack: Rack, volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    node = rack.node(n.hostname)
     return {
         "hostname": n.hostname,
+        "address": str(node.address) if node is not None else None,
         "role": n.role,
         "class": n.node_class,
         "arch": n.arch,
@@ -103,6 +113,7 @@ def _node_json(n: Node) -> dict[str, Any]:
         "capacity": {"cpu_m": n.capacity_cpu_m, "memory_mib": n.capacity_memory_mib},
         "allocatable": {"cpu_m": n.allocatable_cpu_m, "memory_mib": n.allocatable_memory_mib},
         "requested": {"cpu_m": n.requested_cpu_m, "memory_mib": n.requested_memory_mib},
+        "storage": storage_json(rack, n.hostname, volumes),
     }
 
 

@@ -50,7 +50,9 @@ def homelab_plan() -> PlanResult:
 def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
     assert homelab_plan.errors == []
     data = homelab_plan.to_json()
-    assert set(data) == {"stack", "nodes", "placements", "external", "resources", "problems", "links"}
+    assert set(data) == {
+        "stack", "nodes", "placements", "external", "resources", "problems", "links", "volumes", "ingress"
+    }
     assert data["stack"] == "homelab"
     assert [n["hostname"] for n in data["nodes"]] == ["rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
     # one placement per replica of every app, each on a node
