@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP)
 
 plan: $(STAMP)
-	@$(PY) -m plan --config $(CONFIG) $(if $(PLAN_JSON),--json $(PLAN_JSON))
+	@$(PY) -m plan --config $(CONFIG) $(if $(PLAN_JSON),--json $(PLAN_JSON)) $(if $(filter Pulumi.homelab.yaml,$(CONFIG)),--svg docs/rack.svg)
 
 test: $(STAMP)
 	@$(PY) -m ruff check .
