@@ -28,7 +28,8 @@ from tests.test_architecture import imported_packages
 
 
 def run_init(*args: str, cwd: Path = ROOT, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-    """The module as a process, stdin not a terminal (as in CI)."""
+    """The module as a process (`.venv/bin/python -m rack.init` under `make test`), stdin not a
+    terminal (as in CI)."""
     return subprocess.run(
         [sys.executable, "-m", "rack.init", *args],
         cwd=cwd,
@@ -161,7 +162,8 @@ def test_a_bad_flag_value_is_argparse_s_exit_2_naming_the_flag(tmp_path: Path) -
 
 
 def test_prompts_at_a_terminal(tmp_path: Path) -> None:
-    """A real pseudo-terminal: a wrong address is asked again, empty answers take the defaults."""
+    """`make init` at a real pseudo-terminal: a wrong address is asked again, empty answers take
+    the defaults."""
     answers = [
         "",  # stack: home
         "",  # domain: lab.home.arpa
@@ -176,9 +178,12 @@ def test_prompts_at_a_terminal(tmp_path: Path) -> None:
         "192.168.10.50",  # the GPU host
     ]
     main, child = pty.openpty()
+    # An outer `make test` exports MAKEFLAGS: this make is the user's own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rack.init", "--dir", str(tmp_path)],
+        ["make", "--no-print-directory", "init", f"INIT_ARGS=--dir {tmp_path}"],
         cwd=ROOT,
+        env=env,
         stdin=child,
         stdout=child,
         stderr=child,
