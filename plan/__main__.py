@@ -1,7 +1,8 @@
 """`python -m plan`: the offline plan (what `make plan` runs).
 
 Exit 0: config valid, every layout check passes. 1: layout errors. 2: invalid config (each
-problem with its key path, no traceback).
+problem with its key path, no traceback). 3: the plan itself failed (a traceback: a bug, or a
+--json/--picture path it cannot write). `make plan` reports all but 0 as 2 (docs/plan-exit-codes.md).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from rich.console import Console
@@ -68,4 +70,10 @@ def main(argv: list[str] | None = None, *, one_shot: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(one_shot=True))
+    try:
+        code = main(one_shot=True)
+    except Exception:
+        # Python's own exit status for an uncaught exception is 1, which here means layout errors.
+        traceback.print_exc()
+        code = 3
+    sys.exit(code)

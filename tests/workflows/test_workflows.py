@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 from tests.prereq import need
 
 WORKFLOWS = ROOT / ".gitea" / "workflows"
@@ -176,7 +176,10 @@ def test_preview_workflow_runs_tests_plan_then_preview_and_publishes() -> None:
     assert positions == sorted(positions)
     assert step(path, "Set up Python")["with"]["python-version"] == "3.11"
     assert step(path, "Tests")["run"].strip() == "make test"
-    assert "make plan PLAN_JSON=build/plan.json" in step(path, "Offline plan")["run"]
+    assert (
+        '.venv/bin/python -m plan --config "Pulumi.$STACK.yaml" --json build/plan.json'
+        in step(path, "Offline plan")["run"]
+    )
     preview = step(path, "pulumi preview")
     assert 'pulumi login "$PULUMI_BACKEND_URL"' in preview["run"]
     assert 'pulumi preview --stack "$STACK"' in preview["run"]
@@ -322,6 +325,34 @@ def test_summary_step_writes_the_reports_or_says_what_did_not_run(path: Path, tm
     text = summary.read_text()
     assert "stack homelab" in text and "did not run" not in text
     assert text.count("```text") == text.count("```") // 2 >= 1
+
+
+PLAN_CASES = [
+    ("valid", FIXTURES / "valid" / "minimal.yaml", 0, "layout OK"),
+    ("layout", FIXTURES / "layout" / "app-does-not-fit.yaml", 1, "1 layout error(s)"),
+    ("invalid", FIXTURES / "invalid" / "duplicate-hostname.yaml", 2, "invalid config"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(("stack", "config", "code", "says"), PLAN_CASES, ids=[c[0] for c in PLAN_CASES])
+def test_the_plan_step_fails_with_the_plan_s_own_code(
+    path: Path, stack: str, config: Path, code: int, says: str, tmp_path: Path
+) -> None:
+    """The step as the runner runs it (`bash -eo pipefail`), from a checkout made of links to this
+    one (so `make venv` finds .venv up to date): its status is the plan's 0/1/2, not make's 2."""
+    for entry in ROOT.iterdir():
+        if entry.name not in ("build", ".git") and not entry.name.startswith("Pulumi."):
+            (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(config.read_text())
+    result = bash(
+        step(path, "Offline plan")["run"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "STACK": stack},
+    )
+    assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
+    assert says in (tmp_path / "build" / "plan.txt").read_text()
 
 
 @pytest.mark.slow
