@@ -5,9 +5,13 @@ ci -> apps -> gpu -> observability), and what the stack exports. `__main__.py` a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
+from components.ci import Gitea
+from components.observability import GRAFANA_ADMIN_USER, Grafana
+from components.system import routes
 from rack.loader import Loaded
 from stacks.apps import AppsLayer, build_apps
 from stacks.ci import CiLayer, build_ci
@@ -50,3 +54,24 @@ def export(stack: RackStack, loaded: Loaded) -> None:
     pulumi.export("apps", sorted(stack.apps.workloads))
     pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
     pulumi.export("grafana", stack.observability.grafana_url)
+    for name, value in login_outputs(stack, loaded).items():
+        pulumi.export(name, value)
+
+
+def login_outputs(stack: RackStack, loaded: Loaded) -> dict[str, Any]:
+    """The way in, as stack outputs: every URL the rack serves, and each admin's user name and
+    password (secret: `pulumi stack output gitea_admin_password --show-secrets`)."""
+    rack = loaded.rack
+    urls = {route.key: f"https://{route.host}/" for route in routes(rack)}
+    if stack.observability.grafana_url is not None:
+        urls["grafana"] = stack.observability.grafana_url
+    out: dict[str, Any] = {"urls": dict(sorted(urls.items()))}
+    gitea = stack.ci.components.get("gitea")
+    if rack.gitea is not None and isinstance(gitea, Gitea):
+        out["gitea_admin_user"] = rack.gitea.admin_user
+        out["gitea_admin_password"] = pulumi.Output.secret(gitea.admin_password)
+    grafana = stack.observability.components.get("grafana")
+    if isinstance(grafana, Grafana):
+        out["grafana_admin_user"] = GRAFANA_ADMIN_USER
+        out["grafana_admin_password"] = pulumi.Output.secret(grafana.admin_password)
+    return out
