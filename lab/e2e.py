@@ -36,15 +36,25 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.core.layout import (  # noqa: E402
-    ALLOWED_CLASSES,
-    CATEGORY_LABEL,
-    CLASS_LABEL,
-    WORKLOAD_LABEL,
-    node_labels,
-    node_taints,
-)
-from rack.vocabulary import Arch, Category, NodeClass, Role  # noqa: E402
+# The oracle of the checks below is the stack file plus the layout the README documents ("Pod
+# layout by design") and ../shared/spec/rack-config.md: written out here as literals, never
+# computed with the program's own functions (which would agree with the program by construction).
+CLASS_LABEL = "rack.homelab.io/class"
+ROLE_LABEL = "rack.homelab.io/role"
+ARCH_LABEL = "rack.homelab.io/arch"
+CATEGORY_LABEL = "rack.homelab.io/category"
+WORKLOAD_LABEL = "app.kubernetes.io/name"
+SERVER_TAINT = ("node-role.kubernetes.io/control-plane", "", "NoSchedule")
+"""On every server: the control plane is kept free of workloads."""
+EXPERIMENTAL_TAINT = ("rack.homelab.io/experimental", "true", "NoSchedule")
+"""On every experimental node: only experiments tolerate it."""
+ALLOWED = {
+    "infrastructure": {"general", "reliable"},
+    "application": {"general"},
+    "data": {"reliable"},
+    "experimental": {"experimental"},
+}
+"""Which node classes each workload category may run on."""
 
 WS = ROOT / "build" / "e2e"
 STACK = "lab"
@@ -297,9 +307,9 @@ def check_nodes(config_nodes: list[dict[str, Any]]) -> list[str]:
     lines = []
     for n in config_nodes:
         node = found[n["hostname"]]
-        cls, role, arch = NodeClass(n["class"]), Role(n["role"]), Arch(n.get("arch", "arm64"))
+        cls, role, arch = n["class"], n["role"], n.get("arch", "arm64")
         labels = node["metadata"].get("labels", {})
-        for key, value in node_labels(node_class=cls, role=role, arch=arch).items():
+        for key, value in {CLASS_LABEL: cls, ROLE_LABEL: role, ARCH_LABEL: arch}.items():
             if labels.get(key) != value:
                 raise StepError(f"node {n['hostname']}: label {key}={labels.get(key)!r}, want {value!r}")
         taints = sorted(
@@ -307,7 +317,7 @@ def check_nodes(config_nodes: list[dict[str, Any]]) -> list[str]:
             for t in node["spec"].get("taints", [])
             if not t["key"].startswith("node.kubernetes.io/")
         )
-        want_taints = sorted((t.key, t.value or "", str(t.effect)) for t in node_taints(node_class=cls, role=role))
+        want_taints = sorted([SERVER_TAINT] * (role == "server") + [EXPERIMENTAL_TAINT] * (cls == "experimental"))
         if taints != want_taints:
             raise StepError(f"node {n['hostname']}: taints {taints}, want {want_taints}")
         ready = {c["type"]: c["status"] for c in node["status"].get("conditions", [])}.get("Ready")
@@ -369,7 +379,7 @@ def pod_placements() -> list[dict[str, str]]:
             raise StepError(f"pod {name} on {node} is {phase}")
         if category is None:
             raise StepError(f"pod {name} has no {CATEGORY_LABEL} label")
-        allowed = [str(c) for c in ALLOWED_CLASSES[Category(category)]]
+        allowed = sorted(ALLOWED[category])
         if "DaemonSet" in owners:
             # A per-node agent (node-exporter) runs on every node by design, as the plan treats it.
             allowed = sorted(set(classes.values()))
@@ -414,10 +424,12 @@ def check_volumes(config_nodes: list[dict[str, Any]]) -> list[str]:
     return sorted(lines)
 
 
-def plan_agreement(placements: list[dict[str, str]]) -> tuple[int, int]:
-    """How many pods the real scheduler put where the offline plan (`make plan`) predicted: per
-    workload, the overlap of the two multisets of nodes. Informational: both must obey the same
-    rules, but ties between equal nodes may break differently."""
+def plan_agreement(placements: list[dict[str, str]], config_nodes: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
+    """The offline plan (`make plan`) against the real scheduler, per workload the plan places:
+    the same number of pods, on nodes of the same classes (classes read from the stack file).
+    Which node of a class a replica lands on may differ: the plan's tie-break between equally
+    allowed nodes is not kube-scheduler's scoring. Returns (pods on the predicted node, pods
+    compared, the tie-break differences); anything else is a StepError."""
     out = WS / "plan.json"
     cmd([sys.executable, "-m", "plan", "--config", STACK_FILE, "--json", out], "make plan of the lab stack", cwd=ROOT)
     predicted: dict[str, Counter[str]] = {}
@@ -426,12 +438,23 @@ def plan_agreement(placements: list[dict[str, str]]) -> tuple[int, int]:
     real: dict[str, Counter[str]] = {}
     for r in placements:
         real.setdefault(r["workload"], Counter())[r["node"]] += 1
+    node_class = {n["hostname"]: n["class"] for n in config_nodes}
     print("  offline plan vs real scheduler (nodes per workload):")
-    for w in sorted(set(predicted) | set(real)):
-        print(f"    {w:<24} plan {dict(predicted.get(w, {}))}  real {dict(real.get(w, {}))}")
-    agree = sum(sum((predicted.get(w, Counter()) & c).values()) for w, c in real.items())
+    wrong, ties = [], []
+    for w in sorted(predicted):
+        plan_nodes, real_nodes = predicted[w], real.get(w, Counter())
+        print(f"    {w:<24} plan {dict(plan_nodes)}  real {dict(real_nodes)}")
+        plan_classes = Counter(node_class.get(n, "?") for n in plan_nodes.elements())
+        real_classes = Counter(node_class.get(n, "?") for n in real_nodes.elements())
+        if plan_classes != real_classes:
+            wrong.append(f"{w}: plan {dict(plan_classes)}, scheduler {dict(real_classes)}")
+        elif plan_nodes != real_nodes:
+            ties.append(f"{w}: plan {dict(plan_nodes)}, scheduler {dict(real_nodes)}")
+    if wrong:
+        raise StepError("the offline plan and the scheduler disagree on classes:\n  " + "\n  ".join(wrong))
+    agree = sum(sum((predicted[w] & real.get(w, Counter())).values()) for w in predicted)
     # Jobs' pods are not in the plan (it places long-running workloads only).
-    return agree, sum(c.total() for w, c in real.items() if w in predicted)
+    return agree, sum(c.total() for w, c in real.items() if w in predicted), ties
 
 
 def urn_name(urn: str) -> str:
@@ -465,7 +488,7 @@ def step1_converge(ctx: Context) -> str:
     wait_for("workloads ready", rollout_problem)
     placements = pod_placements()
     volumes = check_volumes(nodes)
-    agree, total = plan_agreement(placements)
+    agree, total, ties = plan_agreement(placements, nodes)
     counted = Counter(r["node"] for r in placements if not r["per_node"])
     if counted.get(read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]):
         raise StepError("a pod other than a per-node agent landed on the control-plane node")
@@ -484,7 +507,8 @@ def step1_converge(ctx: Context) -> str:
     return (
         f"{created} resources created (engine: {duration.group(1) if duration else '?'}); "
         f"{len(nodes)} hosts bootstrapped; {len(placements)} pods placed, every one on an allowed class "
-        f"({agree} of the {total} pods the offline plan places on the node it predicted); {len(volumes)} PVs bound"
+        f"(plan and scheduler agree on every workload's classes; {agree} of {total} pods on the very node, "
+        f"{len(ties)} tie-break differences: {'; '.join(ties) or 'none'}); {len(volumes)} PVs bound"
     )
 
 
@@ -619,8 +643,14 @@ def step4_remove_and_protect(ctx: Context) -> str:
     STACK_FILE.write_text(yaml.safe_dump(saved, sort_keys=False))
     run.up("up-restore-redis")
     wait_for("redis back", rollout_problem)
-    if ssh(address, f"cat {path}/e2e-marker").stdout.strip() != marker:
-        raise StepError("the restored redis volume is not the old directory")
+    pv = json.loads(kubectl("get", "pv", "data-redis", "-o", "json").stdout)
+    node_now = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
+    path_now = pv["spec"]["local"]["path"]
+    if (node_now, path_now) != (node, path):
+        raise StepError(f"the restored PV data-redis is {node_now}:{path_now}, before it was {node}:{path}")
+    address_now = next(n["address"] for n in others if n["hostname"] == node_now)
+    if ssh(address_now, f"cat {path_now}/e2e-marker", check=False).stdout.strip() != marker:
+        raise StepError(f"the restored redis volume {node_now}:{path_now} lost the marker written before")
     check_volumes(others)
     return (
         f"remove {gone}: delete {removed.get('delete', 0)} (all its own), update {removed.get('update', 0)}, "
@@ -719,6 +749,11 @@ def step6_host_down(ctx: Context) -> str:
     airgap = Path(read_config()["config"]["homelab:rack"]["k3s"]["install"]["airgap-dir"])
     make_airgap(airgap, K3S_VERSION_NEXT)
     edit_rack(lambda r: r["k3s"].update(version=K3S_VERSION_NEXT))
+    # The version bump as the engine plans it: updates in place, nothing replaced or deleted.
+    bump = run.changes("preview-upgrade")
+    destructive = [(op, urn_name(u)) for op, u in bump if op not in ("update", "same")]
+    if not bump or destructive:
+        raise StepError(f"the k3s version bump should only update in place; the engine also plans {destructive}")
     lab_host("stop", DOWN_HOST)
     try:
         failed = run.up("up-host-down", check=False)
@@ -758,6 +793,7 @@ def step6_host_down(ctx: Context) -> str:
     if leaks:
         raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
+        f"preview of the bump: {len(bump)} updates, nothing replaced or deleted; "
         f"upgrade to {K3S_VERSION_NEXT} with {DOWN_HOST} down: exit {failed.returncode}, "
         f"error names it ({error_line[:160]}); every other host upgraded once; after start: "
         f"{sum(v for k, v in back.items() if k != 'same')} changes, all {DOWN_HOST}'s, no other host touched; "
