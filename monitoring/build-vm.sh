@@ -12,6 +12,8 @@
 # Go modules.
 set -euo pipefail
 
+# The default is rack.monitoring.store-version's (a test keeps them equal; Renovate moves both).
+# renovate: datasource=docker depName=victoriametrics/victoria-metrics extractVersion=^v(?<version>\d+\.\d+\.\d+)$
 VERSION="${1:-1.153.0}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # Outside the repo, so a fresh clone (CI) reuses the binaries built before on this machine.

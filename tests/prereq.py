@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
@@ -23,8 +24,13 @@ def need(binary: str, package: str, *, root: bool = False) -> str:
     elif root and os.geteuid() != 0:
         problem = f"{binary} needs root"
     if problem is not None:
-        if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unmet(problem)
     assert path is not None
     return path
+
+
+def unmet(problem: str) -> NoReturn:
+    """A prerequisite is missing or unusable: skip (locally) or fail (CI), saying what to do."""
+    if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
+        pytest.fail(problem)
+    pytest.skip(problem)
