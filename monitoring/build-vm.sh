@@ -5,12 +5,16 @@
 #
 #   monitoring/build-vm.sh [VERSION]     -> ~/.cache/homelab-rack/vm/<VERSION>/bin/{victoria-metrics,vmalert}
 #
-# Cached: a second run with the binaries present does nothing. Needs Go >= the module's go
-# directive (1.26.6 for v1.151.0) and the module proxy; CGO off (pure-Go zstd), no downloads
-# other than Go modules.
+# Cached: a second run with the binaries present does nothing. Needs Go >= 1.21 and the module
+# proxy: VictoriaMetrics follows Go releases closely (v1.153.0 says `go 1.27.1`), so when the
+# module asks for a newer Go than the local one, `go` fetches that toolchain from the proxy as the
+# module golang.org/toolchain (GOTOOLCHAIN=auto). CGO off (pure-Go zstd), no downloads other than
+# Go modules.
 set -euo pipefail
 
-VERSION="${1:-1.151.0}"
+# The default is rack.monitoring.store-version's (a test keeps them equal; Renovate moves both).
+# renovate: datasource=docker depName=victoriametrics/victoria-metrics extractVersion=^v(?<version>\d+\.\d+\.\d+)$
+VERSION="${1:-1.153.0}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # Outside the repo, so a fresh clone (CI) reuses the binaries built before on this machine.
 OUT="${HOMELAB_VM_CACHE:-$HOME/.cache/homelab-rack/vm}/$VERSION"
@@ -26,7 +30,7 @@ mkdir -p "$OUT/src" "$BIN"
 cd "$OUT/src"
 printf 'module homelab/vmbuild\n\ngo 1.26\n' > go.mod
 rm -f go.sum
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=auto
 start=$(date +%s)
 go get "github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v$VERSION" \
        "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v$VERSION"

@@ -341,11 +341,13 @@ RunnerLabel = Annotated[str, AfterValidator(_runner_label)]
 class Runners(Model):
     replicas: Annotated[StrictInt, Field(ge=0, le=20)] = 1
     """How many act_runner instances."""
-    version: Version = "0.2.11"
+    # renovate: datasource=docker depName=gitea/act_runner
+    version: Version = "0.2.13"
     """act_runner release."""
-    labels: list[RunnerLabel] = Field(default_factory=lambda: ["ubuntu-latest:docker://node:20-bookworm"])
+    labels: list[RunnerLabel] = Field(default_factory=lambda: ["ubuntu-latest:docker://node:24-bookworm"])
     """Runner labels (`name:docker://image`)."""
-    docker_version: Version = "27.4.1"
+    # renovate: datasource=docker depName=docker
+    docker_version: Version = "28.5.2"
     """Release of the rootless Docker-in-Docker sidecar (`docker:<version>-dind-rootless`) that runs jobs."""
     cpu: Cpu = "1"
     """CPU request (and limit) of each runner's job daemon."""
@@ -396,7 +398,8 @@ class Database(Model):
     """Scheduled logical dumps."""
     vector: StrictBool = False
     """PostgreSQL only: run the pgvector image and enable the `vector` extension (similarity search)."""
-    vector_version: Version = "0.8.0"
+    # renovate: datasource=docker depName=pgvector/pgvector extractVersion=^(?<version>\d+\.\d+\.\d+)-pg16$
+    vector_version: Version = "0.8.6"
     """PostgreSQL only, with vector: the pgvector release (image pgvector/pgvector:<it>-pg<major>)."""
 
 
@@ -496,9 +499,11 @@ class Monitoring(Model):
     """How long metrics are kept (d, w or y: 30d, 12w, 1y)."""
     host: DnsLabel = "grafana"
     """Name of Grafana under `domain` (grafana -> grafana.lab.home.arpa), through the ingress."""
-    grafana_version: Version = "12.3.1"
+    # renovate: datasource=docker depName=grafana/grafana
+    grafana_version: Version = "13.2.0"
     """Grafana release (image grafana/grafana:<version>)."""
-    store_version: Version = "1.151.0"
+    # renovate: datasource=docker depName=victoriametrics/victoria-metrics extractVersion=^v(?<version>\d+\.\d+\.\d+)$
+    store_version: Version = "1.153.0"
     """VictoriaMetrics release of the store and of vmalert (images victoriametrics/*:v<version>)."""
     scrape_interval: Interval = "30s"
     """How often every target is scraped and every rule evaluated (5s to 5m)."""

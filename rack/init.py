@@ -40,7 +40,8 @@ K3S_VERSION = "v1.31.4+k3s1"
 
 GPU_CONTAINER: dict[str, Any] = {
     "name": "ollama",
-    "image": "ollama/ollama:0.5.4",
+    # renovate: datasource=docker depName=ollama/ollama
+    "image": "ollama/ollama:0.32.15",
     "gpus": "all",
     "port": 11434,
     "volumes": {"/srv/ollama": "/root/.ollama"},

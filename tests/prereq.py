@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,9 +28,7 @@ def need(binary: str, package: str, *, root: bool = False) -> str:
     elif root and os.geteuid() != 0:
         problem = f"{binary} needs root"
     if problem is not None:
-        if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unmet(problem)
     assert path is not None
     return path
 
@@ -51,3 +50,10 @@ def machine_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def unmet(problem: str) -> NoReturn:
+    """A prerequisite is missing or unusable: skip (locally) or fail (CI), saying what to do."""
+    if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
+        pytest.fail(problem)
+    pytest.skip(problem)

@@ -41,9 +41,9 @@ NODE_NAMESPACE = "monitoring-node"
 """node-exporter alone: host network, host PID and host paths need Pod Security `privileged`."""
 
 IMAGES: dict[str, str] = {
-    "node-exporter": "quay.io/prometheus/node-exporter:v1.9.1",
-    "kube-state-metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.15.0",
-    "dcgm-exporter": "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04",
+    "node-exporter": "quay.io/prometheus/node-exporter:v1.12.1",
+    "kube-state-metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
+    "dcgm-exporter": "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04",
 }
 """The exporters' pinned images (the store, vmalert and Grafana follow `rack.monitoring`)."""
 

@@ -43,7 +43,7 @@ def test_homelab_plan_has_ollama_on_gpu_3090_and_the_inference_service(
     assert set(containers) == {"ollama", "dcgm-exporter"}
     container = containers["ollama"]
     assert labels(container.inputs)[HOST_LABEL] == "gpu-3090"
-    assert labels(container.inputs)[IMAGE_LABEL] == "ollama/ollama:0.5.4"
+    assert labels(container.inputs)[IMAGE_LABEL] == homelab.rack.gpu_host.containers[0].image
     (provider,) = rec.of_type("pulumi:providers:docker")
     assert provider.inputs["host"] == "ssh://ops@192.168.10.50"
     assert container.provider.startswith(provider.urn)
@@ -115,6 +115,8 @@ def test_service_in_a_namespace_the_system_layer_owns_reuses_it(
 def test_external_containers_for_the_plan(homelab: Loaded, record: Callable[..., Recording]) -> None:
     """The plan's `external` rows come from the recorded Docker registrations, not from config."""
     rows = {row["workload"]: row for row in external_containers(record(lambda: build(homelab)), homelab)}
+    assert homelab.rack.gpu_host is not None
+    stack_image = homelab.rack.gpu_host.containers[0].image
     assert rows["ollama"] == {
-        "workload": "ollama", "host": "gpu-3090", "image": "ollama/ollama:0.5.4", "gpus": "all", "ports": [11434]
+        "workload": "ollama", "host": "gpu-3090", "image": stack_image, "gpus": "all", "ports": [11434]
     }

@@ -27,7 +27,7 @@ from components.platform.pinned_volume import pinned_node
 from plan.engine import UNKNOWN, Recording, Registration, run_program
 from plan.picture import render_svg
 from plan.result import PlanResult, make_plan
-from rack.config import ConfigError, parse_rack
+from rack.config import ConfigError, Database, parse_rack
 from rack.loader import Loaded
 from stacks import composition
 from stacks.observability import ObservabilityLayer
@@ -331,7 +331,10 @@ def test_vector_job_runs_after_postgres(monitored: PlanResult) -> None:
     job = rec.by_name("postgres-vector-job")
     sts = rec.by_name("db-postgres-statefulset")
     assert sts.urn in job.depends_on  # the Database component: every child, its StatefulSet included
-    assert sts.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/pgvector/pgvector:0.8.0-pg16"
+    major = stack_raw("homelab")["databases"]["postgres"]["version"].split(".")[0]
+    pgvector = Database.model_fields["vector_version"].default
+    image = sts.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"docker.io/pgvector/pgvector:{pgvector}-pg{major}"
 
 
 def test_vector_without_monitoring_builds_only_the_job() -> None:

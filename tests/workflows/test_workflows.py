@@ -1,10 +1,12 @@
 """The Gitea Actions workflows: valid GitHub-Actions syntax (SchemaStore's github-workflow schema,
 as vendored by check-jsonschema), pinned actions, documented secrets, Makefile targets that exist,
 and the step scripts themselves run for real (shellcheck, the version pin, ssh-agent, the summary).
+The two Pulumi workflows (preview, deploy) share their setup; renovate.yml runs Renovate.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,9 +21,13 @@ import yaml
 
 from tests.conftest import FIXTURES, ROOT
 from tests.prereq import need
+from tests.workflows.test_renovate import RENOVATE_VERSION
 
 WORKFLOWS = ROOT / ".gitea" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
+PULUMI_FILES = [WORKFLOWS / "deploy.yml", WORKFLOWS / "preview.yml"]
+"""The workflows that plan and run Pulumi: make calls, a job summary and an artifact each."""
+RENOVATE = WORKFLOWS / "renovate.yml"
 DOC = ROOT / "docs" / "gitea-ci.md"
 PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 
@@ -68,8 +74,8 @@ def bash(script: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
-def test_there_are_the_two_workflows() -> None:
-    assert [p.name for p in FILES] == ["deploy.yml", "preview.yml"]
+def test_there_are_the_three_workflows() -> None:
+    assert [p.name for p in FILES] == ["deploy.yml", "preview.yml", "renovate.yml"]
     assert not list(WORKFLOWS.glob("*.yaml"))
 
 
@@ -147,7 +153,7 @@ def test_every_secret_and_variable_is_documented_and_used() -> None:
         assert not name.startswith(("GITEA_", "GITHUB_")), name
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PULUMI_FILES, ids=lambda p: p.name)
 def test_make_commands_are_targets_that_exist(path: Path) -> None:
     targets, variables = make_targets(), make_variables()
     calls = [m for script in run_scripts(path) for m in re.findall(r"^\s*make\b([^|;&\n]*)", script, re.M)]
@@ -202,6 +208,39 @@ def test_deploy_workflow_is_manual_from_main_and_plans_first() -> None:
     names = [s.get("name", "") for s in steps(path)]
     assert names.index("Offline plan") < names.index("pulumi up")
     assert 'pulumi up --stack "$STACK" --yes' in step(path, "pulumi up")["run"]
+
+
+def test_renovate_workflow_is_scheduled_validates_first_and_runs_the_pinned_renovate() -> None:
+    data = load(RENOVATE)
+    assert set(data["on"]) == {"schedule", "workflow_dispatch"}
+    (schedule,) = data["on"]["schedule"]
+    assert len(schedule["cron"].split()) == 5
+    job = data["jobs"]["renovate"]
+    assert job["env"]["RENOVATE_VERSION"] == RENOVATE_VERSION  # the release make test validates with
+    names = [s.get("name", "") for s in steps(RENOVATE)]
+    assert names.index("Check out") < names.index("Validate renovate.json") < names.index("Renovate")
+    validate, run = step(RENOVATE, "Validate renovate.json")["run"], step(RENOVATE, "Renovate")["run"]
+    assert 'npx --yes --package "renovate@$RENOVATE_VERSION" --' in validate
+    assert "renovate-config-validator --strict renovate.json" in validate
+    assert run.strip() == 'npx --yes --package "renovate@$RENOVATE_VERSION" -- renovate'
+    env = step(RENOVATE, "Renovate")["env"]
+    assert env["RENOVATE_PLATFORM"] == "gitea"
+    assert env["RENOVATE_ENDPOINT"] == "${{ github.server_url }}/api/v1"  # Gitea's ROOT_URL
+    assert env["RENOVATE_REPOSITORIES"] == "${{ github.repository }}"
+    assert env["RENOVATE_TOKEN"] == "${{ secrets.RENOVATE_TOKEN }}"
+
+
+def test_renovate_workflow_allows_the_post_upgrade_commands_of_renovate_json_and_no_other() -> None:
+    allowed = json.loads(step(RENOVATE, "Renovate")["env"]["RENOVATE_ALLOWED_POST_UPGRADE_COMMANDS"])
+    config = json.loads((ROOT / "renovate.json").read_text())
+    commands = [c for rule in config["packageRules"] for c in rule.get("postUpgradeTasks", {}).get("commands", [])]
+    assert commands
+    for command in commands:
+        assert any(re.search(pattern, command) for pattern in allowed), command
+        assert (ROOT / command.split()[-1]).is_file(), command
+    for pattern in allowed:
+        assert pattern.startswith("^") and pattern.endswith("$"), pattern  # whole commands only
+        assert not re.search(pattern, "bash tools/regenerate.sh; curl evil"), pattern
 
 
 def test_both_workflows_share_the_same_setup_steps() -> None:
@@ -307,7 +346,7 @@ def test_ssh_step_loads_the_key_into_a_real_agent(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PULUMI_FILES, ids=lambda p: p.name)
 def test_summary_step_writes_the_reports_or_says_what_did_not_run(path: Path, tmp_path: Path) -> None:
     script = step(path, "Job summary")["run"]
     summary = tmp_path / "summary.md"
@@ -335,7 +374,7 @@ PLAN_CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PULUMI_FILES, ids=lambda p: p.name)
 @pytest.mark.parametrize(("stack", "config", "code", "says"), PLAN_CASES, ids=[c[0] for c in PLAN_CASES])
 def test_the_plan_step_fails_with_the_plan_s_own_code(
     path: Path, stack: str, config: Path, code: int, says: str, tmp_path: Path
@@ -370,7 +409,7 @@ def test_the_artifact_holds_what_the_plan_writes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (tmp_path / "build" / "plan.txt").write_text(result.stdout)
-    for path in FILES:
+    for path in PULUMI_FILES:
         upload = step(path, "Upload")["with"]["path"].split()
         expected_missing = {"build/preview.txt", "build/up.txt"}
         for entry in upload:

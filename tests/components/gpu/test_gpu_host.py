@@ -46,6 +46,9 @@ from rack.config import Rack, parse_rack
 from rack.endpoints import inference_endpoint
 from tests.conftest import stack_raw
 
+OLLAMA_IMAGE = stack_raw("homelab")["gpu-host"]["containers"][0]["image"]
+"""The image the stack file pins for ollama (what every registration must carry)."""
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -103,7 +106,7 @@ def test_duration_rejects_compound_values() -> None:
 def test_container_spec_of_the_homelab_ollama() -> None:
     gpu = gpu_cfg()
     spec = container_spec(gpu.containers[0], host=gpu.hostname, driver=gpu.gpu_driver)
-    assert (spec.name, spec.image, spec.port, spec.host) == ("ollama", "ollama/ollama:0.5.4", 11434, "gpu-3090")
+    assert (spec.name, spec.image, spec.port, spec.host) == ("ollama", OLLAMA_IMAGE, 11434, "gpu-3090")
     mounts = [(m.host_path, m.container_path, m.read_only) for m in spec.mounts]
     assert mounts == [("/srv/ollama", "/root/.ollama", False)]
     assert spec.device_requests == (DeviceRequest(driver="nvidia", count=-1, capabilities=("gpu",)),)
@@ -114,7 +117,7 @@ def test_container_spec_of_the_homelab_ollama() -> None:
     assert dict(spec.labels) == {
         GPUS_LABEL: "all",
         HOST_LABEL: "gpu-3090",
-        IMAGE_LABEL: "ollama/ollama:0.5.4",
+        IMAGE_LABEL: OLLAMA_IMAGE,
         WORKLOAD_LABEL: "ollama",
     }
 
@@ -371,7 +374,7 @@ def test_container_inputs(homelab_gpu: Recording) -> None:
     image = one(homelab_gpu, "docker:index/remoteImage:RemoteImage")
     network = one(homelab_gpu, "docker:index/network:Network")
     inputs = container.inputs
-    assert image.inputs["name"] == "ollama/ollama:0.5.4"
+    assert image.inputs["name"] == OLLAMA_IMAGE
     assert {image.urn, network.urn} <= set(container.depends_on)
     assert inputs["name"] == "ollama"
     assert inputs["deviceRequests"] == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
@@ -386,7 +389,7 @@ def test_container_inputs(homelab_gpu: Recording) -> None:
     assert (hc["interval"], hc["timeout"], hc["retries"], hc["startPeriod"]) == ("15s", "5s", 5, "120s")
     assert inputs["wait"] is True and inputs["mustRun"] is True
     labels = {lab["label"]: lab["value"] for lab in inputs["labels"]}
-    assert (labels[HOST_LABEL], labels[IMAGE_LABEL], labels[GPUS_LABEL]) == ("gpu-3090", "ollama/ollama:0.5.4", "all")
+    assert (labels[HOST_LABEL], labels[IMAGE_LABEL], labels[GPUS_LABEL]) == ("gpu-3090", OLLAMA_IMAGE, "all")
 
 
 def test_service_and_slice_are_registered_with_the_kubernetes_provider(homelab_gpu: Recording) -> None:

@@ -24,7 +24,7 @@ from components.observability.victoria_metrics import (
     render_statefulset,
 )
 from plan.engine import Recording, run_program
-from rack.config import Rack, parse_rack
+from rack.config import Monitoring, Rack, parse_rack
 from tests.conftest import stack_raw
 
 
@@ -67,7 +67,8 @@ def test_store_is_data_pinned_to_its_node_and_uses_the_claim_by_name() -> None:
         HOSTNAME_LABEL: ["rack-db-1"],
     }
     (c,) = pod["containers"]
-    assert c["image"] == "docker.io/victoriametrics/victoria-metrics:v1.151.0"
+    version = Monitoring.model_fields["store_version"].default
+    assert c["image"] == f"docker.io/victoriametrics/victoria-metrics:v{version}"
     assert "-retentionPeriod=30d" in c["args"]
     assert c["resources"]["requests"] == c["resources"]["limits"] == {"cpu": "250m", "memory": "512Mi"}
     sc = c["securityContext"]

@@ -57,7 +57,7 @@ def test_a_rules_change_restarts_vmalert() -> None:
 def test_deployment_mounts_the_rules_and_blackholes_notifications() -> None:
     pod = render_deployment(m())["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["image"] == "docker.io/victoriametrics/vmalert:v1.151.0"
+    assert c["image"] == f"docker.io/victoriametrics/vmalert:v{Monitoring.model_fields['store_version'].default}"
     assert c["volumeMounts"] == [{"name": "rules", "mountPath": mc.RULES_DIR, "readOnly": True}]
     assert f"-rule={mc.RULES_DIR}/*.yaml" in c["args"] and "-notifier.blackhole" in c["args"]
     assert pod["automountServiceAccountToken"] is False

@@ -28,6 +28,9 @@ from rack.config import ConfigError, DatabaseKind, parse_rack
 from rack.config import Database as DatabaseConfig
 from tests.conftest import stack_raw
 
+PGVECTOR = DatabaseConfig.model_fields["vector_version"].default
+"""The pgvector release a database gets when it names none (the pin Renovate moves)."""
+
 
 def pg(**over: Any) -> DatabaseConfig:
     return DatabaseConfig.model_validate(
@@ -36,7 +39,7 @@ def pg(**over: Any) -> DatabaseConfig:
 
 
 def test_image_switch() -> None:
-    assert server_image(DatabaseKind.POSTGRES, pg()) == "docker.io/pgvector/pgvector:0.8.0-pg16"
+    assert server_image(DatabaseKind.POSTGRES, pg()) == f"docker.io/pgvector/pgvector:{PGVECTOR}-pg16"
     assert server_image(DatabaseKind.POSTGRES, pg(**{"vector-version": "0.8.1", "version": "17.2"})) == (
         "docker.io/pgvector/pgvector:0.8.1-pg17"
     )
@@ -50,7 +53,7 @@ def test_switching_vector_on_is_an_in_place_update_of_the_same_statefulset() -> 
         assert off["spec"][key] == on["spec"][key]
     off_pod, on_pod = off["spec"]["template"]["spec"], on["spec"]["template"]["spec"]
     assert off_pod["volumes"] == on_pod["volumes"] and off_pod["securityContext"] == on_pod["securityContext"]
-    assert [c["image"] for c in on_pod["containers"]] == ["docker.io/pgvector/pgvector:0.8.0-pg16"]
+    assert [c["image"] for c in on_pod["containers"]] == [f"docker.io/pgvector/pgvector:{PGVECTOR}-pg16"]
 
 
 @pytest.mark.parametrize("kind", ["mysql", "redis"])
@@ -76,7 +79,7 @@ def test_job_matches_the_schema_and_runs_the_script_with_secret_credentials() ->
     pod = job["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["command"] == ["/bin/sh", "-c", setup_script()]
-    assert c["image"] == "docker.io/pgvector/pgvector:0.8.0-pg16"
+    assert c["image"] == f"docker.io/pgvector/pgvector:{PGVECTOR}-pg16"
     env = {e["name"]: e for e in c["env"]}
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": secret_name(DatabaseKind.POSTGRES),
