@@ -6,7 +6,8 @@ Creates, when `rack.gitea` is set:
   namespace of its own), each with a default-deny NetworkPolicy;
 - `GeneratedSecret` `gitea-runner-token`: the shared registration token Gitea is started with
   and the runners register with;
-- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`.
+- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`;
+- with `rack.backup.offsite`, `GiteaBackup`: Gitea's files copied off-node on `gitea.backup.schedule`.
 
 Gitea's Ingress (`git.<domain>` -> service `gitea` port 3000 in `ci`) is the platform layer's,
 like every Ingress.
@@ -18,10 +19,20 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.ci import Gitea, GiteaArgs, GiteaRunners, GiteaRunnersArgs, GiteaSettings, RunnerSettings
+from components.ci import (
+    Gitea,
+    GiteaArgs,
+    GiteaBackup,
+    GiteaBackupArgs,
+    GiteaRunners,
+    GiteaRunnersArgs,
+    GiteaSettings,
+    RunnerSettings,
+)
 from components.ci import gitea as gitea_mod
 from components.ci import gitea_runners as runners_mod
 from components.core import (
+    NAMESPACES,
     WORKLOAD_LABEL,
     GeneratedSecret,
     GeneratedSecretArgs,
@@ -130,6 +141,26 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
         ),
     )
     components: dict[str, pulumi.ComponentResource] = {"gitea": gitea}
+    offsite = rack.backup.offsite
+    if offsite is not None and platform.offsite is not None:
+        components["gitea-backup"] = GiteaBackup(
+            "gitea-backup",
+            GiteaBackupArgs(
+                offsite=offsite,
+                schedule=cfg.backup.schedule,
+                node=node.hostname,
+                namespace=CI_NAMESPACE,
+                data_namespace=NAMESPACES[Category.DATA],
+                metrics_url=platform.metrics_url,
+                depends_on=(
+                    platform.offsite.secrets[CI_NAMESPACE],
+                    platform.offsite.passwd[CI_NAMESPACE],
+                    gitea.volume,
+                    default_deny[CI_NAMESPACE],
+                ),
+            ),
+            pulumi.ResourceOptions(providers=[metal.k8s_provider]),
+        )
     if runners_on:
         components["gitea-runners"] = GiteaRunners(
             "gitea-runners",

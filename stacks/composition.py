@@ -50,3 +50,7 @@ def export(stack: RackStack, loaded: Loaded) -> None:
     pulumi.export("apps", sorted(stack.apps.workloads))
     pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
     pulumi.export("grafana", stack.observability.grafana_url)
+    offsite = stack.platform.offsite
+    if offsite is not None:
+        # The line the SFTP server's authorized_keys needs (None: the user supplied the key).
+        pulumi.export("backup_ssh_public_key", offsite.ssh_public_key)
