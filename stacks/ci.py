@@ -41,6 +41,8 @@ from components.core import (
     render_default_deny,
     render_namespace,
 )
+from components.platform import server_image as pg_server_image
+from rack.config import DatabaseKind
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.metal import MetalLayer
@@ -120,7 +122,8 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
         memory=cfg.memory,
         admin_user=cfg.admin_user,
         postgres=postgres,
-        postgres_image=f"docker.io/library/postgres:{rack.databases.postgres.version}",
+        # The server's own image (pgvector's with `vector: true`), as the backup Job uses.
+        postgres_image=pg_server_image(DatabaseKind.POSTGRES, rack.databases.postgres),
         runners_namespace=RUNNERS_NAMESPACE if runners_on else None,
         runner_pod_labels={WORKLOAD_LABEL: runners_mod.NAME} if runners_on else None,
     )

@@ -4,7 +4,7 @@ the vector store extension.
 
 from components.platform.database import Database, DatabaseArgs
 from components.platform.database_backup import OffsiteCopy, backup_name
-from components.platform.database_manifests import NAMESPACE, Client, workload_name
+from components.platform.database_manifests import NAMESPACE, Client, server_image, workload_name
 from components.platform.database_manifests import RUN_AS as DATABASE_UID
 from components.platform.offsite_backup import copy_pod_peers
 from components.platform.offsite_target import OffsiteNamespace, OffsiteTarget, OffsiteTargetArgs
@@ -26,5 +26,6 @@ __all__ = [
     "backup_name",
     "copy_pod_peers",
     "render_storage_class",
+    "server_image",
     "workload_name",
 ]

@@ -35,8 +35,8 @@ from components.platform.database_manifests import (
     NAMESPACE,
     RUN_AS,
     backup_volume_name,
-    image,
     secret_env,
+    server_image,
     service_host,
     workload_name,
 )
@@ -151,8 +151,9 @@ def render_backup_cronjob(
     labels = workload_labels(name, Category.DATA)
     container = {
         "name": "dump",
-        # The server's own image: the dump client always matches the server version.
-        "image": image(kind, db.version),
+        # The server's own image (pgvector's with `vector: true`): the dump client is exactly the
+        # server's build, never a second image that could drift from it.
+        "image": server_image(kind, db),
         "imagePullPolicy": "IfNotPresent",
         "command": backup_command(kind, db, namespace=namespace),
         "env": [secret_env(SECRET_ENV[kind], kind)],

@@ -268,3 +268,13 @@ def test_generated_key_pair_is_a_real_openssh_ed25519_pair(tmp_path: Any) -> Non
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True)
     assert derived.stdout.split()[:2] == public.split()[:2] and public.endswith("homelab-backup")
     assert shlex.split(public)[0] == "ssh-ed25519"
+
+
+def test_backup_job_runs_the_servers_own_image_in_every_mode() -> None:
+    from components.platform.database_manifests import render_statefulset
+
+    for vector in (False, True):
+        db = DatabaseConfig.model_validate({"version": "16.6", "node": "rack-db-1", "size": "1Gi", "vector": vector})
+        server = render_statefulset(DatabaseKind.POSTGRES, db)["spec"]["template"]["spec"]["containers"][0]["image"]
+        dump = pod_spec(render_backup_cronjob(DatabaseKind.POSTGRES, db))["containers"][0]["image"]
+        assert dump == server, vector
