@@ -3,11 +3,14 @@
 # private mount + UTS namespace (`ip netns exec NS unshare --mount --uts --propagation private`):
 #
 #   - hostname: the host's own (UTS namespace);
-#   - /etc /usr /var /opt /srv /root /home: copy-on-write overlays of the machine's directories,
+#   - /etc /usr /var /opt /srv /home: copy-on-write overlays of the machine's directories,
 #     whose writes land in <host dir>/upper/<dir> — k3s' /usr/local/bin, /etc/rancher,
 #     /var/lib/rancher, /etc/systemd/system, the storage path under /srv... written on one host
 #     are invisible to the others and to the machine, and survive a host stop/start (reboot);
 #   - /usr/local: the host's own, initially empty directory (k3s installs to /usr/local/bin);
+#   - /root: the host's own home, holding only what lab-up put there (.ssh/authorized_keys), as on a
+#     fresh Pi: not the machine's /root, whose shell start-up files (a pyenv init that takes a lock
+#     on every login) would run in every SSH session the program opens;
 #   - /tmp: the host's own directory, emptied at every start; /run: a fresh tmpfs (no view of the machine's /run);
 #
 # then execs a real OpenSSH server in the foreground (its config and host key were put in the
@@ -27,13 +30,14 @@ lab_bin="$3"
 storage="${4:--}"
 
 hostname "$name"
-for d in etc usr var opt srv root home; do
+for d in etc usr var opt srv home; do
     [[ -d "/$d" ]] || continue
     mount -t overlay "lab-$name-$d" \
         -o "lowerdir=/$d,upperdir=$hd/upper/$d,workdir=$hd/work/$d" "/$d"
 done
 # A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
 mount --bind "$hd/usr-local" /usr/local
+mount --bind "$hd/upper/root" /root
 # Before /tmp is replaced below: the host dir itself may live under /tmp (a checkout in /tmp).
 if [[ "$storage" != - ]]; then
     mkdir -p "$storage"

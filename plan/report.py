@@ -68,6 +68,18 @@ def render(result: PlanResult, console: Console) -> None:
             ext.add_row(c["host"], c["workload"], str(c["image"]), str(c["gpus"]), ", ".join(map(str, c["ports"])))
         console.print(ext)
 
+    if result.backups:
+        bak = Table(title="Backups", title_justify="left", show_edge=False)
+        for col in ("dataset", "node", "schedule (UTC)", "on the node", "off the node", "retention"):
+            bak.add_column(col)
+        for b in result.backups:
+            local = f"{b['local']['volume']}, newest {b['local']['keep']}" if b["local"] else "-"
+            off = b["offsite"]
+            where = (off["repository"] or f"rest-server on {off['node']}") if off else "[yellow]none[/]"
+            keep = "d{daily} w{weekly} m{monthly}".format(**off["retention"]) if off else "-"
+            bak.add_row(b["dataset"], b["node"], b["schedule"], local, where, keep)
+        console.print(bak)
+
     if result.problems:
         console.print("[bold]Problems[/]")
         for problem in result.problems:

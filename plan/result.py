@@ -20,6 +20,7 @@ from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.composition import build, export
 
+CRONJOB_TYPE = "kubernetes:batch/v1:CronJob"
 CONTAINER_TYPE = "docker:index/container:Container"
 REMOTE_IMAGE_TYPE = "docker:index/remoteImage:RemoteImage"
 DOCKER_PROVIDER_TYPE = "pulumi:providers:docker"
@@ -33,6 +34,8 @@ class PlanResult:
     sched: Schedule
     external: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
+    backups: list[dict[str, Any]] = field(default_factory=list)
+    """Each dataset's backup: schedule, local dumps, off-node target (see `backups_of`)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent evaluating the program and scheduling (for `make bench`)."""
 
@@ -78,6 +81,7 @@ class PlanResult:
             "nodes": [_node_json(n, rack, volumes) for n in sched.nodes],
             "placements": [_placement_json(p) for p in sched.placements],
             "external": self.external,
+            "backups": self.backups,
             "links": app_links(self.loaded, sched.placements) + gitea_database_links(registrations, workloads),
             "volumes": volumes,
             "ingress": ingress_json(rack, registrations, workloads, sched.nodes),
@@ -200,6 +204,43 @@ def external_containers(recording: Recording, loaded: Loaded) -> list[dict[str, 
     return sorted(out, key=lambda c: (c["host"], c["workload"]))
 
 
+def backups_of(recording: Recording, loaded: Loaded) -> list[dict[str, Any]]:
+    """What is backed up, read from the registered CronJobs (schedule, node, whether a dump stays
+    on the node and whether a copy goes off it), with the off-node target and retention from
+    `rack.backup.offsite`. A dataset whose CronJob is not registered is not listed."""
+    rack = loaded.rack
+    offsite = rack.backup.offsite
+    crons = {r.inputs.get("metadata", {}).get("name"): r for r in recording.of_type(CRONJOB_TYPE)}
+    out = []
+    for ds in rack.backup_datasets():
+        cron = crons.get(f"{ds.name}-backup")
+        if cron is None:
+            continue
+        spec = cron.inputs.get("spec", {})
+        pod = spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+        names = [c.get("name") for c in [*pod.get("initContainers", []), *pod.get("containers", [])]]
+        volumes = pod.get("volumes", [])
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v]
+        db = {k.value: d for k, d in rack.databases.configured().items()}.get(ds.name)
+        target = None
+        if "offsite" in names and offsite is not None:
+            target = {
+                "repository": offsite.repository.rstrip("/") + f"/{ds.name}" if offsite.repository else None,
+                "node": offsite.node,
+                "retention": offsite.retention.model_dump(),
+            }
+        out.append(
+            {
+                "dataset": ds.name,
+                "node": ds.node,
+                "schedule": spec.get("schedule"),
+                "local": {"volume": claims[0], "keep": db.backup.keep} if "dump" in names and db and claims else None,
+                "offsite": target,
+            }
+        )
+    return out
+
+
 def _gpus_of(requests: Any) -> str | None:
     for req in requests or []:
         caps = req.get("capabilities") or []
@@ -241,5 +282,6 @@ def make_plan(loaded: Loaded, stack: str, *, one_shot: bool = False) -> PlanResu
         sched=sched,
         external=external_containers(recording, loaded),
         problems=problems,
+        backups=backups_of(recording, loaded),
         timings={"program": evaluated - started, "schedule": scheduled - evaluated},
     )

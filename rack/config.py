@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -97,9 +99,24 @@ def _host_key(value: str) -> str:
 
 
 def _cron(value: str) -> str:
-    if not _CRON.match(value.strip()):
+    if not _CRON.match(value.strip()) or not croniter.is_valid(value.strip()):
         raise ValueError(f"'{value}' is not a cron schedule (e.g. '15 3 * * *')")
     return value.strip()
+
+
+def cron_period_seconds(schedule: str) -> int:
+    """The longest gap between two runs of a cron schedule (UTC), over a year of its runs: what
+    "one schedule period" means for an alert on a backup's age (`15 3 * * *` -> 86400)."""
+    it = croniter(schedule, datetime(2026, 1, 1, tzinfo=UTC))
+    previous = it.get_next(float)
+    longest = 0.0
+    for _ in range(2000):
+        nxt = it.get_next(float)
+        longest = max(longest, nxt - previous)
+        previous = nxt
+        if previous > 1798761600:  # 2027-01-01: a year of runs is enough
+            break
+    return int(longest)
 
 
 def _abs_path(value: str) -> str:
@@ -130,6 +147,76 @@ def _interval(value: str) -> str:
 def _http_url(value: str) -> str:
     if not _HTTP_URL.match(value):
         raise ValueError(f"'{value}' is not an http(s) URL (e.g. http://alertmanager.example:9093)")
+    return value
+
+
+@dataclass(frozen=True)
+class RepositoryUrl:
+    """A restic repository URL, taken apart (what the validation and the NetworkPolicy need)."""
+
+    scheme: Literal["sftp", "s3", "rest"]
+    host: str
+    port: int
+    user: str | None
+    path: str
+    url: str
+    """The URL as written (restic's own syntax)."""
+
+    def joined(self, leaf: str) -> str:
+        """The repository of one dataset: `<url>/<leaf>` (one repository per dataset, so that
+        their `forget --prune` runs never wait on each other's exclusive lock)."""
+        return f"{self.url.rstrip('/')}/{leaf}"
+
+
+_SFTP_SHORT = re.compile(r"^sftp:(?P<user>[a-z_][-a-z0-9_.]{0,31})@(?P<host>[A-Za-z0-9.-]+):(?P<path>/\S*)$")
+_SFTP_LONG = re.compile(
+    r"^sftp://(?P<user>[a-z_][-a-z0-9_.]{0,31})@(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/(?P<path>/\S*)$"
+)
+_HTTP_REPO = re.compile(
+    r"^(?P<scheme>s3|rest):(?P<proto>https?://)?(?P<userinfo>[^@/\s]*@)?(?P<host>[A-Za-z0-9.-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/\S*)?$"
+)
+REPOSITORY_EXAMPLES = "sftp:user@host:/path, s3:https://host/bucket/path or rest:http://host:8000/path"
+
+
+def parse_repository(value: str) -> RepositoryUrl:
+    """A restic repository URL of a kind the rack supports, else ValueError saying what is wrong."""
+    m = _SFTP_SHORT.match(value) or _SFTP_LONG.match(value)
+    if m:
+        port = int(m.groupdict().get("port") or 22)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"'{value}': port {port} is out of range")
+        return RepositoryUrl("sftp", m["host"], port, m["user"], m["path"], value)
+    if value.startswith("sftp:"):
+        raise ValueError(f"'{value}' is not an sftp repository (sftp:user@host:/absolute/path)")
+    m = _HTTP_REPO.match(value)
+    if not m:
+        raise ValueError(f"'{value}' is not a restic repository URL ({REPOSITORY_EXAMPLES})")
+    if m["userinfo"]:
+        raise ValueError(
+            f"'{value}' carries credentials in the URL, which would sit in the stack file in clear text: "
+            "give S3 keys as the secrets homelab:backup-s3-access-key-id / homelab:backup-s3-secret-access-key"
+        )
+    if m["scheme"] == "rest" and not m["proto"]:
+        raise ValueError(f"'{value}' needs http:// or https:// after rest: (rest:http://host:8000/path)")
+    if m["scheme"] == "s3" and not (m["path"] or "").strip("/"):
+        raise ValueError(f"'{value}' names no bucket (s3:https://host/bucket/path)")
+    https = (m["proto"] or "https://") == "https://"
+    port = int(m["port"] or (443 if https else 80))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"'{value}': port {port} is out of range")
+    scheme: Literal["s3", "rest"] = "s3" if m["scheme"] == "s3" else "rest"
+    return RepositoryUrl(scheme, m["host"], port, None, m["path"] or "/", value)
+
+
+def _repository(value: str) -> str:
+    parse_repository(value)
+    return value
+
+
+def _keep(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be at least 1 (got {value}): a retention of 0 would let restic forget every copy")
     return value
 
 
@@ -190,6 +277,8 @@ Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 Retention = Annotated[str, AfterValidator(_retention)]
 Interval = Annotated[str, AfterValidator(_interval)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Repository = Annotated[str, AfterValidator(_repository)]
+Keep = Annotated[StrictInt, AfterValidator(_keep), Field(le=1000)]
 
 
 class Datastore(StrEnum):
@@ -357,6 +446,11 @@ class Runners(Model):
     """Size limit of each runner's ephemeral work directory (job images, checkouts)."""
 
 
+class GiteaBackup(Model):
+    schedule: Cron = "45 3 * * *"
+    """When Gitea's files (repositories, LFS, packages, app.ini) are copied to `rack.backup.offsite` (cron, UTC)."""
+
+
 class Gitea(Model):
     version: Version
     """Gitea release."""
@@ -372,11 +466,13 @@ class Gitea(Model):
     """CPU request (and limit) of the Gitea pod."""
     memory: Memory = "512Mi"
     """Memory request (and limit) of the Gitea pod."""
+    backup: GiteaBackup = GiteaBackup()
+    """Copies of Gitea's volume (with `rack.backup.offsite`; its database is in PostgreSQL's dumps)."""
 
 
 class Backup(Model):
     schedule: Cron = "15 3 * * *"
-    """When the logical dump runs (cron)."""
+    """When the logical dump runs (cron, UTC); with `rack.backup.offsite` it is copied there right after."""
     keep: Annotated[StrictInt, Field(ge=1, le=365)] = 7
     """How many dumps are kept."""
     size: Size | None = None
@@ -517,6 +613,52 @@ class Monitoring(Model):
     """Where vmalert sends firing alerts (an Alertmanager); unset: alerts stay in vmalert and Grafana."""
 
 
+class OffsiteRetention(Model):
+    daily: Keep = 7
+    """Off-node copies kept one per day for this many days (restic forget --keep-daily)."""
+    weekly: Keep = 4
+    """...then one per week for this many weeks (--keep-weekly)."""
+    monthly: Keep = 6
+    """...then one per month for this many months (--keep-monthly)."""
+
+
+class Offsite(Model):
+    repository: Repository | None = None
+    """restic repository off the data's node: sftp:user@host:/path, s3:https://host/bucket, rest:http://host:8000/."""
+    node: Hostname | None = None
+    """Instead of `repository`: another reliable node whose storage holds it (served by rest-server)."""
+    size: Size = "50Gi"
+    """With `node`: the size of the repository's pinned volume on that node."""
+    host_key: HostKey | None = None
+    """With an sftp repository: the server's SSH host key (`ssh-keyscan -t ed25519 <host>`); without it the plan
+    warns and the copies accept whatever key the server shows."""
+    retention: OffsiteRetention = OffsiteRetention()
+    """How many off-node copies of each dataset are kept."""
+    restic_version: Version = "0.17.3"
+    """restic release of the copy step (image restic/restic:<version>)."""
+    rest_server_version: Version = "0.13.0"
+    """With `node`: rest-server release (image restic/rest-server:<version>)."""
+
+
+class BackupSection(Model):
+    offsite: Offsite | None = None
+    """Encrypted, deduplicated copies of every dump and of Gitea's files off the data's node (restic)."""
+
+
+@dataclass(frozen=True)
+class BackupDataset:
+    """One thing the rack backs up (derived from the config, not a key)."""
+
+    name: str
+    """postgres | mysql | redis | gitea: the metric's `dataset` label and the repository's leaf."""
+    node: str
+    """The node holding its data."""
+    schedule: str
+    """Its cron schedule (UTC)."""
+    key: str
+    """Its config section, for messages."""
+
+
 class Rack(Model):
     domain: Domain
     """Every ingress host and DNS record lives under it."""
@@ -540,6 +682,8 @@ class Rack(Model):
     """The user's workloads."""
     monitoring: Monitoring | None = None
     """Metrics store, node/cluster/GPU exporters, alert rules and Grafana."""
+    backup: BackupSection = BackupSection()
+    """Where backups are copied off the node that holds the data."""
     failover_seconds: Annotated[StrictInt, Field(ge=10, le=300)] = 60
     """How long stateless pods wait on a not-ready/unreachable node before moving."""
 
@@ -557,6 +701,17 @@ class Rack(Model):
         node = self.node(name)
         assert node is not None, "validated by rack_problems"
         return node
+
+    def backup_datasets(self) -> list[BackupDataset]:
+        """What is backed up, each with its node and schedule: every database, and Gitea's volume
+        when there is an off-node target (Gitea has no local dump)."""
+        out = [
+            BackupDataset(kind.value, db.node, db.backup.schedule, f"rack.databases.{kind.value}")
+            for kind, db in self.databases.configured().items()
+        ]
+        if self.gitea is not None and self.backup.offsite is not None:
+            out.append(BackupDataset("gitea", self.gitea.volume.node, self.gitea.backup.schedule, "rack.gitea"))
+        return out
 
     def service_names(self) -> list[str]:
         """Names an app may put in `uses`."""
@@ -715,6 +870,8 @@ def rack_problems(rack: Rack) -> list[Issue]:
                 )
             )
 
+    issues += _offsite_problems(rack, used)
+
     # only PostgreSQL has a vector extension
     for kind, db in rack.databases.configured().items():
         if kind != DatabaseKind.POSTGRES and db.vector:
@@ -808,6 +965,69 @@ def rack_problems(rack: Rack) -> list[Issue]:
         if gpu.service.name in [k.value for k in rack.databases.configured()]:
             issues.append(Issue("rack.gpu-host.service.name", f"'{gpu.service.name}' is also a database name"))
 
+    return issues
+
+
+def _offsite_problems(rack: Rack, used: dict[str, float]) -> list[Issue]:
+    """The off-node backup target: exactly one of repository/node, never on a dataset's node,
+    a node the plan can place (known, reliable, with storage room), an sftp host key."""
+    offsite = rack.backup.offsite
+    if offsite is None:
+        return []
+    key = "rack.backup.offsite"
+    issues: list[Issue] = []
+    datasets = rack.backup_datasets()
+
+    def same_node(hostname: str, where: str) -> None:
+        for ds in datasets:
+            if ds.node == hostname:
+                issues.append(
+                    Issue(
+                        where,
+                        f"'{hostname}' holds {ds.name}'s data ({ds.key}.node): a copy on the same node dies with "
+                        "its disk; name another reliable node, a NAS, the GPU box or S3",
+                    )
+                )
+
+    if (offsite.repository is None) == (offsite.node is None):
+        issues.append(Issue(key, "set exactly one of repository (a restic URL) or node (a reliable node)"))
+        return issues
+    if offsite.node is not None:
+        where = f"{key}.node"
+        target = rack.node(offsite.node)
+        if target is None:
+            issues.append(Issue(where, f"'{offsite.node}' is not a node in rack.nodes"))
+        elif target.node_class != NodeClass.RELIABLE:
+            issues.append(Issue(where, f"'{offsite.node}' is {target.node_class}, not reliable"))
+        elif target.storage is None:
+            issues.append(Issue(where, f"'{offsite.node}' has no storage: set nodes[].storage"))
+        else:
+            same_node(offsite.node, where)
+            used[offsite.node] += storage_gib(offsite.size)
+            i = next(i for i, n in enumerate(rack.nodes) if n.hostname == offsite.node)
+            if used[offsite.node] > storage_gib(target.storage.size):
+                issues.append(
+                    Issue(
+                        f"rack.nodes[{i}].storage.size",
+                        f"volumes on {offsite.node} need {used[offsite.node]:g}Gi (with {key}.size), "
+                        f"storage.size is {target.storage.size}",
+                    )
+                )
+        if offsite.host_key is not None:
+            issues.append(Issue(f"{key}.host-key", "only for an sftp repository"))
+        return issues
+    assert offsite.repository is not None
+    where = f"{key}.repository"
+    repo = parse_repository(offsite.repository)
+    names = {str(n.address): n for n in rack.nodes} | {n.hostname: n for n in rack.nodes}
+    names |= {f"{n.hostname}.{rack.domain}": n for n in rack.nodes}
+    node = names.get(repo.host)
+    if node is not None:
+        if node.node_class != NodeClass.RELIABLE:
+            issues.append(Issue(where, f"'{repo.host}' is node {node.hostname}, {node.node_class}, not reliable"))
+        same_node(node.hostname, where)
+    if repo.scheme != "sftp" and offsite.host_key is not None:
+        issues.append(Issue(f"{key}.host-key", "only for an sftp repository"))
     return issues
 
 

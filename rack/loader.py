@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from rack.config import ConfigError, Issue, Rack, parse_rack
+from rack.config import ConfigError, Issue, Rack, parse_rack, parse_repository
 
 PROJECT = "homelab"
 RACK_KEY = "rack"
@@ -31,6 +31,13 @@ SECRET_KEYS: dict[str, str] = {
     "redis-password": "Redis password (else generated)",
     "gitea-admin-password": "Gitea admin password (else generated)",
     "grafana-admin-password": "Grafana admin password (else generated)",
+    "backup-password": "password of the off-node restic repositories (else generated; keep a copy off the rack)",
+    "backup-ssh-key": (
+        "SSH key for an sftp backup repository (else generated: put the stack output "
+        "backup_ssh_public_key in the server's authorized_keys)"
+    ),
+    "backup-s3-access-key-id": "access key id of an s3 backup repository (required with one)",
+    "backup-s3-secret-access-key": "secret access key of an s3 backup repository (required with one)",
 }
 """Optional secrets beside `homelab:rack`; each is `pulumi config set --secret homelab:<key>`."""
 
@@ -101,6 +108,49 @@ def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = 
     return out
 
 
+def unpinned_host_warnings(rack: Rack) -> list[ConfigWarning]:
+    """An sftp backup target without `host-key`: the copies cannot verify the server (restic's
+    encryption still keeps the data from it, but a stranger could take the copies' place)."""
+    offsite = rack.backup.offsite if rack.backup is not None else None
+    if offsite is None or offsite.repository is None or not offsite.repository.startswith("sftp:"):
+        return []
+    if offsite.host_key is not None:
+        return []
+    host = offsite.repository.removeprefix("sftp:").split("@")[-1].split(":")[0].strip("/[]")
+    return [
+        ConfigWarning(
+            "rack.backup.offsite.host-key",
+            f"not set: the backup copies accept whatever key {host} shows; pin it with the output of "
+            f"`ssh-keyscan -t ed25519 {host}`",
+        )
+    ]
+
+
+REPOSITORY_SECRETS: dict[str, tuple[str, ...]] = {
+    "sftp": (),
+    "s3": ("backup-s3-access-key-id", "backup-s3-secret-access-key"),
+    "rest": (),
+}
+"""The secrets each kind of off-node repository needs to be reached."""
+
+
+def required_secret_issues(rack: Rack, secret_keys: set[str]) -> list[Issue]:
+    """Secrets the rack cannot work without (the program cannot generate them)."""
+    offsite = rack.backup.offsite
+    if offsite is None or offsite.repository is None:
+        return []
+    scheme = parse_repository(offsite.repository).scheme
+    return [
+        Issue(
+            f"{PROJECT}:{key}",
+            f"required with a {scheme} backup repository (rack.backup.offsite.repository): "
+            f"`pulumi config set --secret {PROJECT}:{key}`",
+        )
+        for key in REPOSITORY_SECRETS[scheme]
+        if key not in secret_keys
+    ]
+
+
 @dataclass(frozen=True)
 class Options:
     skip_layers: frozenset[str] = frozenset()
@@ -130,15 +180,19 @@ def load_from_pulumi() -> Loaded:
     if raw is None:
         raise ConfigError([Issue("homelab:rack", "required: the stack config has no homelab:rack")])
     rack = parse_rack(raw)
+    present_keys = {key for key in SECRET_KEYS if config.get(key) is not None}
+    missing = required_secret_issues(rack, present_keys)
+    if missing:
+        raise ConfigError(missing)
     raw_options: dict[str, Any] = {
         "skip-layers": config.get_object("skip-layers"),
         "init-system": config.get("init-system"),
     }
     options = _options({k: v for k, v in raw_options.items() if v is not None})
     present: dict[str, Callable[[], pulumi.Output[str]]] = {
-        key: functools.partial(config.require_secret, key) for key in SECRET_KEYS if config.get(key) is not None
+        key: functools.partial(config.require_secret, key) for key in sorted(present_keys)
     }
-    warnings = tuple(missing_secret_warnings(set(present)))
+    warnings = tuple(missing_secret_warnings(set(present)) + unpinned_host_warnings(rack))
     return Loaded(rack, RackSecrets(present), options.skip_layers, warnings, options.init_system)
 
 
@@ -196,9 +250,11 @@ class StackFile:
             options = _options(ours)
         except ConfigError as exc:
             issues.extend(exc.issues)
+        present_keys = {k for k in SECRET_KEYS if k in ours}
+        if rack is not None:
+            issues.extend(required_secret_issues(rack, present_keys))
         if issues or rack is None:
             raise ConfigError(issues)
-        present_keys = {k for k in SECRET_KEYS if k in ours}
         secrets = RackSecrets({k: unknown_secret for k in present_keys})
-        warnings = tuple(missing_secret_warnings(present_keys))
+        warnings = tuple(missing_secret_warnings(present_keys) + unpinned_host_warnings(rack))
         return Loaded(rack, secrets, options.skip_layers, warnings, options.init_system)

@@ -6,7 +6,8 @@ Creates, when `rack.gitea` is set:
   namespace of its own), each with a default-deny NetworkPolicy;
 - `GeneratedSecret` `gitea-runner-token`: the shared registration token Gitea is started with
   and the runners register with;
-- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`.
+- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`;
+- with `rack.backup.offsite`, `GiteaBackup`: Gitea's files copied off-node on `gitea.backup.schedule`.
 
 Gitea's Ingress (`git.<domain>` -> service `gitea` port 3000 in `ci`) is the platform layer's,
 like every Ingress.
@@ -18,10 +19,20 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.ci import Gitea, GiteaArgs, GiteaRunners, GiteaRunnersArgs, GiteaSettings, RunnerSettings
+from components.ci import (
+    Gitea,
+    GiteaArgs,
+    GiteaBackup,
+    GiteaBackupArgs,
+    GiteaRunners,
+    GiteaRunnersArgs,
+    GiteaSettings,
+    RunnerSettings,
+)
 from components.ci import gitea as gitea_mod
 from components.ci import gitea_runners as runners_mod
 from components.core import (
+    NAMESPACES,
     WORKLOAD_LABEL,
     GeneratedSecret,
     GeneratedSecretArgs,
@@ -30,6 +41,8 @@ from components.core import (
     render_default_deny,
     render_namespace,
 )
+from components.platform import server_image as pg_server_image
+from rack.config import DatabaseKind
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.metal import MetalLayer
@@ -109,7 +122,8 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
         memory=cfg.memory,
         admin_user=cfg.admin_user,
         postgres=postgres,
-        postgres_image=f"docker.io/library/postgres:{rack.databases.postgres.version}",
+        # The server's own image (pgvector's with `vector: true`), as the backup Job uses.
+        postgres_image=pg_server_image(DatabaseKind.POSTGRES, rack.databases.postgres),
         runners_namespace=RUNNERS_NAMESPACE if runners_on else None,
         runner_pod_labels={WORKLOAD_LABEL: runners_mod.NAME} if runners_on else None,
     )
@@ -130,6 +144,26 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
         ),
     )
     components: dict[str, pulumi.ComponentResource] = {"gitea": gitea}
+    offsite = rack.backup.offsite
+    if offsite is not None and platform.offsite is not None:
+        components["gitea-backup"] = GiteaBackup(
+            "gitea-backup",
+            GiteaBackupArgs(
+                offsite=offsite,
+                schedule=cfg.backup.schedule,
+                node=node.hostname,
+                namespace=CI_NAMESPACE,
+                data_namespace=NAMESPACES[Category.DATA],
+                metrics_url=platform.metrics_url,
+                depends_on=(
+                    platform.offsite.secrets[CI_NAMESPACE],
+                    platform.offsite.passwd[CI_NAMESPACE],
+                    gitea.volume,
+                    default_deny[CI_NAMESPACE],
+                ),
+            ),
+            pulumi.ResourceOptions(providers=[metal.k8s_provider]),
+        )
     if runners_on:
         components["gitea-runners"] = GiteaRunners(
             "gitea-runners",

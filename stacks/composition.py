@@ -54,6 +54,12 @@ def export(stack: RackStack, loaded: Loaded) -> None:
     pulumi.export("apps", sorted(stack.apps.workloads))
     pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
     pulumi.export("grafana", stack.observability.grafana_url)
+    offsite = stack.platform.offsite
+    if offsite is not None:
+        # The repositories' password (a secret: `pulumi stack output backup_password --show-secrets`),
+        # and the line the SFTP server's authorized_keys needs (None: the user supplied the key).
+        pulumi.export("backup_password", offsite.password)
+        pulumi.export("backup_ssh_public_key", offsite.ssh_public_key)
     for name, value in login_outputs(stack, loaded).items():
         pulumi.export(name, value)
 

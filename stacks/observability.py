@@ -41,12 +41,12 @@ from components.observability import (
 )
 from components.observability import monitoring_config as mc
 from components.platform import VectorExtension, VectorExtensionArgs
-from rack.config import Rack
+from rack.config import Rack, cron_period_seconds
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.gpu import GpuLayer
 from stacks.metal import MetalLayer
-from stacks.platform import PlatformLayer
+from stacks.platform import PlatformLayer, backup_pod_peers
 from stacks.system import SystemLayer
 
 
@@ -75,6 +75,13 @@ def namespace_labels() -> dict[str, dict[str, str]]:
         mc.NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="restricted"),
         mc.NODE_NAMESPACE: pod_security_labels(Category.INFRASTRUCTURE, enforce="privileged", warn="privileged"),
     }
+
+
+def backup_periods(rack: Rack) -> dict[str, int]:
+    """Per dataset copied off-node, the seconds between its scheduled runs (empty without a target)."""
+    if rack.backup.offsite is None:
+        return {}
+    return {ds.name: cron_period_seconds(ds.schedule) for ds in rack.backup_datasets()}
 
 
 def gpu_exporter_wanted(rack: Rack, gpu: GpuLayer | None) -> bool:
@@ -135,6 +142,7 @@ def build_observability(
             gpu=with_gpu,
             depends_on=ns_main,
             node_access=metal.node_access.get(node.hostname),
+            pushers=backup_pod_peers(rack) if rack.backup.offsite is not None else [],
         ),
         pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=storage_class),
     )
@@ -146,7 +154,9 @@ def build_observability(
         "kube-state-metrics", KubeStateMetricsArgs(rack=rack, depends_on=ns_main), component_opts
     )
     components["vmalert"] = VmAlert(
-        "vmalert", VmAlertArgs(monitoring=monitoring, depends_on=[*ns_main, store]), component_opts
+        "vmalert",
+        VmAlertArgs(monitoring=monitoring, depends_on=[*ns_main, store], backup_periods=backup_periods(rack)),
+        component_opts,
     )
     grafana = Grafana(
         "grafana",

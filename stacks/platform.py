@@ -1,19 +1,38 @@
 """The platform layer: stateful services on pinned volumes.
 
 Creates the shared `StorageClass` `pinned-local` (once, for every PinnedVolume of the rack, Gitea's
-included) and one `Database` per configured `rack.databases.<kind>`, each admitting exactly the
-apps whose `uses` names it (and Gitea, for PostgreSQL). Its output is the typed hand-over the apps
-and CI layers read: `PlatformLayer.endpoints[<kind>]`.
+included), with `rack.backup.offsite` the `OffsiteTarget` (the repositories' password, the
+Secret/ConfigMap the copy pods read in `data` and, for Gitea, `ci`; rest-server with
+`offsite.node`), and one `Database` per configured `rack.databases.<kind>`, each admitting exactly
+the apps whose `uses` names it (and Gitea, for PostgreSQL), each dump copied off-node. Its output
+is the typed hand-over the apps and CI layers read: `PlatformLayer.endpoints[<kind>]`, and the
+off-node target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
+from components.ci import gitea as gitea_mod
 from components.core import NAMESPACES, WORKLOAD_LABEL, KubernetesObject
-from components.platform import NAMESPACE, Client, Database, DatabaseArgs, render_storage_class, workload_name
+from components.observability import monitoring_config as mc
+from components.platform import (
+    DATABASE_UID,
+    NAMESPACE,
+    Client,
+    Database,
+    DatabaseArgs,
+    OffsiteCopy,
+    OffsiteNamespace,
+    OffsiteTarget,
+    OffsiteTargetArgs,
+    copy_pod_peers,
+    render_storage_class,
+    workload_name,
+)
 from components.system import GITEA_NAMESPACE
 from rack.config import DatabaseKind, Rack
 from rack.endpoints import ServiceEndpoint
@@ -34,6 +53,21 @@ class PlatformLayer:
     """Each database as apps reach it, keyed by the name apps put in `uses`."""
     storage_class: KubernetesObject | None = None
     """The shared `pinned-local` StorageClass."""
+    offsite: OffsiteTarget | None = None
+    """With `rack.backup.offsite`: the password and the objects every copy pod reads."""
+    metrics_url: str | None = None
+    """Where copy pods push their success metric (None: monitoring off)."""
+
+
+def metrics_url(rack: Rack) -> str | None:
+    """The metrics store's URL when the rack has monitoring, else None (nothing is pushed)."""
+    return mc.store_url() if rack.monitoring is not None and rack.monitoring.enabled else None
+
+
+def backup_pod_peers(rack: Rack) -> list[dict[str, Any]]:
+    """The pods that copy off-node (for the policies admitting them)."""
+    gitea = GITEA_NAMESPACE if rack.gitea is not None else None
+    return copy_pod_peers(list(rack.databases.configured()), data_namespace=NAMESPACE, gitea_namespace=gitea)
 
 
 def database_clients(rack: Rack, kind: DatabaseKind) -> list[Client]:
@@ -57,6 +91,8 @@ def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> Pl
     components: dict[str, pulumi.ComponentResource] = {}
     endpoints: dict[str, ServiceEndpoint] = {}
     data_ns = system.namespaces.get(Category.DATA)
+    offsite = build_offsite(loaded, metal, system)
+    copy = OffsiteCopy(rack.backup.offsite, metrics_url(rack)) if rack.backup.offsite is not None else None
     for kind, db in rack.databases.configured().items():
         node = rack.node(db.node)
         assert node is not None and node.storage is not None, "validated by rack_problems"
@@ -69,6 +105,10 @@ def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> Pl
                 clients=database_clients(rack, kind),
                 password=loaded.secrets.get(f"{kind.value}-password"),
                 node_access=metal.node_access.get(node.hostname),
+                offsite=copy,
+                offsite_depends_on=(
+                    (offsite.secrets[NAMESPACE], offsite.passwd[NAMESPACE]) if offsite is not None else ()
+                ),
             ),
             pulumi.ResourceOptions(
                 providers=[metal.k8s_provider],
@@ -87,4 +127,52 @@ def build_platform(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> Pl
             user=database.user,
             password=database.password,
         )
-    return PlatformLayer(components=components, endpoints=endpoints, storage_class=storage_class)
+    return PlatformLayer(
+        components=components,
+        endpoints=endpoints,
+        storage_class=storage_class,
+        offsite=offsite,
+        metrics_url=metrics_url(rack),
+    )
+
+
+def build_offsite(loaded: Loaded, metal: MetalLayer, system: SystemLayer) -> OffsiteTarget | None:
+    """The off-node target's shared pieces (None without `rack.backup.offsite`)."""
+    rack = loaded.rack
+    offsite = rack.backup.offsite
+    if offsite is None:
+        return None
+    namespaces = [
+        OffsiteNamespace(
+            name=NAMESPACE,
+            uid=DATABASE_UID,
+            depends_on=[ns] if (ns := system.namespaces.get(Category.DATA)) is not None else [],
+        )
+    ]
+    if rack.gitea is not None:
+        ci = [system.ci_namespace] if system.ci_namespace is not None else []
+        namespaces.append(OffsiteNamespace(name=GITEA_NAMESPACE, uid=gitea_mod.UID, depends_on=ci))
+    credentials = {
+        key: value
+        for key, secret in (
+            ("ssh-key", "backup-ssh-key"),
+            ("aws-access-key-id", "backup-s3-access-key-id"),
+            ("aws-secret-access-key", "backup-s3-secret-access-key"),
+        )
+        if (value := loaded.secrets.get(secret)) is not None
+    }
+    node = rack.node(offsite.node) if offsite.node is not None else None
+    return OffsiteTarget(
+        "backup-offsite",
+        OffsiteTargetArgs(
+            offsite=offsite,
+            namespaces=namespaces,
+            data_namespace=NAMESPACE,
+            password=loaded.secrets.get("backup-password"),
+            credentials=credentials,
+            storage_path=node.storage.path if node is not None and node.storage is not None else None,
+            node_access=metal.node_access.get(node.hostname) if node is not None else None,
+            repository_clients=backup_pod_peers(rack),
+        ),
+        pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=metal.cluster_ready),
+    )

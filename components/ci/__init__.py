@@ -3,11 +3,14 @@ Stacks read the modules' names and ports through `components.ci.gitea` / `.gitea
 """
 
 from components.ci.gitea import Gitea, GiteaArgs, GiteaSettings
+from components.ci.gitea_backup import GiteaBackup, GiteaBackupArgs
 from components.ci.gitea_runners import GiteaRunners, GiteaRunnersArgs, RunnerSettings
 
 __all__ = [
     "Gitea",
     "GiteaArgs",
+    "GiteaBackup",
+    "GiteaBackupArgs",
     "GiteaRunners",
     "GiteaRunnersArgs",
     "GiteaSettings",

@@ -258,17 +258,42 @@ def vmalert_args(monitoring: Monitoring) -> list[str]:
     return args
 
 
-def settings_rules(monitoring: Monitoring) -> dict[str, Any]:
+BACKUP_MAX_AGE = "homelab:backup_max_age_seconds"
+"""Per dataset copied off-node: two schedule periods, what its newest good copy may be old."""
+
+
+def settings_rules(monitoring: Monitoring, backup_periods: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The config-dependent part of the rules: thresholds as recording rules the static alert
-    files compare against (`> on() group_left() homelab:disk_alert_percent`)."""
-    return {
-        "groups": [
+    files compare against (`> on() group_left() homelab:disk_alert_percent`), and per dataset
+    copied off-node (`backup_periods`: dataset -> seconds between runs) its longest allowed age,
+    two periods, plus an alert for a dataset that has never been copied within that time."""
+    rules: list[dict[str, Any]] = [
+        {"record": "homelab:disk_alert_percent", "expr": f"vector({monitoring.disk_alert_percent})"}
+    ]
+    for dataset, period in sorted((backup_periods or {}).items()):
+        rules.append({"record": BACKUP_MAX_AGE, "expr": f"vector({2 * period})", "labels": {"dataset": dataset}})
+    for dataset, period in sorted((backup_periods or {}).items()):
+        rules.append(
             {
-                "name": "homelab-settings",
-                "rules": [{"record": "homelab:disk_alert_percent", "expr": f"vector({monitoring.disk_alert_percent})"}],
+                "alert": "OffsiteBackupMissing",
+                # No success recorded within the metrics' retention: never copied, or not for weeks.
+                "expr": f'absent(last_over_time({BACKUP_METRIC}{{dataset="{dataset}"}}[{RETENTION_LOOKBACK}]))',
+                "for": f"{2 * period}s",
+                "labels": {"severity": "critical", "dataset": dataset},
+                "annotations": {
+                    "summary": f"No off-node copy of {dataset} has succeeded",
+                    "description": "Its copy job has not recorded a success within two schedule periods; "
+                    "see docs/restore.md (Off-node copies) and the job's logs.",
+                },
             }
-        ]
-    }
+        )
+    return {"groups": [{"name": "homelab-settings", "rules": rules}]}
+
+
+BACKUP_METRIC = "homelab_backup_last_success_timestamp_seconds"
+"""Pushed by each off-node copy after it succeeded (components/platform/offsite_backup.py)."""
+RETENTION_LOOKBACK = "400d"
+"""How far back the backup rules look for a success (bounded in practice by the store's retention)."""
 
 
 def alert_rule_files() -> dict[str, str]:
@@ -276,12 +301,12 @@ def alert_rule_files() -> dict[str, str]:
     return _repo_files(ALERTS_DIR, "*.yaml")
 
 
-def rule_files(monitoring: Monitoring) -> dict[str, str]:
+def rule_files(monitoring: Monitoring, backup_periods: Mapping[str, int] | None = None) -> dict[str, str]:
     """Everything vmalert loads: the repo's alert files plus the rendered settings group."""
     files = alert_rule_files()
     if SETTINGS_RULES_FILE in files:
         raise ValueError(f"monitoring/alerts/{SETTINGS_RULES_FILE} would shadow the rendered settings rules")
-    return {**files, SETTINGS_RULES_FILE: to_yaml(settings_rules(monitoring))}
+    return {**files, SETTINGS_RULES_FILE: to_yaml(settings_rules(monitoring, backup_periods))}
 
 
 # --- Grafana -----------------------------------------------------------------------------------

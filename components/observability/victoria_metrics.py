@@ -11,7 +11,8 @@ stateful service: `protect=True` on the component flows to every child):
 - `Service` `victoria-metrics` (8428) and `StatefulSet` `victoria-metrics`: one replica, data
   category, pinned to the volume's node, restricted Pod Security profile, read-only root,
   requests/limits from config, retention from config;
-- `NetworkPolicy` `victoria-metrics`: in from Grafana and vmalert only; out to the scrape targets
+- `NetworkPolicy` `victoria-metrics`: in from Grafana, vmalert and the off-node copy jobs (their
+  success metric, `/api/v1/import/prometheus`) only; out to the scrape targets
   only (every node's node-exporter and kubelet ports, kube-state-metrics, vmalert, the GPU host's
   exporter address) and DNS.
 
@@ -162,9 +163,14 @@ def render_statefulset(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE)
 
 
 def render_network_policy(
-    rack: Rack, *, gpu_address: IPv4Address | None, namespace: str = mc.NAMESPACE
+    rack: Rack,
+    *,
+    gpu_address: IPv4Address | None,
+    namespace: str = mc.NAMESPACE,
+    pushers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """In: Grafana and vmalert (HTTP). Out: exactly the scrape targets, and DNS.
+    """In: Grafana and vmalert (HTTP), and `pushers` (the off-node copy jobs pushing their success
+    metric). Out: exactly the scrape targets, and DNS.
 
     Policies see destinations after a Service's DNAT: the nodes' exporter and kubelet ports are
     allowed by node address, the GPU exporter by the GPU host's address, kube-state-metrics and
@@ -179,6 +185,7 @@ def render_network_policy(
     if gpu_address is not None:
         egress.append(rule([cidr_peer(host_network(gpu_address))], tcp(mc.GPU_EXPORTER_PORT), egress=True))
     clients = [pods_peer(namespace, {WORKLOAD_LABEL: name}) for name in (mc.GRAFANA_NAME, mc.VMALERT_NAME)]
+    clients += list(pushers)
     return render_workload_policy(
         name=mc.STORE_NAME,
         namespace=namespace,
@@ -203,6 +210,8 @@ class VictoriaMetricsArgs:
     """What the namespaced objects wait for (the Namespace)."""
     node_access: NodeAccess | None = None
     """SSH to the volume's node (the metal layer's), so its directory is created before use."""
+    pushers: Sequence[dict[str, Any]] = ()
+    """Pod peers admitted to push samples (the off-node copy jobs' success metric)."""
 
 
 class VictoriaMetrics(pulumi.ComponentResource):
@@ -277,7 +286,7 @@ class VictoriaMetrics(pulumi.ComponentResource):
             ),
         )
         gpu_address = rack.gpu_host.address if args.gpu and rack.gpu_host is not None else None
-        pol = render_network_policy(rack, gpu_address=gpu_address, namespace=ns)
+        pol = render_network_policy(rack, gpu_address=gpu_address, namespace=ns, pushers=args.pushers)
         self.network_policy = KubernetesObject(f"{name}-netpol", pol, after)
         self.url = mc.store_url()
         self.register_outputs(

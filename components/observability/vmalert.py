@@ -18,8 +18,8 @@ To route alerts somewhere: run an Alertmanager (in the cluster or on the LAN) an
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,16 +55,20 @@ def rules_checksum(files: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def render_rules_configmap(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) -> dict[str, Any]:
+def render_rules_configmap(
+    monitoring: Monitoring, *, namespace: str = mc.NAMESPACE, backup_periods: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": RULES_CONFIGMAP, "namespace": namespace, "labels": labels()},
-        "data": mc.rule_files(monitoring),
+        "data": mc.rule_files(monitoring, backup_periods),
     }
 
 
-def render_deployment(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) -> dict[str, Any]:
+def render_deployment(
+    monitoring: Monitoring, *, namespace: str = mc.NAMESPACE, backup_periods: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """vmalert (pure)."""
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
     container: dict[str, Any] = {
@@ -89,7 +93,7 @@ def render_deployment(monitoring: Monitoring, *, namespace: str = mc.NAMESPACE) 
     }
     template_meta = {
         "labels": labels(),
-        "annotations": {CHECKSUM_ANNOTATION: rules_checksum(mc.rule_files(monitoring))},
+        "annotations": {CHECKSUM_ANNOTATION: rules_checksum(mc.rule_files(monitoring, backup_periods))},
     }
     return {
         "apiVersion": "apps/v1",
@@ -146,6 +150,8 @@ class VmAlertArgs:
     """Namespace of every object."""
     depends_on: Sequence[pulumi.Resource] = ()
     """What the objects wait for (the Namespace, the store)."""
+    backup_periods: Mapping[str, int] = field(default_factory=dict)
+    """Per dataset copied off-node, seconds between its runs (its age alert's threshold is two)."""
 
 
 class VmAlert(pulumi.ComponentResource):
@@ -162,9 +168,9 @@ class VmAlert(pulumi.ComponentResource):
         super().__init__("homelab:observability:VmAlert", name, None, opts)
         ns, monitoring = args.namespace, args.monitoring
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        cm = render_rules_configmap(monitoring, namespace=ns)
+        cm = render_rules_configmap(monitoring, namespace=ns, backup_periods=args.backup_periods)
         self.config_map = KubernetesObject(f"{name}-rules", cm, after)
-        dep = render_deployment(monitoring, namespace=ns)
+        dep = render_deployment(monitoring, namespace=ns, backup_periods=args.backup_periods)
         self.deployment = KubernetesObject(
             f"{name}-deployment",
             dep,

@@ -11,7 +11,8 @@ component flows to every child):
   security context, the data claim referenced by name), `PodDisruptionBudget` `<kind>`;
 - `NetworkPolicy` `<kind>-clients` admitting only the given clients (apps whose `uses` name it,
   and the backup job);
-- `CronJob` `<kind>-backup` writing logical dumps to the backup volume, keeping `backup.keep`.
+- `CronJob` `<kind>-backup` writing logical dumps to the backup volume, keeping `backup.keep`,
+  and with an off-node target (`offsite`) copying each dump there right after it is taken.
 
 Manifests come from components/platform/database_manifests.py and components/platform/database_backup.py.
 """
@@ -27,7 +28,7 @@ from components.core.generated_secret import GeneratedSecret, GeneratedSecretArg
 from components.core.kubernetes_object import KubernetesObject
 from components.core.layout import workload_labels
 from components.metal.k3s_cluster import NodeAccess
-from components.platform.database_backup import backup_name, render_backup_cronjob
+from components.platform.database_backup import OffsiteCopy, backup_name, render_backup_cronjob
 from components.platform.database_manifests import (
     FLAVORS,
     NAMESPACE,
@@ -72,6 +73,10 @@ class DatabaseArgs:
     """Namespace of every namespaced object (the data namespace)."""
     node_access: NodeAccess | None = None
     """SSH to the volume's node (the metal layer's), so its directory is created before use."""
+    offsite: OffsiteCopy | None = None
+    """Where each dump is copied off the node (None: the local dumps only)."""
+    offsite_depends_on: tuple[pulumi.Resource, ...] = ()
+    """What the copy reads (the `backup-offsite` Secret and ConfigMap of the data namespace)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -152,11 +157,13 @@ class Database(pulumi.ComponentResource):
         backup_client = Client(ns, {**workload_labels(backup_name(kind), Category.DATA)})
         policy = render_network_policy(kind, [*args.clients, backup_client], namespace=ns)
         self.network_policy = KubernetesObject(f"{name}-netpol", policy, child)
-        cron = render_backup_cronjob(kind, db, namespace=ns)
+        cron = render_backup_cronjob(kind, db, namespace=ns, offsite=args.offsite)
         self.backup = KubernetesObject(
             f"{name}-backup-cronjob",
             cron,
-            pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset, self.backup_volume.claim]),
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[self.statefulset, self.backup_volume.claim, *args.offsite_depends_on]
+            ),
         )
 
         self.host = service_host(kind, ns)

@@ -12,10 +12,15 @@ None of the dumps blocks writers:
 
 Each run writes `<backup dir>/<UTC timestamp>.partial/`, renames it to `<timestamp>/` only once
 every dump succeeded, then keeps the newest `keep` complete dumps and removes stale partials.
+
+With an off-node target (`rack.backup.offsite`) the dump runs as the pod's init container and the
+copy (components/platform/offsite_backup.py) as its container: the copy starts only after a
+complete dump, and the Job succeeds only when both did.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from components.core.layout import (
@@ -30,13 +35,14 @@ from components.platform.database_manifests import (
     NAMESPACE,
     RUN_AS,
     backup_volume_name,
-    image,
     secret_env,
+    server_image,
     service_host,
     workload_name,
 )
+from components.platform.offsite_backup import Source, offsite_container, passwd_volume
 from rack.config import Database as DatabaseConfig
-from rack.config import DatabaseKind
+from rack.config import DatabaseKind, Offsite
 from rack.vocabulary import Category
 
 BACKUP_MOUNT = "/backup"
@@ -126,14 +132,28 @@ def backup_command(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str = N
     return ["sh", "-c", script]
 
 
-def render_backup_cronjob(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str = NAMESPACE) -> dict[str, Any]:
-    """The CronJob dumping a database onto its backup claim, on the database's node (pure)."""
+@dataclass(frozen=True)
+class OffsiteCopy:
+    """Where a dump is copied after it is taken."""
+
+    offsite: Offsite
+    """`rack.backup.offsite`."""
+    metrics_url: str | None = None
+    """The metrics store's base URL (the success metric is pushed there); None: no monitoring."""
+
+
+def render_backup_cronjob(
+    kind: DatabaseKind, db: DatabaseConfig, *, namespace: str = NAMESPACE, offsite: OffsiteCopy | None = None
+) -> dict[str, Any]:
+    """The CronJob dumping a database onto its backup claim, on the database's node, then (with
+    `offsite`) copying the dump off the node (pure)."""
     name = backup_name(kind)
     labels = workload_labels(name, Category.DATA)
     container = {
         "name": "dump",
-        # The server's own image: the dump client always matches the server version.
-        "image": image(kind, db.version),
+        # The server's own image (pgvector's with `vector: true`): the dump client is exactly the
+        # server's build, never a second image that could drift from it.
+        "image": server_image(kind, db),
         "imagePullPolicy": "IfNotPresent",
         "command": backup_command(kind, db, namespace=namespace),
         "env": [secret_env(SECRET_ENV[kind], kind)],
@@ -153,6 +173,18 @@ def render_backup_cronjob(kind: DatabaseKind, db: DatabaseConfig, *, namespace: 
         ],
         **pod_placement(name, Category.DATA, hostname=db.node),
     }
+    if offsite is not None:
+        copy = offsite_container(
+            kind.value,
+            Source(BACKUP_MOUNT, newest_dump=True),
+            offsite.offsite,
+            data_namespace=namespace,
+            metrics_url=offsite.metrics_url,
+            source_mount={"name": "backup", "mountPath": BACKUP_MOUNT},
+        )
+        pod_spec["initContainers"] = [container]
+        pod_spec["containers"] = [copy]
+        pod_spec["volumes"].append(passwd_volume())
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

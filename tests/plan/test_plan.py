@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
     assert homelab_plan.errors == []
     data = homelab_plan.to_json()
     assert set(data) == {
-        "stack", "nodes", "placements", "external", "resources", "problems", "links", "volumes", "ingress"
+        "stack", "nodes", "placements", "external", "backups", "resources", "problems", "links", "volumes", "ingress"
     }
     assert data["stack"] == "homelab"
     assert [n["hostname"] for n in data["nodes"]] == ["rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
@@ -62,6 +63,29 @@ def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
         placed = [p for p in data["placements"] if p["workload"] == key]
         assert len(placed) == count and all(p["node"] for p in placed), key
     assert len(data["resources"]) == len(homelab_plan.recording)
+
+
+def test_homelab_plan_shows_each_datasets_backup_target_and_schedule(homelab_plan: PlanResult) -> None:
+    """Against the stack file itself (read as plain YAML): every database and Gitea, its schedule,
+    the off-node repository per dataset and the retention; the report prints the same rows."""
+    raw = yaml.safe_load((ROOT / "Pulumi.homelab.yaml").read_text())["config"]["homelab:rack"]
+    offsite = raw["backup"]["offsite"]
+    expected = {
+        name: (db.get("backup", {}).get("schedule", "15 3 * * *"), db["node"]) for name, db in raw["databases"].items()
+    }
+    expected["gitea"] = ("45 3 * * *", raw["gitea"]["volume"]["node"])
+    rows = homelab_plan.to_json()["backups"]
+    assert {b["dataset"]: (b["schedule"], b["node"]) for b in rows} == expected
+    for b in rows:
+        assert b["offsite"]["repository"] == f"{offsite['repository']}/{b['dataset']}"
+        assert b["offsite"]["retention"] == offsite["retention"]
+        assert (b["local"] is None) == (b["dataset"] == "gitea")
+    out = io.StringIO()
+    render(homelab_plan, Console(file=out, width=200))
+    text = out.getvalue()
+    for b in rows:
+        row = rf"{b['dataset']}\s+│ {b['node']}\s+│ {re.escape(b['schedule'])}.*{re.escape(b['offsite']['repository'])}"
+        assert re.search(row, text), row
 
 
 def test_every_placement_obeys_the_placement_table(homelab_plan: PlanResult) -> None:

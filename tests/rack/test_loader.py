@@ -24,6 +24,9 @@ from rack.loader import (
 )
 from tests.conftest import ROOT, stack_raw
 
+PINNED_ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEfXvCVmJUlxHplHnoeOQffkiyN49wWm4eLnnGgyVK1i"
+"""A real ed25519 public key (made with ssh-keygen for this test; its private half was discarded)."""
+
 
 def write_stack(tmp_path: Path, config: dict[str, Any], name: str = "test") -> Path:
     path = tmp_path / f"Pulumi.{name}.yaml"
@@ -241,9 +244,10 @@ def test_an_agent_or_a_key_silences_the_warning() -> None:
 def test_stack_file_warning_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     stack = StackFile.read(ROOT / "Pulumi.homelab.yaml")
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
-    assert [w.key for w in stack.load().warnings] == ["homelab:ssh-private-key"]
+    unpinned = "rack.backup.offsite.host-key"  # the sample's backup target (see the test below)
+    assert [w.key for w in stack.load().warnings] == ["homelab:ssh-private-key", unpinned]
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
-    assert stack.load().warnings == ()
+    assert [w.key for w in stack.load().warnings] == [unpinned]
 
 
 def test_a_secure_ssh_key_silences_the_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,3 +295,16 @@ def test_init_system_rejects(tmp_path: Path, value: Any) -> None:
     (issue,) = info.value.issues
     assert issue.path == "homelab:init-system"
     assert "['systemd', 'none']" in issue.message
+
+
+def test_an_unpinned_sftp_backup_target_is_a_warning_naming_the_key() -> None:
+    """The sample stack leaves the GPU box's host key out (no made-up key): the plan warns, with
+    the command that reads it, and an up logs the same warning."""
+    loaded = StackFile.read(ROOT / "Pulumi.homelab.yaml").load()
+    warned = {w.key: w.message for w in loaded.warnings}
+    assert "192.168.10.50" in warned["rack.backup.offsite.host-key"]
+    assert "ssh-keyscan -t ed25519 192.168.10.50" in warned["rack.backup.offsite.host-key"]
+    sample = StackFile.read(ROOT / "Pulumi.homelab.yaml")
+    sample.config["homelab:rack"]["backup"]["offsite"]["host-key"] = PINNED_ED25519
+    pinned = sample.load()
+    assert "rack.backup.offsite.host-key" not in {w.key for w in pinned.warnings}

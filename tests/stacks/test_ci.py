@@ -195,3 +195,23 @@ def test_pods_in_restricted_namespaces_meet_the_restricted_profile(
         "docker: allowPrivilegeEscalation",
         "docker: capabilities not dropped",
     ]
+
+
+def test_gitea_init_job_uses_the_postgres_servers_own_image() -> None:
+    """With `vector: true` (the homelab stack) the server runs pgvector's image: the init Job's
+    psql is that same build, not a second image of another PostgreSQL."""
+    from components.platform import server_image
+    from plan.engine import run_program
+    from rack.config import DatabaseKind, parse_rack
+    from rack.loader import Loaded, RackSecrets
+    from stacks.composition import build
+    from tests.conftest import stack_raw
+
+    rack = parse_rack(stack_raw("homelab"))
+    assert rack.databases.postgres is not None and rack.databases.postgres.vector
+    rec = run_program(lambda: build(Loaded(rack, RackSecrets())), preview=True)
+    jobs = [r for r in rec if r.type == "kubernetes:batch/v1:Job"]
+    job = next(r for r in jobs if r.inputs["metadata"]["name"] == "gitea-db-init")
+    image = job.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == server_image(DatabaseKind.POSTGRES, rack.databases.postgres)
+    assert image.startswith("docker.io/pgvector/pgvector:")

@@ -265,3 +265,22 @@ def test_datasource_and_provider() -> None:
     assert ds["uid"] == mc.DATASOURCE_UID and ds["url"] == "http://victoria-metrics.monitoring.svc.cluster.local:8428"
     (provider,) = mc.render_dashboard_provider()["providers"]
     assert provider["options"]["path"] == mc.GRAFANA_DASHBOARD_DIR and provider["allowUiUpdates"] is False
+
+
+def test_backup_age_rules_are_two_schedule_periods_per_dataset() -> None:
+    from rack.config import parse_rack
+    from stacks.observability import backup_periods
+    from tests.conftest import stack_raw
+
+    MON_DEFAULT = Monitoring.model_validate(MONITORING_BLOCK)  # noqa: N806
+    rack = parse_rack(stack_raw("homelab"))
+    periods = backup_periods(rack)
+    assert periods == {"postgres": 86400, "mysql": 86400, "redis": 86400, "gitea": 86400}  # all daily in the file
+    rules = mc.settings_rules(MON_DEFAULT, {"postgres": 86400, "gitea": 7 * 86400})["groups"][0]["rules"]
+    recorded = {r["labels"]["dataset"]: r["expr"] for r in rules if r.get("record") == mc.BACKUP_MAX_AGE}
+    assert recorded == {"postgres": "vector(172800)", "gitea": "vector(1209600)"}
+    missing = {r["labels"]["dataset"]: r["for"] for r in rules if r.get("alert") == "OffsiteBackupMissing"}
+    assert missing == {"postgres": "172800s", "gitea": "1209600s"}
+    assert mc.settings_rules(MON_DEFAULT)["groups"][0]["rules"] == [
+        {"record": "homelab:disk_alert_percent", "expr": f"vector({MON_DEFAULT.disk_alert_percent})"}
+    ]

@@ -76,8 +76,11 @@ class Sandbox:
         return path
 
     def mountpoint(self, path: str) -> None:
-        """Make sure `path` exists to bind over (created here, removed on teardown)."""
+        """Make sure `path` exists to bind over (created here, removed on teardown); an existing
+        file (e.g. /etc/passwd) is bound over as it is."""
         p = Path(path)
+        if p.is_file():
+            return
         if not p.exists():
             p.mkdir(parents=True, exist_ok=True)
         if p not in self.created_dirs and not any(p.iterdir()):

@@ -365,3 +365,49 @@ def test_footprint_at_homelab_scale(store: Store) -> None:
         f"{rss:.0f} MiB after ingest and queries; {disk:.0f} MiB on disk"
     )
     assert rss < 0.8 * 512, f"RSS {rss:.0f} MiB is too close to the 512Mi limit"
+
+
+def test_vmalert_fires_for_an_off_node_copy_older_than_two_periods(store: Store, tmp_path: Path) -> None:
+    """The real vmalert, with the rules rendered for four datasets, against samples shaped like the
+    copy jobs' pushes: postgres (daily) last copied 3 days ago fires; mysql (daily) 1 h ago does
+    not; gitea (weekly) 8 days ago does not (14 days allowed); redis has never been copied: its
+    OffsiteBackupMissing alert is pending (its `for` is two periods), not firing yet."""
+    vmalert = binary("vmalert")
+    periods = {"postgres": 86400, "mysql": 86400, "gitea": 7 * 86400, "redis": 86400}
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name, text in mc.rule_files(MON, periods).items():
+        (rules / name).write_text(text)
+    now = time.time()
+    pushed = {"postgres": now - 3 * 86400, "mysql": now - 3600, "gitea": now - 8 * 86400}
+    store.import_text(
+        "".join(sample(mc.BACKUP_METRIC, {"dataset": d}, at, int(at * 1000)) for d, at in pushed.items())
+    )
+    store.flush()
+    port = free_port()
+    args = [f"-rule={rules}/*.yaml", f"-datasource.url={store.url}", f"-remoteWrite.url={store.url}",
+            f"-httpListenAddr=127.0.0.1:{port}", "-evaluationInterval=2s", "-notifier.blackhole",
+            "-remoteWrite.flushInterval=1s"]  # fmt: skip
+    log_path = tmp_path / "vmalert.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([str(vmalert), *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log_path)
+        deadline = time.monotonic() + 60
+        states: dict[tuple[str, str], str] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=10) as r:
+                alerts = json.load(r)["data"]["alerts"]
+            states = {(a["name"], a["labels"].get("dataset", "")): a["state"] for a in alerts}
+            if ("OffsiteBackupTooOld", "postgres") in states and ("OffsiteBackupMissing", "redis") in states:
+                break
+            time.sleep(1)
+        backup_alerts = {k: v for k, v in states.items() if k[0].startswith("OffsiteBackup")}
+        assert backup_alerts == {
+            ("OffsiteBackupTooOld", "postgres"): "firing",
+            ("OffsiteBackupMissing", "redis"): "pending",
+        }, log_path.read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
