@@ -634,8 +634,10 @@ class Offsite(Model):
     warns and the copies accept whatever key the server shows."""
     retention: OffsiteRetention = OffsiteRetention()
     """How many off-node copies of each dataset are kept."""
+    # renovate: datasource=docker depName=restic/restic
     restic_version: Version = "0.17.3"
     """restic release of the copy step (image restic/restic:<version>)."""
+    # renovate: datasource=docker depName=restic/rest-server
     rest_server_version: Version = "0.13.0"
     """With `node`: rest-server release (image restic/rest-server:<version>)."""
 
