@@ -481,7 +481,9 @@ class Backup(Model):
 
 class Database(Model):
     version: Version
-    """Pinned server version; changing it updates in place, never replaces the volume."""
+    """Pinned server version; a minor change updates in place, never replaces the volume; a change the server
+    cannot make on its data (a PostgreSQL major, a MySQL series skipped or stepped down, Redis stepped down) is
+    refused by preview and up."""
     node: Hostname
     """The reliable node holding its volume."""
     size: Size

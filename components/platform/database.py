@@ -7,6 +7,8 @@ component flows to every child):
 - `Secret` `<kind>-credentials` (the password as a Kubernetes Secret, read by secretKeyRef);
 - `PinnedVolume` `<name>-data` (`data-<kind>`) and `<name>-backup` (`backup-<kind>`) on the node
   named in config;
+- `VersionGuard` `<name>-version` (a dynamic resource holding the applied version, whose check
+  refuses a major-version change before anything changes: components/platform/version_guard.py);
 - `Service` `<kind>`, `StatefulSet` `<kind>` (pinned image, requests/limits, probes, restricted
   security context, the data claim referenced by name), `PodDisruptionBudget` `<kind>`;
 - `NetworkPolicy` `<kind>-clients` admitting only the given clients (apps whose `uses` name it,
@@ -46,6 +48,7 @@ from components.platform.database_manifests import (
     workload_name,
 )
 from components.platform.pinned_volume import PinnedVolume, PinnedVolumeArgs
+from components.platform.version_guard import VersionGuard
 from rack.config import Database as DatabaseConfig
 from rack.config import DatabaseKind
 from rack.vocabulary import Category
@@ -92,6 +95,8 @@ class Database(pulumi.ComponentResource):
     """ClusterIP Service apps connect to."""
     statefulset: KubernetesObject
     """The server."""
+    version_guard: VersionGuard
+    """The applied version: refuses a change the server cannot make on its data (preview and up)."""
     pdb: KubernetesObject
     """Keeps a drain from evicting it silently."""
     network_policy: KubernetesObject
@@ -145,11 +150,14 @@ class Database(pulumi.ComponentResource):
 
         svc = render_service(kind, namespace=ns)
         self.service = KubernetesObject(f"{name}-service", svc, child)
+        self.version_guard = VersionGuard(f"{name}-version", str(kind), db.version, child)
         sts = render_statefulset(kind, db, namespace=ns)
         self.statefulset = KubernetesObject(
             f"{name}-statefulset",
             sts,
-            pulumi.ResourceOptions(parent=self, depends_on=[self.secret, self.service, self.data_volume.claim]),
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[self.secret, self.service, self.data_volume.claim, self.version_guard]
+            ),
         )
         pdb = render_pdb(kind, namespace=ns)
         self.pdb = KubernetesObject(f"{name}-pdb", pdb, child)

@@ -112,6 +112,21 @@ def server_image(kind: DatabaseKind, db: DatabaseConfig) -> str:
     return image(kind, db.version)
 
 
+def server_version_check_script(version: str) -> str:
+    """The pod's first step when the image's tag does not name the server's exact release
+    (pgvector's `<vector>-pg<major>`): the server binary must report exactly `version`, else the
+    pod stops with what it found, so the configured version is what runs or nothing does."""
+    return (
+        "set -eu\n"
+        'found="$(postgres --version | awk \'{print $3}\')"\n'
+        f'if [ "$found" != "{version}" ]; then\n'
+        f'  echo "this image carries PostgreSQL $found; rack.databases.postgres.version says {version}:'
+        ' set the version to the image\'s, or pick the vector-version whose image carries it" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+    )
+
+
 def user_of(kind: DatabaseKind) -> str | None:
     return None if kind == DatabaseKind.REDIS else DATABASE_USER
 
@@ -231,9 +246,25 @@ def render_statefulset(kind: DatabaseKind, db: DatabaseConfig, *, namespace: str
                 port=flavor.port, data_dir=flavor.data_mount, maxmemory_mb=max(16, memory_mib(db.memory) * 7 // 10)
             ),
         ]
+    init: list[dict[str, Any]] = []
+    if kind == DatabaseKind.POSTGRES and db.vector:
+        init.append(
+            {
+                "name": "version-check",
+                "image": container["image"],
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", server_version_check_script(db.version)],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"cpu": "100m", "memory": "64Mi"},
+                },
+                "securityContext": restricted_container_security(),
+            }
+        )
     pod_spec: dict[str, Any] = {
         "securityContext": restricted_pod_security(RUN_AS, fs_group=True),
         "terminationGracePeriodSeconds": 60,
+        **({"initContainers": init} if init else {}),
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "containers": [container],

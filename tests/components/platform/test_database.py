@@ -226,7 +226,7 @@ def test_generated_password_is_secret_everywhere_and_never_plaintext(kind: Datab
 
 def test_user_supplied_password_overrides_generation() -> None:
     rec = build(DatabaseKind.MYSQL, cfg(version="8.4.3"), password="UserChosenPassword99")
-    assert not rec.of_type("pulumi-python:dynamic:Resource")
+    assert [r.name for r in rec.of_type("pulumi-python:dynamic:Resource")] == ["db-mysql-version"]  # no generator
     secret = rec.by_name("db-mysql-secret")
     assert secret.secret_paths and secret.inputs["data"]["password"] == b64("UserChosenPassword99")
 
@@ -257,7 +257,7 @@ CHANGES: dict[DatabaseKind, dict[str, list[str]]] = {}
 """What changed per kind (printed by `pytest -s` for the report)."""
 
 VERSIONS = {
-    DatabaseKind.POSTGRES: ("16.6", "17.2"),
+    DatabaseKind.POSTGRES: ("16.6", "16.15"),  # a major change is refused before this (test_version_guard.py)
     DatabaseKind.MYSQL: ("8.4.3", "8.4.4"),
     DatabaseKind.REDIS: ("7.4.1", "7.4.2"),
 }
@@ -283,9 +283,10 @@ def test_version_requests_and_backup_changes_never_touch_the_data(kind: Database
             a, b = a[key], b[key]
         assert a == b, identity
     changed = {name: _changed(before[name], after[name]) for name in before if before[name] != after[name]}
-    # What does change: the pod template of the server (image, resources, redis maxmemory) and the
-    # backup CronJob (image, schedule, retention). Nothing else.
-    assert set(changed) == {f"{n}-statefulset", f"{n}-backup-cronjob"}, changed
+    # What does change: the pod template of the server (image, resources, redis maxmemory), the
+    # backup CronJob (image, schedule, retention) and the applied version the guard holds.
+    assert set(changed) == {f"{n}-statefulset", f"{n}-backup-cronjob", f"{n}-version"}, changed
+    assert changed[f"{n}-version"] == ["version"]
     server = "spec.template.spec.containers[0]."
     for path in changed[f"{n}-statefulset"]:
         assert path.startswith(server) and path.removeprefix(server).split(".")[0].split("[")[0] in {
@@ -316,4 +317,5 @@ def test_a_version_bump_changes_only_the_two_images(kind: DatabaseKind) -> None:
     assert changed == {
         f"{n}-statefulset": ["spec.template.spec.containers[0].image"],
         f"{n}-backup-cronjob": ["spec.jobTemplate.spec.template.spec.containers[0].image"],
+        f"{n}-version": ["version"],
     }
