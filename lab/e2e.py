@@ -809,6 +809,49 @@ def step6_host_down(ctx: Context) -> str:
     )
 
 
+def step7_major_bump_refused(ctx: Context) -> str:
+    """A PostgreSQL major-version bump is refused by `pulumi preview` and by `pulumi up`, before
+    anything changes: the server's image and its data directory stay as they were."""
+    run = ctx.run
+    nodes = rack_nodes()
+    pv = json.loads(kubectl("get", "pv", "data-postgres", "-o", "json").stdout)
+    node = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0]
+    address = next(n["address"] for n in nodes if n["hostname"] == node)
+    path = pv["spec"]["local"]["path"]
+    marker = secrets.token_hex(8)
+    ssh(address, f"echo {marker} > {path}/e2e-major-marker")
+
+    def server_image() -> str:
+        sts = json.loads(kubectl("get", "statefulset", "postgres", "-n", "data", "-o", "json").stdout)
+        return str(sts["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    image = server_image()
+    saved = read_config()
+    current = saved["config"]["homelab:rack"]["databases"]["postgres"]["version"]
+    bumped = f"{int(current.split('.')[0]) + 1}.1"
+    edit_rack(lambda r: r["databases"]["postgres"].update(version=bumped))
+    want = f"rack.databases.postgres.version: {current} -> {bumped}"
+    for label, argv in (("preview-major-bump", ["preview"]), ("up-major-bump", ["up", "--yes", "--skip-preview"])):
+        refused = run.pulumi(*argv, label=label, check=False)
+        text = refused.stdout + refused.stderr
+        if refused.returncode == 0 or want not in text or "Traceback" in text:
+            found = "found" if want in text else "missing"
+            command = " ".join(argv)
+            raise StepError(f"`pulumi {command}`, postgres {current} -> {bumped}: exit {refused.returncode}, {found}")
+    if server_image() != image:
+        raise StepError(f"the refused bump changed postgres' image: {image} -> {server_image()}")
+    if ssh(address, f"cat {path}/e2e-major-marker", check=False).stdout.strip() != marker:
+        raise StepError(f"the refused bump touched postgres' data directory {node}:{path}")
+    STACK_FILE.write_text(yaml.safe_dump(saved, sort_keys=False))
+    after = run.changes("preview-after-refusal")
+    if after:
+        raise StepError(f"after the refusal the configured stack plans changes: {after}")
+    return (
+        f"postgres {current} -> {bumped} refused by preview and by up --skip-preview, naming the key; "
+        f"image ({image.rsplit('/', 1)[-1]}) and data directory {node}:{path} untouched; 0 changes after"
+    )
+
+
 STEPS: list[tuple[str, Callable[[Context], str]]] = [
     ("1 up from nothing converges", step1_converge),
     ("2 idempotent (preview + up, no changes)", step2_idempotent),
@@ -816,6 +859,7 @@ STEPS: list[tuple[str, Callable[[Context], str]]] = [
     ("4 remove agent; protected data refuses", step4_remove_and_protect),
     ("5 no secret in plaintext", step5_no_plaintext_secrets),
     ("6 host down names it; converges after", step6_host_down),
+    ("7 a database major bump is refused", step7_major_bump_refused),
 ]
 
 
