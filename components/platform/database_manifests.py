@@ -114,8 +114,10 @@ def server_image(kind: DatabaseKind, db: DatabaseConfig) -> str:
 
 def server_version_check_script(version: str) -> str:
     """The pod's first step when the image's tag does not name the server's exact release
-    (pgvector's `<vector>-pg<major>`): the server binary must report exactly `version`, else the
-    pod stops with what it found, so the configured version is what runs or nothing does."""
+    (pgvector's `<vector>-pg<major>`: its maintainer publishes no minor tags, pgvector/pgvector#171,
+    and a digest would not say which minor it holds either): the server binary must report exactly
+    `version`, else the pod stops with what it found, so the configured version is what runs or
+    nothing does."""
     return (
         "set -eu\n"
         'found="$(postgres --version | awk \'{print $3}\')"\n'
