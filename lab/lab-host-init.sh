@@ -37,18 +37,19 @@ for d in etc usr var opt srv home; do
 done
 # A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
 mount --bind "$hd/usr-local" /usr/local
-# Before /tmp is replaced below: the host dir itself may live under /tmp (a checkout in /tmp).
+mkdir -p /opt/lab/bin
+mount --bind "$lab_bin" /opt/lab/bin
+mount -o remount,bind,ro /opt/lab/bin
+# Binds whose sources may live under the machine's /root or /tmp, in that order: the lab's build
+# cache (under /root) before /root is the host's own; the host dir (under /tmp for a checkout
+# there, as CI's may be) before /tmp is.
 if [[ "$storage" != - ]]; then
     mkdir -p "$storage"
     mount --bind "$hd/storage" "$storage"
 fi
+mount --bind "$hd/upper/root" /root
 find "$hd/tmp" -mindepth 1 -delete # /tmp starts empty at every boot
 mount --bind "$hd/tmp" /tmp
-mkdir -p /opt/lab/bin
-mount --bind "$lab_bin" /opt/lab/bin
-mount -o remount,bind,ro /opt/lab/bin
-# After the mounts above, whose sources may live under the machine's /root (the lab's build cache).
-mount --bind "$hd/upper/root" /root
 mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd
