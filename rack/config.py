@@ -7,6 +7,8 @@ frozen `Rack`, or raises `ConfigError` carrying every problem found, each with i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -40,7 +42,22 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( .*)?$")
+_HOST_KEY = re.compile(r"^(?P<kind>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})( .*)?$")
+HOST_KEY_TYPES: dict[str, tuple[str, int] | None] = {
+    "ssh-ed25519": None,
+    "ecdsa-sha2-nistp256": ("nistp256", 65),
+    "ecdsa-sha2-nistp384": ("nistp384", 97),
+    "ecdsa-sha2-nistp521": ("nistp521", 133),
+}
+"""Host-key types a pin may have -> (curve, uncompressed point size) for ECDSA. Not `ssh-rsa`:
+pulumi-command restricts the host-key algorithms to the pinned key's type (`HostKeyAlgorithms =
+[key.Type()]`, connection.go v1.2.1), and an RSA key's type is `ssh-rsa`, i.e. SHA-1 signatures,
+which OpenSSH 8.8 and later refuse by default (OpenSSH 8.8 release notes)."""
+RSA_PIN = (
+    "is an ssh-rsa pin, which cannot connect: pulumi-command restricts the host-key algorithms to "
+    "the pinned key's type, and for RSA that is ssh-rsa (SHA-1 signatures), refused by OpenSSH 8.8 "
+    "and later; pin the host's ed25519 key instead, read with `ssh-keyscan -t ed25519 <address>`"
+)
 _CRON = re.compile(r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$")
 _ABS_PATH = re.compile(r"^/[^\0]*$")
 
@@ -90,9 +107,39 @@ def _memory(value: str) -> str:
     return value
 
 
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The SSH wire-format strings (uint32 length + bytes) a public-key blob is made of (RFC 4253)."""
+    out: list[bytes] = []
+    while blob:
+        if len(blob) < 4 or len(blob) < 4 + (n := int.from_bytes(blob[:4], "big")):
+            raise ValueError("truncated")
+        out.append(blob[4 : 4 + n])
+        blob = blob[4 + n :]
+    return out
+
+
 def _host_key(value: str) -> str:
-    if not _HOST_KEY.match(value.strip()):
-        raise ValueError("is not an OpenSSH public host key ('ssh-ed25519 AAAA...')")
+    """An OpenSSH public key line whose blob is the key it names, as pulumi-command parses it
+    (`ssh.ParseAuthorizedKey`): a malformed pin would only fail at the first connection."""
+    bad = "is not an OpenSSH public host key ('ssh-ed25519 AAAA...', from `ssh-keyscan -t ed25519 <address>`)"
+    match = _HOST_KEY.match(value.strip())
+    if not match:
+        raise ValueError(bad)
+    kind = match["kind"]
+    if kind == "ssh-rsa":
+        raise ValueError(RSA_PIN)
+    if kind not in HOST_KEY_TYPES:
+        raise ValueError(f"{bad}: type {kind} is not one of {', '.join(HOST_KEY_TYPES)}")
+    try:
+        parts = _ssh_strings(base64.b64decode(match["blob"], validate=True))
+    except (ValueError, binascii.Error):
+        raise ValueError(f"{bad}: its base64 is not a key") from None
+    curve = HOST_KEY_TYPES[kind]
+    want = [32] if curve is None else [len(curve[0]), curve[1]]
+    if not parts or parts[0] != kind.encode() or [len(p) for p in parts[1:]] != want or (
+        curve is not None and parts[1] != curve[0].encode()
+    ):
+        raise ValueError(f"{bad}: its base64 is not a {kind} key")
     return value.strip()
 
 
@@ -297,7 +344,7 @@ class Node(Model):
     capacity: Capacity
     """What the node offers to pods before the system reserve."""
     host_key: HostKey | None = None
-    """Optional: pin the node's SSH host key."""
+    """Optional: pin the node's SSH host key (ed25519 or ECDSA; `ssh-keyscan -t ed25519 <address>`)."""
     storage: Storage | None = None
     """Where pinned volumes live (reliable nodes)."""
 
@@ -450,7 +497,7 @@ class GpuHost(Model):
     gpu_driver: Literal["nvidia", "cdi"] = "nvidia"
     """How containers get GPUs: nvidia (Container Toolkit hook) | cdi (CDI devices, Docker 25+)."""
     host_key: HostKey | None = None
-    """Optional: pin its SSH host key."""
+    """Optional: pin its SSH host key (ed25519 or ECDSA; `ssh-keyscan -t ed25519 <address>`)."""
     containers: list[GpuContainer] = Field(default_factory=list)
     """Model servers."""
     service: GpuService
