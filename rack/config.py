@@ -350,8 +350,10 @@ class Node(Model):
 
 
 class Dns(Model):
-    upstream: list[Ipv4] = Field(default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1)
-    """Resolvers CoreDNS forwards to."""
+    upstream: list[Ipv4] = Field(
+        default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1, max_length=3
+    )
+    """Resolvers CoreDNS forwards to (every node's k3s `resolv-conf`; the kubelet passes pods at most 3)."""
     records: dict[DnsLabel, Ipv4] = Field(default_factory=dict)
     """Extra names under `domain`, served by the cluster's CoreDNS."""
 

@@ -18,6 +18,10 @@ hostname, never by list position):
   node's membership, so on removal the drain runs before the uninstall.
 - `<name>-<hostname>-layout` (kubernetes.core.v1.NodePatch) per node: labels and taints from the
   layout vocabulary, reconciled through the API after join (k3s only applies them at registration).
+- `<name>-dns-upstream` (remote.Command on the bootstrap server), after every node's upgrade step
+  wrote `dns.upstream` into its resolv.conf: restarts CoreDNS's pods when they were started with
+  other upstreams (they read the file at start). Its text names the upstreams, so it re-runs
+  exactly when they change. No delete.
 
 Order: bootstrap install -> join-token -> other servers and agents install in parallel. Upgrades
 (a `k3s.version` bump): bootstrap, then the other servers one at a time (sorted by hostname), then
@@ -43,6 +47,7 @@ from components.metal.k3s_scripts import (
     SERVER_TOKEN_FILE,
     HostLayout,
     api_address,
+    dns_upstream_script,
     drain_script,
     read_file_script,
     registration_script,
@@ -135,6 +140,8 @@ class K3sCluster(pulumi.ComponentResource):
     """Per hostname: wait for the Node; on removal cordon, drain, delete it."""
     layouts: dict[str, KubernetesObject]
     """Per hostname: labels and taints through the API."""
+    dns_upstream: RemoteCommand
+    """Restarts CoreDNS when `dns.upstream` changed (after every node wrote it)."""
     ready: list[pulumi.Resource]
     """What must exist before workloads are applied: every node registered and laid out."""
     access: dict[str, NodeAccess]
@@ -255,6 +262,18 @@ class K3sCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
                 patch=True,
             )
+        self.dns_upstream = RemoteCommand(
+            f"{name}-dns-upstream",
+            connection=conn(boot),
+            create=on_boot(
+                dns_upstream_script(
+                    hostname=boot.hostname, upstream=[str(a) for a in rack.dns.upstream], layout=layout_of(boot)
+                )
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*(n.upgrade for n in self.nodes.values()), *self.registrations.values()]
+            ),
+        )
         self.ready = [*self.layouts.values()]
         self.access = {
             n.hostname: NodeAccess(connection=conn(n), user=user, after=self.nodes[n.hostname])

@@ -13,9 +13,9 @@ cluster names the node `<cluster>-<hostname>`):
 - `install` (remote.Command): first join, join token on stdin. `ignore_changes=["create"]`: a node
   joins once; it never re-runs for a version bump (and does nothing on a complete node anyway).
   No delete.
-- `upgrade` (remote.Command): create = update = converge to `k3s.version` and the rendered
-  config.yaml, restarting k3s only if one changed. The cluster chains these: servers one at a
-  time, then agents. No delete.
+- `upgrade` (remote.Command): create = update = converge to `k3s.version`, the rendered
+  config.yaml and resolv.conf (`dns.upstream`), restarting k3s only if one changed. The cluster
+  chains these: servers one at a time, then agents. No delete.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from components.metal.k3s_scripts import (
     preflight_script,
     remote_command,
     render_config,
+    render_resolv_conf,
     staging_dir,
     uninstall_script,
     upgrade_script,
@@ -127,12 +128,14 @@ class K3sNode(pulumi.ComponentResource):
                 )
 
         config_text = config_yaml(render_config(rack, node, layout))
+        resolv_text = render_resolv_conf(rack)
         install_text = run(
             install_script(
                 hostname=node.hostname,
                 role=node.role,
                 version=k3s.version,
                 config_text=config_text,
+                resolv_conf_text=resolv_text,
                 source=k3s.install.source,
                 layout=layout,
             )
@@ -143,6 +146,7 @@ class K3sNode(pulumi.ComponentResource):
                 role=node.role,
                 version=k3s.version,
                 config_text=config_text,
+                resolv_conf_text=resolv_text,
                 source=k3s.install.source,
                 layout=layout,
             )

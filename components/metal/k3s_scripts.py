@@ -14,13 +14,14 @@ filesystem (see tests/real/ssh/conftest.py).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from components.core.layout import node_labels, node_taints
+from components.core.layout import LABEL_PREFIX, node_labels, node_taints
 from rack.config import Datastore, InstallSource, Node, Rack
 from rack.vocabulary import Arch, Role
 
@@ -34,6 +35,11 @@ TOKEN_FILE = "/etc/rancher/k3s/join-token"
 """The 0600 file holding the join token that config.yaml's `token-file` names."""
 
 CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
+RESOLV_CONF_PATH = "/etc/rancher/k3s/resolv.conf"
+"""The resolver file config.yaml's `resolv-conf` names: `dns.upstream`, what the kubelet hands pods
+with `dnsPolicy: Default`, CoreDNS among them (its `forward . /etc/resolv.conf`). k3s uses a
+file given this way as is, without its loopback checks (k3s docs, advanced: Configuring DNS
+Resolution)."""
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 """Written by a k3s server: the full-format token (`K10<ca-hash>::server:<secret>`), which pins the CA."""
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
@@ -111,6 +117,11 @@ def system_reserved_arg(rack: Rack) -> str:
     return f"system-reserved=cpu={reserve.cpu},memory={reserve.memory}"
 
 
+def render_resolv_conf(rack: Rack) -> str:
+    """The resolv.conf every node writes at RESOLV_CONF_PATH: one `nameserver` per `dns.upstream` (pure)."""
+    return "".join(f"nameserver {address}\n" for address in rack.dns.upstream)
+
+
 def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> dict[str, Any]:
     """The k3s config.yaml of one node (pure). Labels and taints come from the layout vocabulary;
     they only apply at first registration, the NodePatch keeps them true afterwards."""
@@ -124,6 +135,7 @@ def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> 
         "token-file": layout.path(TOKEN_FILE),
         "node-label": sorted(f"{k}={v}" for k, v in labels.items()),
         "kubelet-arg": [system_reserved_arg(rack)],
+        "resolv-conf": layout.path(RESOLV_CONF_PATH),
     }
     if taints:
         config["node-taint"] = sorted(t.to_k3s() for t in taints)
@@ -264,6 +276,7 @@ def _converge_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout,
     timeout_s: int,
@@ -327,13 +340,16 @@ fi
 # Not complete (first run, or a run that failed half-way): finish with the installer.
 touch "$PENDING"
 """
-        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed'  # config changes are the upgrade's job
+        # Config changes are the upgrade's job: here the files are written only where missing.
+        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed "$CONFIG"'
+        resolv_guard = 'if [ ! -f "$RESOLV" ] && write_if_changed "$RESOLV"'
     else:
         head = """\
 [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
 [ -s "$TOKEN_FILE" ] || fail "$TOKEN_FILE is missing: re-run the install step"
 """
-        config_guard = "if write_if_changed"
+        config_guard = 'if write_if_changed "$CONFIG"'
+        resolv_guard = 'if write_if_changed "$RESOLV"'
     return (
         _prelude(hostname, layout)
         + f"""ROLE={role}
@@ -341,6 +357,7 @@ VERSION={q(version)}
 BIN="$R/usr/local/bin"
 ETC="$R/etc/rancher/k3s"
 CONFIG="$R"{q(CONFIG_FILE)}
+RESOLV="$R"{q(RESOLV_CONF_PATH)}
 TOKEN_FILE="$R"{q(TOKEN_FILE)}
 UNINSTALL="$BIN/{uninstall}"
 STAGE="$R"{q(STAGING)}/"$VERSION"
@@ -364,9 +381,14 @@ write_if_changed() {{
 {head}mkdir -p "$ETC" "$BIN" "$STAGE"
 # The pending marker survives a failure half-way, so a re-run restarts k3s even though the files
 # it changed already match.
-{config_guard} "$CONFIG" 0600 <<'HOMELAB_K3S_CONFIG'
+{config_guard} 0600 <<'HOMELAB_K3S_CONFIG'
 {config_text.rstrip()}
 HOMELAB_K3S_CONFIG
+then touch "$PENDING"; fi
+# dns.upstream: the kubelet reads it when it starts, so a change restarts k3s too.
+{resolv_guard} 0644 <<'HOMELAB_K3S_RESOLV'
+{resolv_conf_text.rstrip()}
+HOMELAB_K3S_RESOLV
 then touch "$PENDING"; fi
 if [ "$(installed_version)" != "$VERSION" ]; then touch "$PENDING"; fi
 
@@ -399,6 +421,7 @@ def install_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout = HostLayout(),
     timeout_s: int = 300,
@@ -412,6 +435,7 @@ def install_script(
         role=role,
         version=version,
         config_text=config_text,
+        resolv_conf_text=resolv_conf_text,
         source=source,
         layout=layout,
         timeout_s=timeout_s,
@@ -424,6 +448,7 @@ def upgrade_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout = HostLayout(),
     timeout_s: int = 300,
@@ -436,6 +461,7 @@ def upgrade_script(
         role=role,
         version=version,
         config_text=config_text,
+        resolv_conf_text=resolv_conf_text,
         source=source,
         layout=layout,
         timeout_s=timeout_s,
@@ -513,6 +539,38 @@ fi
 "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s
 "$K" kubectl delete node "$NODE" --ignore-not-found
 say "drained and deleted from the cluster"
+"""
+    )
+
+
+DNS_UPSTREAM_ANNOTATION = f"{LABEL_PREFIX}/dns-upstream"
+"""On CoreDNS's pod template: the `dns.upstream` its pods were started with."""
+
+
+def dns_upstream_script(*, hostname: str, upstream: list[str], layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server after every node wrote its resolv.conf: CoreDNS reads the file
+    the kubelet gave its pod at start, so its pods restart (a pod-template annotation naming the
+    upstreams) when they were started with other upstreams, and only then. k3s' deploy controller
+    merges its manifest over the live object and keeps an annotation it never set."""
+    want = ",".join(upstream)
+    patch = {"spec": {"template": {"metadata": {"annotations": {DNS_UPSTREAM_ANNOTATION: want}}}}}
+    path = "{.spec.template.metadata.annotations." + DNS_UPSTREAM_ANNOTATION.replace(".", "\\.") + "}"
+    q = shlex.quote
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(want)}
+if [ -z "$("$K" kubectl -n kube-system get deployment coredns --ignore-not-found -o name)" ]; then
+  say "no CoreDNS deployment yet: its pods will start with dns.upstream $WANT"
+  exit 0
+fi
+have="$("$K" kubectl -n kube-system get deployment coredns -o jsonpath={q(path)})"
+if [ "$have" = "$WANT" ]; then
+  say "CoreDNS already forwards to $WANT"
+  exit 0
+fi
+"$K" kubectl -n kube-system patch deployment coredns --type merge -p {q(json.dumps(patch, sort_keys=True))} >/dev/null
+say "CoreDNS restarted to forward to $WANT (was: ${{have:-the resolvers of the nodes}})"
 """
     )
 

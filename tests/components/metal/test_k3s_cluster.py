@@ -214,7 +214,9 @@ def test_upgrades_go_servers_first_one_at_a_time_then_agents_in_parallel(record:
 def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Recording]) -> None:
     homelab = critical_path(build(record, raw_rack()))
     many = critical_path(build(record, with_agents(raw_rack(), 20)))
-    assert homelab == (5, 5)  # preflight, bootstrap install, join-token, agent install, registration/upgrade
+    # ready: preflight, bootstrap install, join-token, agent install, registration/upgrade; then the
+    # CoreDNS upstream check after every upgrade step
+    assert homelab == (5, 6)
     assert many == homelab
     airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
     assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
@@ -223,8 +225,8 @@ def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Reco
 def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
     ready, longest = critical_path(build(record, etcd_raw()))
     assert ready == 5
-    # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7)
-    assert longest == 7
+    # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7) < CoreDNS check (8)
+    assert longest == 8
     assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
 
 

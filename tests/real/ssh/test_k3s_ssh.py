@@ -11,6 +11,7 @@ compared), and failures injected half-way converge on a re-run.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +139,7 @@ def install_all(lab: SshLab, g: Recording) -> str:
     for h in [BOOT, *AGENTS]:
         run_step(lab, g, f"k3s-{h}-registration")
     upgrade_all(lab, g)
+    run_step(lab, g, "k3s-dns-upstream")
     return token
 
 
@@ -397,3 +399,60 @@ def test_a_class_change_reconfigures_that_node_only_without_reinstalling(lab: Ss
     assert starts(lab, "lab-gen-1") == [V1, V1]  # one restart to pick up config.yaml, then none
     assert sentinel.read_text() == "kept"
     assert snapshot(lab, others) == before_others
+
+
+# --- dns.upstream ----------------------------------------------------------------------------
+
+
+def coredns(lab: SshLab) -> dict[str, Any]:
+    return json.loads((lab.registry / "deployments" / "kube-system" / "coredns").read_text())
+
+
+def test_dns_upstream_lands_on_every_node_restarts_k3s_and_coredns_only_when_it_changes(lab: SshLab) -> None:
+    raw = rack_raw(lab)
+    g = record_graph(lab, raw)
+    copy_airgap(lab, g)
+    # k3s' packaged CoreDNS, as the API stand-in holds it (the double has no deploy controller)
+    (lab.registry / "deployments" / "kube-system").mkdir(parents=True)
+    (lab.registry / "deployments" / "kube-system" / "coredns").write_text(
+        json.dumps({"kind": "Deployment", "spec": {"template": {"metadata": {"labels": {"k8s-app": "kube-dns"}}}}})
+    )
+    install_all(lab, g)
+    default = [str(a) for a in parse_rack(raw).dns.upstream]  # the model's default: 1.1.1.1, 9.9.9.9
+    for h in HOSTS:
+        root = lab.hosts[h].root
+        assert (root / "etc/rancher/k3s/resolv.conf").read_text() == "".join(f"nameserver {a}\n" for a in default)
+        assert f"resolv-conf: {root}/etc/rancher/k3s/resolv.conf" in (root / "etc/rancher/k3s/config.yaml").read_text()
+        assert [x for x in registration(lab, h) if x.startswith("nameserver=")] == [f"nameserver={a}" for a in default]
+    annotations = coredns(lab)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"rack.homelab.io/dns-upstream": ",".join(default)}
+    assert coredns(lab)["status"]["rollouts"] == 1
+
+    # a second run of the upgrade steps and the CoreDNS check changes nothing
+    before = snapshot(lab)
+    upgrade_all(lab, g, "update")
+    assert "CoreDNS already forwards to 1.1.1.1,9.9.9.9" in run_step(lab, g, "k3s-dns-upstream")
+    assert snapshot(lab) == before
+    assert {h: starts(lab, h) for h in HOSTS} == {h: [V1] for h in HOSTS}
+
+    # new upstreams: every node rewrites the file and restarts k3s once, CoreDNS rolls once
+    g2 = record_graph(lab, rack_raw(lab, **{"dns": {"upstream": ["192.168.10.1", "9.9.9.9"]}}))
+    # (the install steps' text changes too, but they ignore changes to it: a node joins once)
+    changed = {r.name for r in g2 if r.inputs != g.by_name(r.name).inputs and not r.name.endswith("-install")}
+    assert changed == {f"k3s-{h}-upgrade" for h in HOSTS} | {"k3s-dns-upstream"}
+    upgrade_all(lab, g2, "update")
+    assert "CoreDNS restarted to forward to 192.168.10.1,9.9.9.9" in run_step(lab, g2, "k3s-dns-upstream", "create")
+    for h in HOSTS:
+        assert (lab.hosts[h].root / "etc/rancher/k3s/resolv.conf").read_text() == (
+            "nameserver 192.168.10.1\nnameserver 9.9.9.9\n"
+        )
+        assert [x for x in registration(lab, h) if x.startswith("nameserver=")] == [
+            "nameserver=192.168.10.1",
+            "nameserver=9.9.9.9",
+        ]
+    assert {h: starts(lab, h) for h in HOSTS} == {h: [V1, V1] for h in HOSTS}
+    assert coredns(lab)["status"]["rollouts"] == 2
+    before = snapshot(lab)
+    upgrade_all(lab, g2, "update")
+    run_step(lab, g2, "k3s-dns-upstream")
+    assert snapshot(lab) == before
