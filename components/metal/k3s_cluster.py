@@ -3,11 +3,18 @@
 Creates, under the component `homelab:metal:K3sCluster` (named `<name>`; per-host things keyed by
 hostname, never by list position):
 - `<name>-token` (GeneratedSecret): the cluster token, or the user's `homelab:k3s-token`.
+- `<name>-agent-token` (GeneratedSecret): the secret of k3s' agent token, set on every server
+  (`agent-token-file`). Agents join with it and never hold the server token, which unlocks the
+  cluster CA keys and bootstrap data (k3s docs, cli/token).
 - `<name>-<hostname>` (K3sNode) per node: preflight, membership, air-gap copies, install, upgrade.
   The bootstrap server is `rack.bootstrap()` (explicit in config, never "first in the list").
-- `<name>-join-token` (remote.Command on the bootstrap server): reads back the full-format token
-  (`K10<ca-hash>::server:...`, which pins the cluster CA) that the other nodes join with; logging
-  off, stdout a secret.
+- `<name>-join-token` (remote.Command on the bootstrap server): reads back the full-format server
+  token (`K10<ca-hash>::server:...`, which pins the cluster CA) that the other servers join with;
+  logging off, stdout a secret.
+- `<name>-agent-join-token` (remote.Command on the bootstrap server, after its upgrade step set
+  `agent-token-file`): reads back the full-format agent token (`K10<ca-hash>::node:...`) the agents
+  join with; logging off, stdout a secret. An agent joined with the server token by an earlier
+  version of this program gets the agent token written over it by its upgrade step.
 - `<name>-kubeconfig` (remote.Command on the bootstrap server): reads `k3s.yaml` back (logging off,
   stdout a secret; re-read after an upgrade); the server is rewritten from 127.0.0.1 to the API
   address.
@@ -23,7 +30,8 @@ hostname, never by list position):
   other upstreams (they read the file at start). Its text names the upstreams, so it re-runs
   exactly when they change. No delete.
 
-Order: bootstrap install -> join-token -> other servers and agents install in parallel. Upgrades
+Order: bootstrap install -> join-token -> other servers install; bootstrap upgrade ->
+agent-join-token -> agents install (in parallel with the other servers). Upgrades
 (a `k3s.version` bump): bootstrap, then the other servers one at a time (sorted by hostname), then
 all agents in parallel.
 """
@@ -46,6 +54,7 @@ from components.metal.k3s_scripts import (
     KUBECONFIG_FILE,
     SERVER_TOKEN_FILE,
     HostLayout,
+    agent_token_script,
     api_address,
     dns_upstream_script,
     drain_script,
@@ -129,7 +138,9 @@ class K3sCluster(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret) the bootstrap server starts with."""
     join_token: pulumi.Output[str]
-    """The bootstrap server's full-format token (secret) every other node joins with."""
+    """The bootstrap server's full-format server token (secret) the other servers join with."""
+    agent_join_token: pulumi.Output[str]
+    """The full-format agent token (secret) agents join with."""
     nodes: dict[str, K3sNode]
     """Per hostname."""
     kubeconfig: pulumi.Output[str]
@@ -171,11 +182,22 @@ class K3sCluster(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         ).value
 
+        agent_secret = GeneratedSecret(
+            f"{name}-agent-token", GeneratedSecretArgs(length=48), pulumi.ResourceOptions(parent=self)
+        ).value
+
         self.nodes = {}
         order = upgrade_order(rack)
         boot_node = K3sNode(
             f"{name}-{boot.hostname}",
-            K3sNodeArgs(rack=rack, node=boot, connection=conn(boot), token=self.token, layout=layout_of(boot)),
+            K3sNodeArgs(
+                rack=rack,
+                node=boot,
+                connection=conn(boot),
+                token=self.token,
+                agent_token=agent_secret,
+                layout=layout_of(boot),
+            ),
             pulumi.ResourceOptions(parent=self),
         )
         self.nodes[boot.hostname] = boot_node
@@ -190,6 +212,18 @@ class K3sCluster(pulumi.ComponentResource):
             ),
         )
         self.join_token = read_token.stdout.apply(lambda t: pulumi.Output.secret((t or "").strip()))
+        read_agent_token = RemoteCommand(
+            f"{name}-agent-join-token",
+            connection=conn(boot),
+            create=on_boot(agent_token_script(hostname=boot.hostname, layout=layout_of(boot))),
+            logging=LOGGING_NONE,
+            # After the bootstrap server's upgrade step: on a cluster made before agent tokens,
+            # that step is what sets agent-token-file (until then k3s links the file to the server token).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[boot_node.upgrade], additional_secret_outputs=["stdout"]
+            ),
+        )
+        self.agent_join_token = read_agent_token.stdout.apply(lambda t: pulumi.Output.secret((t or "").strip()))
 
         previous_upgrade: pulumi.Resource = boot_node.upgrade
         for node in order[1:]:
@@ -199,9 +233,10 @@ class K3sCluster(pulumi.ComponentResource):
                     rack=rack,
                     node=node,
                     connection=conn(node),
-                    token=self.join_token,
+                    token=self.join_token if node.role == Role.SERVER else self.agent_join_token,
+                    agent_token=agent_secret if node.role == Role.SERVER else None,
                     layout=layout_of(node),
-                    install_after=[read_token],
+                    install_after=[read_token if node.role == Role.SERVER else read_agent_token],
                     upgrade_after=[previous_upgrade],
                 ),
                 pulumi.ResourceOptions(parent=self),
@@ -280,4 +315,6 @@ class K3sCluster(pulumi.ComponentResource):
             for n in rack.nodes
             if n.hostname in self.nodes
         }
-        self.register_outputs({"kubeconfig": self.kubeconfig, "join_token": self.join_token})
+        self.register_outputs(
+            {"kubeconfig": self.kubeconfig, "join_token": self.join_token, "agent_join_token": self.agent_join_token}
+        )

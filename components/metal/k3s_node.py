@@ -10,12 +10,13 @@ cluster names the node `<cluster>-<hostname>`):
   runs its old delete: pulumi-command#189). Only removing the node from config deletes it.
 - `binary`, `installer` (remote.CopyToRemote, air-gap only): `k3s-<arch>` and `install.sh` from
   `airgap-dir` into a per-version staging folder.
-- `install` (remote.Command): first join, join token on stdin. `ignore_changes=["create"]`: a node
-  joins once; it never re-runs for a version bump (and does nothing on a complete node anyway).
-  No delete.
+- `install` (remote.Command): first join, join token (and on servers the agent token's secret)
+  on stdin. `ignore_changes=["create", "stdin"]`: a node joins once; it never re-runs for a
+  version bump (and does nothing on a complete node anyway). No delete.
 - `upgrade` (remote.Command): create = update = converge to `k3s.version`, the rendered
-  config.yaml and resolv.conf (`dns.upstream`), restarting k3s only if one changed. The cluster
-  chains these: servers one at a time, then agents. No delete.
+  config.yaml and resolv.conf (`dns.upstream`) and the token files (servers: agent-token-file;
+  agents: the agent token as their join token), restarting k3s only if one changed. The same
+  stdin as the install. The cluster chains these: servers one at a time, then agents. No delete.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from components.metal.k3s_scripts import (
     upgrade_script,
 )
 from rack.config import InstallSource, Node, Rack
+from rack.vocabulary import Role
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +55,10 @@ class K3sNodeArgs:
     connection: Connection
     """SSH to this host: configured user and port, pinned host key, key or agent."""
     token: pulumi.Input[str]
-    """The join token (secret): the cluster token on the bootstrap server, the server's full token elsewhere."""
+    """The join token (secret): the cluster token on the bootstrap server, the server's full token
+    on the other servers, the full agent token (`K10...::node:...`) on agents."""
+    agent_token: pulumi.Input[str] | None = None
+    """Servers only: the agent token's secret (secret), written to `agent-token-file`."""
     layout: HostLayout = field(default_factory=HostLayout)
     """Where k3s lives on the host ("" root on a real Pi)."""
     install_after: Sequence[pulumi.Resource] = field(default_factory=list)
@@ -151,17 +156,26 @@ class K3sNode(pulumi.ComponentResource):
                 layout=layout,
             )
         )
+        # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret.
+        lines: pulumi.Output[str]
+        if node.role == Role.SERVER:
+            assert args.agent_token is not None, "every server is given the agent token"
+            lines = pulumi.Output.all(args.token, args.agent_token).apply(lambda ts: f"{ts[0]}\n{ts[1]}\n")
+        else:
+            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n")
+        stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
         self.install = RemoteCommand(
             f"{name}-install",
             connection=conn,
             create=install_text,
-            stdin=pulumi.Output.secret(args.token),
+            stdin=stdin,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.preflight, self.membership, *self.copies, *args.install_after],
-                # Joining happens once; later versions and config are the upgrade step's job, and
-                # the install script does nothing on a complete node, so a stale copy is harmless.
-                ignore_changes=["create"],
+                # Joining happens once; later versions, config and tokens are the upgrade step's
+                # job, and the install script does nothing on a complete node, so a stale copy is
+                # harmless.
+                ignore_changes=["create", "stdin"],
             ),
         )
         self.upgrade = RemoteCommand(
@@ -169,6 +183,7 @@ class K3sNode(pulumi.ComponentResource):
             connection=conn,
             create=upgrade_text,
             update=upgrade_text,
+            stdin=stdin,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.install, *self.copies, *args.upgrade_after],

@@ -32,7 +32,10 @@ STAGING = "/var/tmp/homelab-k3s"
 """Where CopyToRemote drops the air-gap binary and install.sh (per version), as the SSH user."""
 
 TOKEN_FILE = "/etc/rancher/k3s/join-token"
-"""The 0600 file holding the join token that config.yaml's `token-file` names."""
+"""The 0600 file holding the join token that config.yaml's `token-file` names: the cluster token on
+the bootstrap server, the server token on the other servers, the agent token on agents."""
+AGENT_TOKEN_FILE = "/etc/rancher/k3s/agent-token"
+"""Servers only: the 0600 file config.yaml's `agent-token-file` names, the agent token's secret."""
 
 CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
 RESOLV_CONF_PATH = "/etc/rancher/k3s/resolv.conf"
@@ -42,6 +45,9 @@ file given this way as is, without its loopback checks (k3s docs, advanced: Conf
 Resolution)."""
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 """Written by a k3s server: the full-format token (`K10<ca-hash>::server:<secret>`), which pins the CA."""
+SERVER_AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
+"""Written by a k3s server: the full-format agent token (`K10<ca-hash>::node:<secret>`) when
+`agent-token` is set, else a link to the server token (k3s docs, cli/token)."""
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
 KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
 """Written by every k3s node once its agent has its certificates: the readiness signal."""
@@ -142,6 +148,8 @@ def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> 
     if node.role == Role.SERVER:
         config.update(
             {
+                # Agents join with this secret (user `node`), never with the server token.
+                "agent-token-file": layout.path(AGENT_TOKEN_FILE),
                 "cluster-cidr": str(k3s.cluster_cidr),
                 "service-cidr": str(k3s.service_cidr),
                 "secrets-encryption": k3s.secrets_encryption,
@@ -326,18 +334,14 @@ if [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ]; then
     exit 0
   fi
 fi
-mkdir -p "$ETC"
-if [ -s "$TOKEN_FILE" ]; then
-  cat >/dev/null  # joined before: the token never changes for a node
-else
-  # The token goes from stdin straight to its 0600 file: never into a variable, argument or log.
-  tmp="$(mktemp "$TOKEN_FILE.XXXXXX")"
-  cat >"$tmp"
-  if [ ! -s "$tmp" ]; then rm -f "$tmp"; fail "no join token on stdin"; fi
-  chmod 0600 "$tmp"
-  mv -f "$tmp" "$TOKEN_FILE"
-fi
-# Not complete (first run, or a run that failed half-way): finish with the installer.
+read_secrets
+# Joined before: the tokens never change here (the upgrade step moves an agent to the agent token).
+if [ ! -s "$TOKEN_FILE" ]; then secret_to 1 "$TOKEN_FILE" "join token" || :; fi
+""" + (
+            'if [ ! -s "$AGENT_TOKEN" ]; then secret_to 2 "$AGENT_TOKEN" "agent token" || :; fi\n'
+            if role == Role.SERVER
+            else ""
+        ) + """# Not complete (first run, or a run that failed half-way): finish with the installer.
 touch "$PENDING"
 """
         # Config changes are the upgrade's job: here the files are written only where missing.
@@ -347,9 +351,21 @@ touch "$PENDING"
         head = """\
 [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
 [ -s "$TOKEN_FILE" ] || fail "$TOKEN_FILE is missing: re-run the install step"
-"""
+read_secrets
+""" + (
+            # A server keeps its join token; agent-token-file is set (again) here, so an existing
+            # cluster gets an agent token on its next `up` (k3s: it may be set after the cluster
+            # started, on every server; docs, cli/token).
+            '# The agent token: agents join with it (user node), never with the server token.\n'
+            'if secret_to 2 "$AGENT_TOKEN" "agent token"; then touch "$PENDING"; fi\n'
+            if role == Role.SERVER
+            # An agent that joined with the server token (before agent tokens) is moved to the
+            # agent token: the file is rewritten, so no agent keeps the server token on disk.
+            else 'if secret_to 1 "$TOKEN_FILE" "agent token"; then touch "$PENDING"; fi\n'
+        )
         config_guard = 'if write_if_changed "$CONFIG"'
         resolv_guard = 'if write_if_changed "$RESOLV"'
+    agent_token_var = f'AGENT_TOKEN="$R"{q(AGENT_TOKEN_FILE)}\n' if role == Role.SERVER else ""
     return (
         _prelude(hostname, layout)
         + f"""ROLE={role}
@@ -359,7 +375,7 @@ ETC="$R/etc/rancher/k3s"
 CONFIG="$R"{q(CONFIG_FILE)}
 RESOLV="$R"{q(RESOLV_CONF_PATH)}
 TOKEN_FILE="$R"{q(TOKEN_FILE)}
-UNINSTALL="$BIN/{uninstall}"
+{agent_token_var}UNINSTALL="$BIN/{uninstall}"
 STAGE="$R"{q(STAGING)}/"$VERSION"
 PENDING="$ETC/.homelab-restart-pending"
 
@@ -376,6 +392,19 @@ write_if_changed() {{
   chmod "$2" "$tmp" || fail "cannot chmod $1"
   if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 1; fi
   mv -f "$tmp" "$1" || fail "cannot replace $1"
+}}
+# Secrets come on stdin, one per line, into a 0600 file: never an argument, a variable or a log.
+read_secrets() {{
+  mkdir -p "$ETC"
+  SECRETS="$(mktemp "$ETC/.stdin.XXXXXX")"
+  trap 'rm -f "$SECRETS"' EXIT
+  cat >"$SECRETS"
+}}
+# Line $1 of stdin into file $2 (0600), only when it differs; true when it wrote. $3 names it.
+secret_to() {{
+  awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS" ||
+    fail "no $3 on stdin (line $1)"
+  write_if_changed "$2" 0600 < <(sed -n "$1p" "$SECRETS")
 }}
 
 {head}mkdir -p "$ETC" "$BIN" "$STAGE"
@@ -571,6 +600,29 @@ if [ "$have" = "$WANT" ]; then
 fi
 "$K" kubectl -n kube-system patch deployment coredns --type merge -p {q(json.dumps(patch, sort_keys=True))} >/dev/null
 say "CoreDNS restarted to forward to $WANT (was: ${{have:-the resolvers of the nodes}})"
+"""
+    )
+
+
+def agent_token_script(*, hostname: str, layout: HostLayout = HostLayout(), timeout_s: int = 120) -> str:
+    """Runs on the bootstrap server after its upgrade step: prints the full-format agent token
+    (`K10<ca-hash>::node:<secret>`) agents join with. Until `agent-token` is set, k3s keeps that
+    file as a link to the server token: this step waits for the real one and never prints that."""
+    q = shlex.quote
+    why = (
+        f"{SERVER_AGENT_TOKEN_FILE} is not an agent token after {timeout_s} s (k3s links it to the server token "
+        "until agent-token is set): check agent-token-file in config.yaml and restart k3s"
+    )
+    return (
+        _prelude(hostname, layout)
+        + f"""FILE="$R"{q(SERVER_AGENT_TOKEN_FILE)}
+waited=0
+until [ -f "$FILE" ] && [ ! -L "$FILE" ] && grep -q '::node:' "$FILE"; do
+  [ "$waited" -lt {timeout_s} ] || fail {q(why)}
+  sleep 2
+  waited=$((waited + 2))
+done
+cat "$FILE"
 """
     )
 

@@ -55,7 +55,7 @@ def test_user_secrets_replace_generation_and_the_agent(record: Callable[..., Rec
     rec = record(lambda: build_metal(loaded), preview=False)
     assert not [r for r in rec if r.name == "k3s-token-value"]
     install = rec.by_name("k3s-rack-cp-1-install")
-    assert install.inputs["stdin"] == "user-token-value-0123456789"
+    assert install.inputs["stdin"].split("\n")[0] == "user-token-value-0123456789"
     assert "stdin" in install.secret_paths
     assert install.inputs["connection"]["privateKey"] == "PRIVATE-KEY-TEXT"
     assert "PRIVATE-KEY-TEXT" not in repr([r.redacted for r in rec])

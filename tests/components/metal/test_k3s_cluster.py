@@ -31,6 +31,9 @@ NODE_PATCH = "kubernetes:core/v1:NodePatch"
 PROVIDER = "pulumi:providers:kubernetes"
 
 FULL_TOKEN = "K10" + "ab" * 32 + "::server:read-back-secret-token-0123456789"
+AGENT_SECRET = "generated-agent-secret-0123456789abcdefghijklmn"
+AGENT_FULL_TOKEN = "K10" + "ab" * 32 + "::node:" + AGENT_SECRET
+GENERATED = {"k3s-token-value": "generated-cluster-token-0123456789abcdefghij", "k3s-agent-token-value": AGENT_SECRET}
 USER_TOKEN = "user-supplied-k3s-token-0123456789abcdef"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END OPENSSH PRIVATE KEY-----\n"
 KUBECONFIG = (
@@ -41,14 +44,18 @@ KUBECONFIG = (
 
 
 class ReadBackMocks(DefaultMocks):
-    """The two read-back commands print what a k3s server would."""
+    """The read-back commands print what a k3s server would; generated secrets get a value."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         rid, state = super().new_resource(args)
-        if args.typ == COMMAND and args.name.endswith("-join-token"):
+        if args.typ == COMMAND and args.name.endswith("-agent-join-token"):
+            state["stdout"] = AGENT_FULL_TOKEN + "\n"
+        elif args.typ == COMMAND and args.name.endswith("-join-token"):
             state["stdout"] = FULL_TOKEN + "\n"
         elif args.typ == COMMAND and args.name.endswith("-kubeconfig"):
             state["stdout"] = KUBECONFIG
+        elif args.typ == "pulumi-python:dynamic:Resource":
+            state["value"] = GENERATED[args.name]
         return rid, state
 
 
@@ -152,8 +159,11 @@ def test_bootstrap_then_join_token_then_everyone_else_in_parallel(record: Callab
     g = graph(rec)
     assert g["k3s-join-token"] >= {"k3s-rack-cp-1-install"}
     joiners = ["rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
+    # agents join with the agent token, read back after the bootstrap server's upgrade step set it
+    assert g["k3s-agent-join-token"] >= {"k3s-rack-cp-1-upgrade"}
     for host in joiners:
-        assert "k3s-join-token" in g[f"k3s-{host}-install"]
+        assert "k3s-agent-join-token" in g[f"k3s-{host}-install"]
+        assert not reaches(g, f"k3s-{host}-install", "k3s-join-token")
         assert reaches(g, f"k3s-{host}-install", "k3s-rack-cp-1-install")
         for other in joiners:
             if other != host:
@@ -182,7 +192,8 @@ def test_the_explicit_bootstrap_server_starts_the_cluster_not_the_first_in_the_l
     assert "k3s-rack-cp-2-install" in g["k3s-join-token"]
     assert "cluster-init: true" in rec.by_name("k3s-rack-cp-2-install").inputs["create"]
     for other in ("rack-cp-1", "rack-cp-3"):
-        assert "k3s-join-token" in g[f"k3s-{other}-install"]
+        assert "k3s-join-token" in g[f"k3s-{other}-install"]  # servers join with the server token
+        assert not reaches(g, f"k3s-{other}-install", "k3s-agent-join-token")
         assert "cluster-init" not in rec.by_name(f"k3s-{other}-install").inputs["create"]
     read_back = rec.by_name("k3s-join-token").inputs["connection"]
     assert read_back["host"] == "192.168.10.12"
@@ -214,9 +225,9 @@ def test_upgrades_go_servers_first_one_at_a_time_then_agents_in_parallel(record:
 def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Recording]) -> None:
     homelab = critical_path(build(record, raw_rack()))
     many = critical_path(build(record, with_agents(raw_rack(), 20)))
-    # ready: preflight, bootstrap install, join-token, agent install, registration/upgrade; then the
-    # CoreDNS upstream check after every upgrade step
-    assert homelab == (5, 6)
+    # ready: preflight, bootstrap install, bootstrap upgrade (sets the agent token), agent-join-token,
+    # agent install, registration/upgrade; then the CoreDNS upstream check after every upgrade step
+    assert homelab == (6, 7)
     assert many == homelab
     airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
     assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
@@ -224,7 +235,7 @@ def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Reco
 
 def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
     ready, longest = critical_path(build(record, etcd_raw()))
-    assert ready == 5
+    assert ready == 6  # an agent's registration, as with one server
     # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7) < CoreDNS check (8)
     assert longest == 8
     assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
@@ -240,10 +251,15 @@ def test_secrets_are_marked_and_never_in_command_text(record: Callable[..., Reco
     for r in installs:
         assert "stdin" in r.secret_paths
         assert r.redacted["stdin"] == "[secret]"
-    assert rec.by_name("k3s-rack-cp-1-install").inputs["stdin"] == USER_TOKEN
-    # joiners get the read-back full token, which pins the cluster CA
-    assert rec.by_name("k3s-rack-pi-1-install").inputs["stdin"] == FULL_TOKEN
-    for name in ("k3s-join-token", "k3s-kubeconfig"):
+    # the bootstrap server: the cluster token and the agent token's secret (agent-token-file)
+    assert rec.by_name("k3s-rack-cp-1-install").inputs["stdin"] == f"{USER_TOKEN}\n{AGENT_SECRET}\n"
+    # agents get the read-back full agent token, which pins the cluster CA, never the server token
+    for agent in ("rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"):
+        for step in ("install", "upgrade"):
+            r = rec.by_name(f"k3s-{agent}-{step}")
+            assert r.inputs["stdin"] == AGENT_FULL_TOKEN + "\n" and "stdin" in r.secret_paths
+    assert rec.by_name("k3s-rack-cp-1-upgrade").inputs["stdin"] == f"{USER_TOKEN}\n{AGENT_SECRET}\n"
+    for name in ("k3s-join-token", "k3s-agent-join-token", "k3s-kubeconfig"):
         r = rec.by_name(name)
         assert r.inputs["logging"] == "none"
         assert "stdout" in r.additional_secret_outputs
@@ -257,20 +273,23 @@ def test_secrets_are_marked_and_never_in_command_text(record: Callable[..., Reco
         assert r.inputs["connection"]["privateKey"] == SSH_KEY
         for field in ("create", "update", "delete"):
             text = str(r.inputs.get(field, ""))
-            for secret in (USER_TOKEN, FULL_TOKEN, "read-back-secret", "S0VZLURBVEEtU0VDUkVU", "not-a-real-key"):
+            for secret in (USER_TOKEN, FULL_TOKEN, AGENT_SECRET, "read-back-secret", "S0VZLURBVEEtU0VDUkVU"):
                 assert secret not in text, (r.name, field)
+            assert "not-a-real-key" not in text, (r.name, field)
     for r in rec:
-        for secret in (USER_TOKEN, FULL_TOKEN, SSH_KEY, "S0VZLURBVEEtU0VDUkVU"):
+        for secret in (USER_TOKEN, FULL_TOKEN, AGENT_SECRET, SSH_KEY, "S0VZLURBVEEtU0VDUkVU"):
             assert secret not in repr(r.redacted), r.name
 
 
 def test_no_user_token_generates_one_and_no_key_uses_the_agent(record: Callable[..., Recording]) -> None:
     rec = build(record, raw_rack())
-    assert len(rec.of_type("pulumi-python:dynamic:Resource")) == 1
+    generated = {r.name for r in rec.of_type("pulumi-python:dynamic:Resource")}
+    assert generated == {"k3s-token-value", "k3s-agent-token-value"}
     for r in commands(rec):
         assert "privateKey" not in r.inputs["connection"]
     with_token = build(record, raw_rack(), secrets={"token": True})
-    assert with_token.of_type("pulumi-python:dynamic:Resource") == []
+    # the agent token is always generated: it is the program's, never the user's server token
+    assert [r.name for r in with_token.of_type("pulumi-python:dynamic:Resource")] == ["k3s-agent-token-value"]
 
 
 def test_ssh_user_is_always_the_configured_one_and_host_keys_are_pinned(record: Callable[..., Recording]) -> None:
@@ -328,7 +347,7 @@ def test_only_membership_deletes_uninstall_and_nothing_with_a_delete_has_trigger
     assert len(members) == 5
     for r in commands(rec):
         if r.name.endswith("-install"):
-            assert opts[r.name].ignore_changes == ["create"]
+            assert opts[r.name].ignore_changes == ["create", "stdin"]
         if r.name.endswith(("-join-token", "-kubeconfig")):
             assert "stdout" in (opts[r.name].additional_secret_outputs or [])
 
