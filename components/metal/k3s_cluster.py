@@ -23,8 +23,15 @@ hostname, never by list position):
 - `<name>-<hostname>-registration` (remote.Command on the bootstrap server) per node: create waits
   until the Node is registered; delete cordons, drains and deletes the Node. It depends on the
   node's membership, so on removal the drain runs before the uninstall.
-- `<name>-<hostname>-layout` (kubernetes.core.v1.NodePatch) per node: labels and taints from the
-  layout vocabulary, reconciled through the API after join (k3s only applies them at registration).
+- `<name>-<hostname>-layout` (kubernetes.core.v1.NodePatch) per node: the labels of the layout
+  vocabulary, reconciled through the API after join (k3s only applies them at registration).
+- `<name>-<hostname>-taints` (remote.Command on the bootstrap server) per node, after its
+  NodePatch: the taints this program owns (`rack.homelab.io/*` and the control-plane taint) made
+  exactly the layout's with `kubectl taint`, every other taint left alone. Not in the NodePatch:
+  `spec.taints` is an atomic list, and a server-side apply of it would own and replace the whole
+  list, dropping a cordon's `node.kubernetes.io/unschedulable` or the node lifecycle's
+  `not-ready`/`unreachable` taints on every `up`. Its text names the taints, so it re-runs when
+  they change. No delete (a removed node's Node is deleted).
 - `<name>-dns-upstream` (remote.Command on the bootstrap server), after every node's upgrade step
   wrote `dns.upstream` into its resolv.conf: restarts CoreDNS's pods when they were started with
   other upstreams (they read the file at start). Its text names the upstreams, so it re-runs
@@ -62,6 +69,7 @@ from components.metal.k3s_scripts import (
     registration_script,
     remote_command,
     rewrite_kubeconfig,
+    taints_script,
 )
 from rack.config import Node, Rack
 from rack.vocabulary import Role
@@ -83,9 +91,9 @@ def ssh_connection(rack: Rack, node: Node, private_key: pulumi.Input[str] | None
 
 
 def render_node_layout(node: Node) -> dict[str, Any]:
-    """The Node fields this program owns: class/role/arch labels and the layout taints (pure)."""
-    taints = node_taints(node_class=node.node_class, role=node.role)
-    manifest: dict[str, Any] = {
+    """The Node fields this program applies: class/role/arch labels (pure). Labels are a map, so
+    server-side apply owns only these keys. Taints are the `-taints` command's (`taints_script`)."""
+    return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
@@ -94,11 +102,6 @@ def render_node_layout(node: Node) -> dict[str, Any]:
             "annotations": {PATCH_FORCE: "true"},
         },
     }
-    if taints:
-        # No taints: `spec` is left out, so server-side apply drops a taint this patch set
-        # before (experimental -> general) without claiming the list.
-        manifest["spec"] = {"taints": [t.to_k8s() for t in taints]}
-    return manifest
 
 
 def upgrade_order(rack: Rack) -> list[Node]:
@@ -150,7 +153,9 @@ class K3sCluster(pulumi.ComponentResource):
     registrations: dict[str, RemoteCommand]
     """Per hostname: wait for the Node; on removal cordon, drain, delete it."""
     layouts: dict[str, KubernetesObject]
-    """Per hostname: labels and taints through the API."""
+    """Per hostname: labels through the API."""
+    taints: dict[str, RemoteCommand]
+    """Per hostname: the taints this program owns, by `kubectl taint` on the bootstrap server."""
     dns_upstream: RemoteCommand
     """Restarts CoreDNS when `dns.upstream` changed (after every node wrote it)."""
     ready: list[pulumi.Resource]
@@ -280,6 +285,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         self.registrations = {}
         self.layouts = {}
+        self.taints = {}
         for node in order:
             k3s_node = self.nodes[node.hostname]
             registration = RemoteCommand(
@@ -297,6 +303,15 @@ class K3sCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[registration]),
                 patch=True,
             )
+            taints = node_taints(node_class=node.node_class, role=node.role)
+            self.taints[node.hostname] = RemoteCommand(
+                f"{name}-{node.hostname}-taints",
+                connection=conn(boot),
+                create=on_boot(taints_script(hostname=node.hostname, taints=taints, layout=layout_of(boot))),
+                # After the NodePatch: on a cluster whose NodePatch still owned `spec.taints`, the
+                # update that stops applying them drops the list once; this puts ours back.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.layouts[node.hostname]]),
+            )
         self.dns_upstream = RemoteCommand(
             f"{name}-dns-upstream",
             connection=conn(boot),
@@ -309,7 +324,7 @@ class K3sCluster(pulumi.ComponentResource):
                 parent=self, depends_on=[*(n.upgrade for n in self.nodes.values()), *self.registrations.values()]
             ),
         )
-        self.ready = [*self.layouts.values()]
+        self.ready = [*self.layouts.values(), *self.taints.values()]
         self.access = {
             n.hostname: NodeAccess(connection=conn(n), user=user, after=self.nodes[n.hostname])
             for n in rack.nodes

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from components.core.layout import LABEL_PREFIX, node_labels, node_taints
+from components.core.layout import CONTROL_PLANE_TAINT, LABEL_PREFIX, Taint, node_labels, node_taints
 from rack.config import Datastore, InstallSource, Node, Rack
 from rack.vocabulary import Arch, Role
 
@@ -568,6 +568,62 @@ fi
 "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s
 "$K" kubectl delete node "$NODE" --ignore-not-found
 say "drained and deleted from the cluster"
+"""
+    )
+
+
+OWNED_TAINT_KEYS = (f"{LABEL_PREFIX}/*", CONTROL_PLANE_TAINT.key)
+"""The taint keys this program manages (shell patterns): its own prefix and the control-plane
+taint it sets. Every other taint (a cordon's `node.kubernetes.io/unschedulable`, the node
+lifecycle's `not-ready`/`unreachable`, anyone else's) is left alone."""
+
+
+def taints_script(*, hostname: str, taints: list[Taint], layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server: makes the Node's taints among OWNED_TAINT_KEYS exactly
+    `taints`, one `kubectl taint` per difference, leaving every other taint as it is.
+
+    Not through the NodePatch: `spec.taints` is an atomic list, so a server-side apply owns the
+    whole list and replaces the taints others add (Kubernetes server-side apply: merge strategy).
+    `kubectl taint` reads the list and writes it back with only its own change."""
+    q = shlex.quote
+
+    def shown(t: Taint) -> str:  # as the jsonpath below prints it
+        return f"{t.key}={t.value}:{t.effect}"
+
+    want_shown = " ".join(q(shown(t)) for t in taints)
+    want_args = " ".join(q(t.to_k3s()) for t in taints)
+    want_ke = " ".join(q(f"{t.key}:{t.effect}") for t in taints)
+    owned = "|".join(OWNED_TAINT_KEYS)
+    jsonpath = '{range .spec.taints[*]}{.key}{"="}{.value}{":"}{.effect}{"\\n"}{end}'
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+want_shown=({want_shown})
+want_args=({want_args})
+want_ke=({want_ke})
+current="$("$K" kubectl get node "$NODE" -o jsonpath={q(jsonpath)})"
+changes=0
+for i in "${{!want_shown[@]}}"; do
+  if ! grep -qxF -- "${{want_shown[$i]}}" <<<"$current"; then
+    "$K" kubectl taint node "$NODE" "${{want_args[$i]}}" --overwrite >/dev/null
+    say "taint ${{want_args[$i]}} set"
+    changes=$((changes + 1))
+  fi
+done
+while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  key="${{line%%=*}}"
+  effect="${{line##*:}}"
+  case "$key" in
+    {owned}) ;;
+    *) continue ;;  # not ours: a cordon's, the node lifecycle's, anyone else's
+  esac
+  if [ "${{#want_ke[@]}}" -gt 0 ] && printf '%s\n' "${{want_ke[@]}}" | grep -qxF -- "$key:$effect"; then continue; fi
+  "$K" kubectl taint node "$NODE" "$key:$effect-" >/dev/null
+  say "stale taint $key:$effect removed"
+  changes=$((changes + 1))
+done <<<"$current"
+[ "$changes" -gt 0 ] || say "taints already as configured"
 """
     )
 

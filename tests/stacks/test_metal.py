@@ -27,7 +27,7 @@ def test_metal_builds_one_cluster_and_hands_its_provider_on(record: Callable[...
     # fixed-name ConfigMaps/Secrets update in place, never delete-and-create (refused when protected)
     assert providers[0].inputs["enableConfigMapMutable"] == "true"
     assert providers[0].inputs["enableSecretMutable"] == "true"
-    assert len(metal.cluster_ready) == len(homelab.rack.nodes)
+    assert len(metal.cluster_ready) == 2 * len(homelab.rack.nodes)  # each node's NodePatch and taints
     patches = rec.of_type("kubernetes:core/v1:NodePatch")
     assert sorted(p.name for p in patches) == sorted(f"k3s-{n.hostname}-layout" for n in homelab.rack.nodes)
     assert all(p.provider.startswith(providers[0].urn) for p in patches)

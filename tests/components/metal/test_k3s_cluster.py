@@ -141,9 +141,10 @@ def ssh_depth(rec: Recording) -> dict[str, int]:
 
 
 def critical_path(rec: Recording) -> tuple[int, int]:
-    """(sequential SSH steps until the cluster is ready, i.e. every NodePatch; the longest SSH chain overall)."""
+    """(sequential SSH steps until the cluster is ready, i.e. every NodePatch and taints step; the
+    longest SSH chain overall)."""
     depths = ssh_depth(rec)
-    ready = max(depths[r.name] for r in rec.of_type(NODE_PATCH))
+    ready = max(depths[r.name] for r in rec if r.type == NODE_PATCH or r.name.endswith("-taints"))
     return ready, max(depths.values())
 
 
@@ -226,8 +227,9 @@ def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Reco
     homelab = critical_path(build(record, raw_rack()))
     many = critical_path(build(record, with_agents(raw_rack(), 20)))
     # ready: preflight, bootstrap install, bootstrap upgrade (sets the agent token), agent-join-token,
-    # agent install, registration/upgrade; then the CoreDNS upstream check after every upgrade step
-    assert homelab == (6, 7)
+    # agent install, registration, taints (after the NodePatch); the CoreDNS upstream check after
+    # every upgrade step is as deep
+    assert homelab == (7, 7)
     assert many == homelab
     airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
     assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
@@ -235,7 +237,7 @@ def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Reco
 
 def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
     ready, longest = critical_path(build(record, etcd_raw()))
-    assert ready == 6  # an agent's registration, as with one server
+    assert ready == 7  # an agent's taints step, as with one server
     # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7) < CoreDNS check (8)
     assert longest == 8
     assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
@@ -437,9 +439,20 @@ def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(reco
             node_class=node.node_class, role=node.role, arch=node.arch
         )
         assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
-    assert rec.by_name("k3s-rack-cp-1-layout").inputs["spec"]["taints"] == [CONTROL_PLANE_TAINT.to_k8s()]
-    assert rec.by_name("k3s-rack-lab-1-layout").inputs["spec"]["taints"] == [EXPERIMENTAL_TAINT.to_k8s()]
-    assert "spec" not in rec.by_name("k3s-rack-pi-1-layout").inputs
+        # never spec.taints: an atomic list, a server-side apply would own (and replace) all of it
+        assert "spec" not in patch.inputs
+        taints = rec.by_name(f"k3s-{node.hostname}-taints")
+        assert taints.inputs["connection"]["host"] == "192.168.10.11"  # kubectl on the bootstrap server
+        assert f"k3s-{node.hostname}-layout" in {short(d) for d in taints.depends_on}
+    assert "want_args=(node-role.kubernetes.io/control-plane:NoSchedule)" in (
+        rec.by_name("k3s-rack-cp-1-taints").inputs["create"]
+    )
+    assert "want_args=(rack.homelab.io/experimental=true:NoSchedule)" in (
+        rec.by_name("k3s-rack-lab-1-taints").inputs["create"]
+    )
+    assert "want_args=()" in rec.by_name("k3s-rack-pi-1-taints").inputs["create"]
+    assert CONTROL_PLANE_TAINT.to_k3s() == "node-role.kubernetes.io/control-plane:NoSchedule"
+    assert EXPERIMENTAL_TAINT.to_k3s() == "rack.homelab.io/experimental=true:NoSchedule"
 
 
 def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstalling(
@@ -449,7 +462,12 @@ def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstall
     after = build(record, variants()["class change"])
     old = {r.name: r.inputs for r in before}
     changed = {r.name for r in after if old.get(r.name) != r.inputs}
-    # labels/taints through the API; config.yaml (for a future re-registration) via the upgrade
-    # step; the install's create changes but is ignored (ignore_changes), so nothing reinstalls
-    assert changed == {"k3s-rack-lab-1-layout", "k3s-rack-lab-1-upgrade", "k3s-rack-lab-1-install"}
-    assert "spec" not in after.by_name("k3s-rack-lab-1-layout").inputs
+    # labels through the API, taints by kubectl; config.yaml (for a future re-registration) via the
+    # upgrade step; the install's create changes but is ignored (ignore_changes): nothing reinstalls
+    assert changed == {
+        "k3s-rack-lab-1-layout",
+        "k3s-rack-lab-1-taints",
+        "k3s-rack-lab-1-upgrade",
+        "k3s-rack-lab-1-install",
+    }
+    assert "want_args=()" in after.by_name("k3s-rack-lab-1-taints").inputs["create"]

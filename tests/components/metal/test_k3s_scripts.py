@@ -30,6 +30,7 @@ from components.metal.k3s_scripts import (
     render_resolv_conf,
     rewrite_kubeconfig,
     staging_dir,
+    taints_script,
     uninstall_script,
     upgrade_script,
 )
@@ -236,13 +237,16 @@ def all_scripts(layout: HostLayout) -> dict[str, str]:
     out["drain"] = drain_script(hostname="rack-pi-1", layout=layout)
     out["read"] = read_file_script(hostname="rack-cp-1", path="/etc/rancher/k3s/k3s.yaml", layout=layout)
     out["dns-upstream"] = dns_upstream_script(hostname="rack-cp-1", upstream=["1.1.1.1", "9.9.9.9"], layout=layout)
+    out["taints-none"] = taints_script(hostname="rack-pi-1", taints=[], layout=layout)
+    both = [CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT]
+    out["taints-two"] = taints_script(hostname="rack-cp-1", taints=both, layout=layout)
     return out
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["real-host", "test-root"])
 def test_every_generated_script_passes_shellcheck(layout: HostLayout) -> None:
     scripts = all_scripts(layout)
-    assert len(scripts) == 16
+    assert len(scripts) == 18
     for name, script in scripts.items():
         try:
             shellcheck(script)

@@ -156,9 +156,17 @@ def install_all(lab: SshLab, g: Recording) -> str:
     parallel(lambda h: run_step(lab, g, f"k3s-{h}-install"), AGENTS)
     for h in [BOOT, *AGENTS]:
         run_step(lab, g, f"k3s-{h}-registration")
+        run_step(lab, g, f"k3s-{h}-taints")
     upgrade_all(lab, g)
     run_step(lab, g, "k3s-dns-upstream")
     return token
+
+
+def api_taints(lab: SshLab, host: str) -> list[str]:
+    """The taints the API stand-in holds for a Node (`key=value:Effect` / `key:Effect`)."""
+    return sorted(
+        x.removeprefix("taint=") for x in (lab.registry / "nodes" / host).read_text().split() if x.startswith("taint=")
+    )
 
 
 def upgrade_waves(g: Recording) -> list[list[str]]:
@@ -270,6 +278,9 @@ def test_install_joins_every_node_and_a_second_run_changes_nothing(lab: SshLab) 
         assert "kubelet-arg=system-reserved=cpu=250m,memory=512Mi" in record
         token_file = lab.hosts[node.hostname].root / "etc/rancher/k3s/join-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
+    assert api_taints(lab, BOOT) == [CONTROL_PLANE_TAINT.to_k3s()]
+    assert api_taints(lab, "lab-exp-1") == [EXPERIMENTAL_TAINT.to_k3s()]
+    assert api_taints(lab, "lab-gen-1") == []
     assert f"taint={CONTROL_PLANE_TAINT.to_k3s()}" in registration(lab, BOOT)
     assert f"taint={EXPERIMENTAL_TAINT.to_k3s()}" in registration(lab, "lab-exp-1")
     assert not [x for x in registration(lab, "lab-gen-1") if x.startswith("taint=")]
@@ -429,6 +440,12 @@ def test_a_class_change_reconfigures_that_node_only_without_reinstalling(lab: Ss
     assert f"- {EXPERIMENTAL_TAINT.to_k3s()}" in config
     assert "rack.homelab.io/class=experimental" in config
     assert starts(lab, "lab-gen-1") == [V1, V1]  # one restart to pick up config.yaml, then none
+    # the live Node: a cordon's taint stays, the class taint is set by the taints step
+    cordon = "k3s kubectl taint node lab-gen-1 node.kubernetes.io/unschedulable:NoSchedule"
+    ok(lab.run(BOOT, f"{lab.hosts[BOOT].root}/usr/local/bin/{cordon}"))
+    assert "taint rack.homelab.io/experimental=true:NoSchedule set" in run_step(lab, g2, "k3s-lab-gen-1-taints")
+    assert api_taints(lab, "lab-gen-1") == ["node.kubernetes.io/unschedulable:NoSchedule", EXPERIMENTAL_TAINT.to_k3s()]
+    assert "taints already as configured" in run_step(lab, g2, "k3s-lab-gen-1-taints")
     assert sentinel.read_text() == "kept"
     assert snapshot(lab, others) == before_others
 
