@@ -14,6 +14,7 @@ from typing import Any
 from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
+from rack.k3s_releases import release_warnings
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.composition import build, export
@@ -216,6 +217,7 @@ def make_plan(loaded: Loaded, stack: str, *, one_shot: bool = False) -> PlanResu
     sched = schedule(nodes_from_rack(loaded.rack), workloads)
     scheduled = time.perf_counter()
     warnings = [Problem("warning", "secret", None, None, str(w)) for w in loaded.warnings]
+    warnings += [Problem("warning", "k3s", None, None, w) for w in release_warnings(loaded.rack.k3s.version)]
     seen = Counter(r.urn for r in recording)
     warnings += [
         Problem("error", "duplicate", None, None, f"{urn} is registered {n} times; the engine would refuse it")

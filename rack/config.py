@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
+from rack.k3s_releases import LATEST as LATEST_K3S
 from rack.quantity import cpu_millis, memory_mib, storage_gib
 from rack.vocabulary import Arch, Category, NodeClass, Role
 
@@ -34,7 +35,7 @@ from rack.vocabulary import Arch, Category, NodeClass, Role
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
-_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
 _IMAGE = re.compile(
     r"^(?:(?P<registry>[a-z0-9]([-a-z0-9.]*[a-z0-9])?(?::\d+)?)/)?"
@@ -76,7 +77,7 @@ def _domain(value: str) -> str:
 
 def _k3s_version(value: str) -> str:
     if not _K3S_VERSION.match(value):
-        raise ValueError(f"'{value}' is not a pinned k3s release (e.g. v1.31.4+k3s1)")
+        raise ValueError(f"'{value}' is not a pinned k3s release v1.X.Y+k3sN (e.g. {LATEST_K3S})")
     return value
 
 
@@ -297,7 +298,7 @@ class Reserve(Model):
 
 class K3s(Model):
     version: K3sVersion
-    """The pinned k3s release; changing it is an in-place upgrade (servers first, one at a time)."""
+    """Pinned k3s release v1.X.Y+k3sN; a change upgrades in place, servers first; a line past end of life warns."""
     datastore: Datastore = Datastore.SQLITE
     """sqlite: exactly one server | etcd: an odd number of servers (1, 3, 5)."""
     cluster_cidr: Cidr = IPv4Network("10.42.0.0/16")

@@ -358,7 +358,7 @@ def variants() -> dict[str, dict[str, Any]]:
     base = raw_rack()
     out: dict[str, dict[str, Any]] = {}
     bumped = copy.deepcopy(base)
-    bumped["k3s"]["version"] = "v1.31.5+k3s1"
+    bumped["k3s"]["version"] = "v1.36.5+k3s1"
     out["version bump"] = bumped
     reclass = copy.deepcopy(base)
     lab = next(n for n in reclass["nodes"] if n["hostname"] == "rack-lab-1")
@@ -398,7 +398,7 @@ def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., R
     airgap = {"install": {"source": "airgap", "airgap-dir": "./airgap"}}
     before = build(record, raw_rack(**airgap))
     bumped_raw = raw_rack(**airgap)
-    bumped_raw["k3s"]["version"] = "v1.31.5+k3s1"
+    bumped_raw["k3s"]["version"] = "v1.36.5+k3s1"
     after = build(record, bumped_raw)
     old = {r.name: r.inputs for r in before}
     changed = {r.name for r in after if old.get(r.name) != r.inputs}

@@ -41,7 +41,7 @@ from tests.prereq import lab_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 SHELLCHECK = ROOT / ".venv" / "bin" / "shellcheck"
-VERSION = "v1.31.4+k3s1"
+VERSION = "v1.36.4+k3s1"
 
 
 def homelab() -> Rack:
