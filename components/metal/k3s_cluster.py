@@ -15,9 +15,13 @@ hostname, never by list position):
   `agent-token-file`): reads back the full-format agent token (`K10<ca-hash>::node:...`) the agents
   join with; logging off, stdout a secret. An agent joined with the server token by an earlier
   version of this program gets the agent token written over it by its upgrade step.
-- `<name>-kubeconfig` (remote.Command on the bootstrap server): reads `k3s.yaml` back (logging off,
-  stdout a secret; re-read after an upgrade); the server is rewritten from 127.0.0.1 to the API
-  address.
+- `<name>-kubeconfig` (remote.Command on the bootstrap server): the provider's credential, a
+  token of the ServiceAccount `homelab-pulumi` (cluster-admin, kube-system) valid 365 days, in a
+  kubeconfig with the cluster CA (logging off, stdout a secret); the server is rewritten from
+  127.0.0.1 to the API address. Its trigger changes every 300 days (`credential_period`), so the
+  token is renewed on the first `up` of each period and the provider never runs on an expired
+  one, while a second `up` plans nothing. Not k3s.yaml's admin certificate: it lasts a year and
+  k3s renews it only when it restarts, so a copy read once expires (k3s docs, certificates).
 - `<name>-provider` (kubernetes.Provider): from that kubeconfig, with a stable
   `cluster_identifier` so a refreshed kubeconfig never replaces the provider and everything on it.
 - `<name>-<hostname>-registration` (remote.Command on the bootstrap server) per node: create waits
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import pulumi
@@ -58,13 +63,14 @@ from components.core.layout import node_labels, node_taints
 from components.core.remote_command import LOGGING_NONE, Connection, RemoteCommand, connection
 from components.metal.k3s_node import K3sNode, K3sNodeArgs
 from components.metal.k3s_scripts import (
-    KUBECONFIG_FILE,
     SERVER_TOKEN_FILE,
     HostLayout,
     agent_token_script,
     api_address,
+    credential_period,
     dns_upstream_script,
     drain_script,
+    program_kubeconfig_script,
     read_file_script,
     registration_script,
     remote_command,
@@ -123,6 +129,8 @@ class K3sClusterArgs:
     """`homelab:k3s-token` (secret); None generates one on the first `up`."""
     layouts: Mapping[str, HostLayout] = field(default_factory=dict)
     """Per-hostname host layout; hosts not listed use the real one (root "")."""
+    today: date | None = None
+    """The date the provider's credential period is computed from (None: today)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,7 @@ class K3sCluster(pulumi.ComponentResource):
     nodes: dict[str, K3sNode]
     """Per hostname."""
     kubeconfig: pulumi.Output[str]
-    """Admin kubeconfig (secret), server rewritten to the API address."""
+    """The provider's kubeconfig (secret): the program's ServiceAccount token, server rewritten to the API address."""
     provider: k8s.Provider
     """The provider every later layer uses."""
     registrations: dict[str, RemoteCommand]
@@ -254,11 +262,11 @@ class K3sCluster(pulumi.ComponentResource):
         read_kubeconfig = RemoteCommand(
             f"{name}-kubeconfig",
             connection=conn(boot),
-            create=on_boot(read_file_script(hostname=boot.hostname, path=KUBECONFIG_FILE, layout=layout_of(boot))),
+            create=on_boot(program_kubeconfig_script(hostname=boot.hostname, layout=layout_of(boot))),
             logging=LOGGING_NONE,
-            # Re-read after an upgrade (k3s may renew the admin certificate on restart). Replacing
-            # it is harmless: it has no delete.
-            triggers=[rack.k3s.version],
+            # A new token each period (see credential_period). Replacing it is harmless: it has no
+            # delete, and older tokens expire on their own.
+            triggers=[credential_period(args.today or date.today())],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[boot_node.upgrade], additional_secret_outputs=["stdout"]
             ),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import yaml
@@ -679,6 +680,93 @@ until [ -f "$FILE" ] && [ ! -L "$FILE" ] && grep -q '::node:' "$FILE"; do
   waited=$((waited + 2))
 done
 cat "$FILE"
+"""
+    )
+
+
+PROGRAM_ACCOUNT = "homelab-pulumi"
+"""The ServiceAccount (kube-system) and ClusterRoleBinding (cluster-admin) the program's
+Kubernetes provider authenticates as: revocable (delete the binding) and audited by name, unlike
+k3s' admin client certificate (`system:masters`, which no RBAC rule can restrict)."""
+TOKEN_DAYS = 365
+"""Lifetime of the provider's token (TokenRequest `--duration`)."""
+RENEW_EVERY_DAYS = 300
+"""A new token is minted on the first `up` of every such period (fewer days than TOKEN_DAYS)."""
+_EPOCH = date(2024, 1, 1)
+
+
+def credential_period(today: date) -> str:
+    """The trigger of the kubeconfig step (pure): it changes once every RENEW_EVERY_DAYS days.
+
+    A token is minted when the step runs and lives TOKEN_DAYS > RENEW_EVERY_DAYS, so a token in
+    use is never older than one period unless no `up` ran for a whole period, and a token that
+    has expired was minted in an earlier period: its step is due and re-runs over SSH (which needs
+    no Kubernetes credential) before the provider is configured. Within a period a second `up`
+    plans no change."""
+    return f"credential-period-{(today - _EPOCH).days // RENEW_EVERY_DAYS}"
+
+
+def program_kubeconfig_script(*, hostname: str, layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server (logging off, stdout a secret): makes sure the program's
+    ServiceAccount and its cluster-admin binding exist, mints a token for it valid TOKEN_DAYS
+    (TokenRequest API) and prints a kubeconfig with it and the cluster CA from k3s.yaml (server
+    `https://127.0.0.1:6443`, rewritten by the caller). The k3s.yaml client certificate is never
+    handed out: it lasts a year and k3s renews it only when it restarts."""
+    q = shlex.quote
+    account = PROGRAM_ACCOUNT
+    manifest = "\n".join(
+        [
+            "apiVersion: v1",
+            "kind: ServiceAccount",
+            "metadata:",
+            f"  name: {account}",
+            "  namespace: kube-system",
+            "---",
+            "apiVersion: rbac.authorization.k8s.io/v1",
+            "kind: ClusterRoleBinding",
+            "metadata:",
+            f"  name: {account}",
+            "roleRef:",
+            "  apiGroup: rbac.authorization.k8s.io",
+            "  kind: ClusterRole",
+            "  name: cluster-admin",
+            "subjects:",
+            "- kind: ServiceAccount",
+            f"  name: {account}",
+            "  namespace: kube-system",
+        ]
+    )
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+ADMIN="$R"{q(KUBECONFIG_FILE)}
+[ -s "$ADMIN" ] || fail "{KUBECONFIG_FILE} is missing: is k3s running here?"
+ca="$(awk '$1 == "certificate-authority-data:" {{ print $2; exit }}' "$ADMIN")"
+[ -n "$ca" ] || fail "{KUBECONFIG_FILE} has no certificate-authority-data"
+"$K" kubectl apply --server-side --field-manager=homelab-rack -f - >/dev/null <<'HOMELAB_ACCOUNT'
+{manifest}
+HOMELAB_ACCOUNT
+token="$("$K" kubectl -n kube-system create token {account} --duration={TOKEN_DAYS * 24}h)"
+[ -n "$token" ] || fail "no token for {account}"
+cat <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $ca
+    server: https://127.0.0.1:{API_PORT}
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: {account}
+  name: default
+current-context: default
+users:
+- name: {account}
+  user:
+    token: $token
+KUBECONFIG
 """
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import kubernetes_validate
@@ -20,6 +21,7 @@ import pytest
 
 from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
 from components.metal.k3s_cluster import K3sCluster, K3sClusterArgs, render_node_layout, upgrade_order
+from components.metal.k3s_scripts import PROGRAM_ACCOUNT, RENEW_EVERY_DAYS, TOKEN_DAYS, credential_period
 from plan.engine import DefaultMocks, Recording, Registration
 from rack.config import Rack, parse_rack
 from tests.conftest import stack_raw
@@ -406,8 +408,9 @@ def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., R
     copies = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
               for s in ("binary", "installer")}  # fmt: skip
     installs = {f"k3s-{h}-install" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")}
-    # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff
-    assert changed == upgrades | copies | installs | {"k3s-kubeconfig"}
+    # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff;
+    # the provider's credential is not tied to the version (it is renewed by period)
+    assert changed == upgrades | copies | installs
 
 
 def test_names_are_stable_when_the_node_list_is_reordered(record: Callable[..., Recording]) -> None:
@@ -444,11 +447,13 @@ def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(reco
         taints = rec.by_name(f"k3s-{node.hostname}-taints")
         assert taints.inputs["connection"]["host"] == "192.168.10.11"  # kubectl on the bootstrap server
         assert f"k3s-{node.hostname}-layout" in {short(d) for d in taints.depends_on}
-    assert "want_args=(node-role.kubernetes.io/control-plane:NoSchedule)" in (
-        rec.by_name("k3s-rack-cp-1-taints").inputs["create"]
+    assert (
+        "want_args=(node-role.kubernetes.io/control-plane:NoSchedule)"
+        in (rec.by_name("k3s-rack-cp-1-taints").inputs["create"])
     )
-    assert "want_args=(rack.homelab.io/experimental=true:NoSchedule)" in (
-        rec.by_name("k3s-rack-lab-1-taints").inputs["create"]
+    assert (
+        "want_args=(rack.homelab.io/experimental=true:NoSchedule)"
+        in (rec.by_name("k3s-rack-lab-1-taints").inputs["create"])
     )
     assert "want_args=()" in rec.by_name("k3s-rack-pi-1-taints").inputs["create"]
     assert CONTROL_PLANE_TAINT.to_k3s() == "node-role.kubernetes.io/control-plane:NoSchedule"
@@ -471,3 +476,41 @@ def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstall
         "k3s-rack-lab-1-install",
     }
     assert "want_args=()" in after.by_name("k3s-rack-lab-1-taints").inputs["create"]
+
+
+# --- the provider's credential ---------------------------------------------------------------
+
+
+def build_on(record: Callable[..., Recording], day: date) -> Recording:
+    rack = parse_rack(raw_rack())
+    return record(lambda: K3sCluster("k3s", K3sClusterArgs(rack=rack, today=day)))
+
+
+def test_the_credential_is_renewed_once_a_period_and_a_second_up_changes_nothing(
+    record: Callable[..., Recording],
+) -> None:
+    day = date(2026, 12, 6)
+    first, again = build_on(record, day), build_on(record, day)
+    assert {r.name: r.inputs for r in first} == {r.name: r.inputs for r in again}
+    # the period is RENEW_EVERY_DAYS long: the same trigger until it ends, a new one after
+    start = next(
+        day - timedelta(days=n)
+        for n in range(RENEW_EVERY_DAYS)
+        if credential_period(day - timedelta(days=n + 1)) != credential_period(day)
+    )
+    assert credential_period(start + timedelta(days=RENEW_EVERY_DAYS - 1)) == credential_period(day)
+    later = build_on(record, start + timedelta(days=RENEW_EVERY_DAYS))
+    old = {r.name: r.inputs for r in first}
+    assert {r.name for r in later if old[r.name] != r.inputs} == {"k3s-kubeconfig"}
+    # a token outlives its period, so one in use has not expired while its period lasts
+    assert TOKEN_DAYS > RENEW_EVERY_DAYS
+
+
+def test_the_provider_gets_a_service_account_token_never_the_admin_certificate(
+    record: Callable[..., Recording],
+) -> None:
+    rec = build(record, raw_rack())
+    script = rec.by_name("k3s-kubeconfig").inputs["create"]
+    assert f"create token {PROGRAM_ACCOUNT} --duration={TOKEN_DAYS * 24}h" in script
+    assert "name: cluster-admin" in script and "client-certificate" not in script
+    assert rec.by_name("k3s-kubeconfig").inputs["logging"] == "none"
