@@ -296,9 +296,18 @@ class Reserve(Model):
     """Memory kept for the OS and the k3s agent (kubelet --system-reserved)."""
 
 
+class Upgrade(Model):
+    agents_at_once: Annotated[StrictInt, Field(ge=1, le=50)] = 1
+    """Agents upgraded together, after the servers (one at a time); a batch starts once the last is Ready."""
+    drain_timeout_seconds: Annotated[StrictInt, Field(ge=30, le=3600)] = 300
+    """How long draining a node before its upgrade may take (evictions honour PodDisruptionBudgets)."""
+    ready_timeout_seconds: Annotated[StrictInt, Field(ge=10, le=3600)] = 600
+    """How long an upgraded node has to report Ready on the new version before the rollout stops."""
+
+
 class K3s(Model):
     version: K3sVersion
-    """Pinned k3s release v1.X.Y+k3sN; a change upgrades in place, servers first; a line past end of life warns."""
+    """Pinned k3s release v1.X.Y+k3sN; a change upgrades in place (see k3s.upgrade); a line past end of life warns."""
     datastore: Datastore = Datastore.SQLITE
     """sqlite: exactly one server | etcd: an odd number of servers (1, 3, 5)."""
     cluster_cidr: Cidr = IPv4Network("10.42.0.0/16")
@@ -315,6 +324,8 @@ class K3s(Model):
     """The API address in the kubeconfig and tls-san (default: the bootstrap server's address)."""
     system_reserved: Reserve = Reserve()
     """Per node, kept out of what pods may request; the plan subtracts it from capacity."""
+    upgrade: Upgrade = Upgrade()
+    """How a version change rolls through the nodes: cordon, drain, upgrade, wait for Ready, uncordon."""
 
 
 class Capacity(Model):

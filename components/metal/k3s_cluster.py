@@ -42,9 +42,11 @@ hostname, never by list position):
   exactly when they change. No delete.
 
 Order: bootstrap install -> join-token -> other servers install; bootstrap upgrade ->
-agent-join-token -> agents install (in parallel with the other servers). Upgrades
-(a `k3s.version` bump): bootstrap, then the other servers one at a time (sorted by hostname), then
-all agents in parallel.
+agent-join-token -> agents install (in parallel with the other servers). The rollout of a
+`k3s.version` change (`upgrade_batches`): per node drain (cordon, evict honouring PDBs) ->
+upgrade -> gate (Ready on the new version, uncordon); the bootstrap server, then the other servers
+one at a time (by hostname), then the agents in batches of `k3s.upgrade.agents-at-once`, each
+batch after the gates of the one before. A gate that fails stops the rest; the next `up` resumes.
 """
 
 from __future__ import annotations
@@ -117,6 +119,17 @@ def upgrade_order(rack: Rack) -> list[Node]:
     servers = sorted((n for n in rack.servers() if n.hostname != boot.hostname), key=lambda n: n.hostname)
     agents = sorted((n for n in rack.nodes if n.role == Role.AGENT), key=lambda n: n.hostname)
     return [boot, *servers, *agents]
+
+
+def upgrade_batches(rack: Rack) -> list[list[Node]]:
+    """The rollout's steps (pure): each server alone (the bootstrap server first), then the agents
+    in `upgrade_order` in batches of `k3s.upgrade.agents-at-once`. A step starts when every node of
+    the step before is Ready on the new version."""
+    order = upgrade_order(rack)
+    servers = [n for n in order if n.role == Role.SERVER]
+    agents = [n for n in order if n.role == Role.AGENT]
+    size = rack.k3s.upgrade.agents_at_once
+    return [[s] for s in servers] + [agents[i : i + size] for i in range(0, len(agents), size)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,26 +251,31 @@ class K3sCluster(pulumi.ComponentResource):
         )
         self.agent_join_token = read_agent_token.stdout.apply(lambda t: pulumi.Output.secret((t or "").strip()))
 
-        previous_upgrade: pulumi.Resource = boot_node.upgrade
-        for node in order[1:]:
-            k3s_node = K3sNode(
-                f"{name}-{node.hostname}",
-                K3sNodeArgs(
-                    rack=rack,
-                    node=node,
-                    connection=conn(node),
-                    token=self.join_token if node.role == Role.SERVER else self.agent_join_token,
-                    agent_token=agent_secret if node.role == Role.SERVER else None,
-                    layout=layout_of(node),
-                    install_after=[read_token if node.role == Role.SERVER else read_agent_token],
-                    upgrade_after=[previous_upgrade],
-                ),
-                pulumi.ResourceOptions(parent=self),
-            )
-            self.nodes[node.hostname] = k3s_node
-            if node.role == Role.SERVER:
-                # Servers upgrade one at a time; every agent waits for the last server only.
-                previous_upgrade = k3s_node.upgrade
+        # The rollout: each step's nodes wait for the gates (Ready on the version) of the step before.
+        previous_gates: list[pulumi.Resource] = [boot_node.ready]
+        for batch in upgrade_batches(rack)[1:]:
+            gates: list[pulumi.Resource] = []
+            for node in batch:
+                k3s_node = K3sNode(
+                    f"{name}-{node.hostname}",
+                    K3sNodeArgs(
+                        rack=rack,
+                        node=node,
+                        connection=conn(node),
+                        token=self.join_token if node.role == Role.SERVER else self.agent_join_token,
+                        agent_token=agent_secret if node.role == Role.SERVER else None,
+                        layout=layout_of(node),
+                        install_after=[read_token if node.role == Role.SERVER else read_agent_token],
+                        upgrade_after=previous_gates,
+                        api_connection=conn(boot),
+                        api_layout=layout_of(boot),
+                        api_after=[boot_node.install],
+                    ),
+                    pulumi.ResourceOptions(parent=self),
+                )
+                self.nodes[node.hostname] = k3s_node
+                gates.append(k3s_node.ready)
+            previous_gates = gates
 
         read_kubeconfig = RemoteCommand(
             f"{name}-kubeconfig",
@@ -329,7 +347,7 @@ class K3sCluster(pulumi.ComponentResource):
                 )
             ),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*(n.upgrade for n in self.nodes.values()), *self.registrations.values()]
+                parent=self, depends_on=[*(n.ready for n in self.nodes.values()), *self.registrations.values()]
             ),
         )
         self.ready = [*self.layouts.values(), *self.taints.values()]

@@ -771,6 +771,93 @@ KUBECONFIG
     )
 
 
+UPGRADE_CORDON_ANNOTATION = f"{LABEL_PREFIX}/upgrade-cordon"
+"""Set on a Node the upgrade cordoned (value: the target version): the gate uncordons only those,
+never a node someone cordoned for their own reasons."""
+_KUBELET_VERSION = "{.status.nodeInfo.kubeletVersion}"
+_DRAIN_FAILED = (
+    " (a PodDisruptionBudget allows no eviction, or a pod has no controller): the node stays cordoned"
+    " and the rollout stops here; fix it and run pulumi up again"
+)
+_GATE_FAILED = (
+    ": the rollout stops here, the nodes after it keep their version;"
+    " fix this node and run pulumi up again to resume"
+)
+_READY = '{.status.conditions[?(@.type=="Ready")].status}'
+
+
+def upgrade_drain_script(*, hostname: str, version: str, timeout_s: int, layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server before a node's upgrade step: when the node's kubelet is not on
+    `version` yet, cordon it (marked with UPGRADE_CORDON_ANNOTATION) and drain it through the
+    eviction API, which honours PodDisruptionBudgets, for at most `timeout_s`. Nothing to do for a
+    node already on `version` (a config-only change restarts k3s without moving pods: stopping
+    k3s leaves the containers running) or not registered yet (a first install)."""
+    q = shlex.quote
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(version)}
+if [ -z "$("$K" kubectl get node "$NODE" --ignore-not-found -o name)" ]; then
+  say "not registered yet: nothing to drain before $WANT"
+  exit 0
+fi
+have="$("$K" kubectl get node "$NODE" -o jsonpath={q(_KUBELET_VERSION)})"
+if [ "$have" = "$WANT" ]; then
+  say "already runs $WANT: no drain"
+  exit 0
+fi
+# Cordoned already: by someone else (it stays so: no annotation, the gate leaves it) or by an
+# earlier run of this step (its annotation is still there).
+if [ "$("$K" kubectl get node "$NODE" -o jsonpath='{{.spec.unschedulable}}')" != true ]; then
+  "$K" kubectl annotate node "$NODE" --overwrite {q(UPGRADE_CORDON_ANNOTATION)}="$WANT" >/dev/null
+  "$K" kubectl cordon "$NODE" >/dev/null
+fi
+if ! "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s; then
+  fail "drain before the upgrade to $WANT did not finish in {timeout_s} s"{q(_DRAIN_FAILED)}
+fi
+say "cordoned and drained: $have -> $WANT"
+"""
+    )
+
+
+def upgrade_gate_script(
+    *, hostname: str, version: str, converges: str, timeout_s: int, layout: HostLayout = HostLayout()
+) -> str:
+    """Runs on the bootstrap server after a node's upgrade step: waits until the Node reports Ready
+    with its kubelet on `version`, then uncordons it if the upgrade cordoned it. A node that does
+    not get there in `timeout_s` fails the step, naming what it waited for: the nodes after it in
+    the rollout do not start (they depend on this step) and the next `up` resumes here.
+    `converges` (a digest of what the upgrade step converges to) makes this text change whenever
+    the upgrade step's does, so the gate follows every restart."""
+    q = shlex.quote
+    annotation_path = "{.metadata.annotations." + UPGRADE_CORDON_ANNOTATION.replace(".", "\\.") + "}"
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(version)}
+# gate for the upgrade step converging to {converges}
+waited=0
+while :; do
+  ver="$("$K" kubectl get node "$NODE" -o jsonpath={q(_KUBELET_VERSION)} 2>/dev/null || true)"
+  ready="$("$K" kubectl get node "$NODE" -o jsonpath={q(_READY)} 2>/dev/null || true)"
+  if [ "$ver" = "$WANT" ] && [ "$ready" = True ]; then break; fi
+  [ "$waited" -lt {timeout_s} ] ||
+    fail "not Ready on $WANT after {timeout_s} s (Ready: ${{ready:-unknown}}," \
+      "kubelet: ${{ver:-unknown}})"{q(_GATE_FAILED)}
+  sleep 2
+  waited=$((waited + 2))
+done
+if [ -n "$("$K" kubectl get node "$NODE" -o jsonpath={q(annotation_path)})" ]; then
+  "$K" kubectl uncordon "$NODE" >/dev/null
+  "$K" kubectl annotate node "$NODE" {q(UPGRADE_CORDON_ANNOTATION + "-")} >/dev/null
+  say "Ready on $WANT: uncordoned"
+else
+  say "Ready on $WANT"
+fi
+"""
+    )
+
+
 def read_file_script(*, hostname: str, path: str, layout: HostLayout = HostLayout()) -> str:
     """Print a file k3s wrote (token, kubeconfig); its command runs with logging off."""
     q = shlex.quote

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import math
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -20,7 +22,13 @@ import pulumi
 import pytest
 
 from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
-from components.metal.k3s_cluster import K3sCluster, K3sClusterArgs, render_node_layout, upgrade_order
+from components.metal.k3s_cluster import (
+    K3sCluster,
+    K3sClusterArgs,
+    render_node_layout,
+    upgrade_batches,
+    upgrade_order,
+)
 from components.metal.k3s_scripts import PROGRAM_ACCOUNT, RENEW_EVERY_DAYS, TOKEN_DAYS, credential_period
 from plan.engine import DefaultMocks, Recording, Registration
 from rack.config import Rack, parse_rack
@@ -202,47 +210,91 @@ def test_the_explicit_bootstrap_server_starts_the_cluster_not_the_first_in_the_l
     assert read_back["host"] == "192.168.10.12"
 
 
-def test_upgrades_go_servers_first_one_at_a_time_then_agents_in_parallel(record: Callable[..., Recording]) -> None:
+def test_the_rollout_is_servers_one_at_a_time_then_agent_batches_each_after_the_last_gate(
+    record: Callable[..., Recording],
+) -> None:
     rack = parse_rack(etcd_raw())
     assert [n.hostname for n in upgrade_order(rack)] == [
         "rack-cp-2", "rack-cp-1", "rack-cp-3", "rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2",
     ]  # fmt: skip
-    rec = build(record, etcd_raw())
-    g = graph(rec)
-    assert "k3s-rack-cp-2-upgrade" in g["k3s-rack-cp-1-upgrade"]
-    assert "k3s-rack-cp-1-upgrade" in g["k3s-rack-cp-3-upgrade"]
-    agents = ["rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2"]
-    for host in agents:
-        assert "k3s-rack-cp-3-upgrade" in g[f"k3s-{host}-upgrade"]
-        for other in agents:
-            assert other == host or not reaches(g, f"k3s-{host}-upgrade", f"k3s-{other}-upgrade")
+    servers = [["rack-cp-2"], ["rack-cp-1"], ["rack-cp-3"]]
+    for at_once, agents in (
+        (1, [["rack-db-1"], ["rack-lab-1"], ["rack-pi-1"], ["rack-pi-2"]]),
+        (2, [["rack-db-1", "rack-lab-1"], ["rack-pi-1", "rack-pi-2"]]),
+        (3, [["rack-db-1", "rack-lab-1", "rack-pi-1"], ["rack-pi-2"]]),
+    ):
+        raw = etcd_raw()
+        raw["k3s"]["upgrade"] = {"agents-at-once": at_once}
+        batches = [[n.hostname for n in b] for b in upgrade_batches(parse_rack(raw))]
+        assert batches == servers + agents, at_once
+        rec = build(record, raw)
+        g = graph(rec)
+        for host in (h for b in batches for h in b):
+            # per node: drain -> upgrade -> gate, the drain and the gate on the bootstrap server
+            assert f"k3s-{host}-drain" in g[f"k3s-{host}-upgrade"]
+            assert f"k3s-{host}-upgrade" in g[f"k3s-{host}-ready"]
+            for step in ("drain", "ready"):
+                assert rec.by_name(f"k3s-{host}-{step}").inputs["connection"]["host"] == "192.168.10.12"
+        for before, after in itertools.pairwise(batches):
+            for host in after:
+                assert {f"k3s-{b}-ready" for b in before} <= g[f"k3s-{host}-drain"], (at_once, host)
+        for batch in batches:
+            for host in batch:
+                for other in batch:
+                    assert other == host or not reaches(g, f"k3s-{host}-ready", f"k3s-{other}-drain")
     for r in commands(rec):
         if r.name.endswith("-upgrade"):
             assert r.inputs["create"] == r.inputs["update"]
+        if r.name.endswith(("-upgrade", "-drain", "-ready")):
             assert "delete" not in r.inputs
 
 
 # --- critical path ---------------------------------------------------------------------------
 
 
-def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Recording]) -> None:
+def upgrade_path(record: Callable[..., Recording], raw: dict[str, Any]) -> int:
+    """Sequential SSH steps a version bump runs: the longest chain among the commands whose
+    inputs change (the engine runs only those), following the recorded depends_on edges."""
+    before = build(record, raw)
+    bumped = copy.deepcopy(raw)
+    bumped["k3s"]["version"] = "v1.36.5+k3s1"
+    after = build(record, bumped)
+    old = {r.name: r.inputs for r in before}
+    by_name = {r.name: r for r in after}
+    changed = {
+        r.name for r in after if r.type == COMMAND and old[r.name] != r.inputs and not r.name.endswith("-install")
+    }
+    g = graph(after)
+
+    @functools.cache
+    def depth(name: str) -> int:
+        own = 1 if name in changed else 0
+        return own + max((depth(d) for d in g[name] if d in by_name), default=0)
+
+    return max(depth(n) for n in changed)
+
+
+def test_the_upgrade_critical_path_is_three_steps_per_server_and_per_agent_batch(
+    record: Callable[..., Recording],
+) -> None:
+    """3 x (servers + ceil(agents / agents-at-once)): drain, upgrade, gate for each server, then
+    for each batch of agents (the homelab: 1 server + 4 agents, one at a time = 15 steps)."""
+    for extra, at_once in ((0, 1), (0, 2), (3, 1), (3, 2), (4, 4)):
+        raw = with_agents(raw_rack(upgrade={"agents-at-once": at_once}), extra)
+        agents = 4 + extra
+        assert upgrade_path(record, raw) == 3 * (1 + math.ceil(agents / at_once)), (extra, at_once)
+    assert upgrade_path(record, etcd_raw()) == 3 * (3 + 4)
+
+
+def test_the_first_install_waits_for_no_agent_batch(record: Callable[..., Recording]) -> None:
+    """Workloads wait for the nodes' layout (NodePatch, taints), not for the rollout's gates."""
     homelab = critical_path(build(record, raw_rack()))
     many = critical_path(build(record, with_agents(raw_rack(), 20)))
-    # ready: preflight, bootstrap install, bootstrap upgrade (sets the agent token), agent-join-token,
-    # agent install, registration, taints (after the NodePatch); the CoreDNS upstream check after
-    # every upgrade step is as deep
-    assert homelab == (7, 7)
-    assert many == homelab
+    # ready: preflight, bootstrap install, drain, upgrade (sets the agent token), agent-join-token,
+    # agent install, registration, taints (after the NodePatch)
+    assert homelab[0] == many[0] == 8
     airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
-    assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
-
-
-def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
-    ready, longest = critical_path(build(record, etcd_raw()))
-    assert ready == 7  # an agent's taints step, as with one server
-    # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7) < CoreDNS check (8)
-    assert longest == 8
-    assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
+    assert critical_path(build(record, with_agents(airgap, 20)))[0] == 8  # copies run beside the preflight
 
 
 # --- secrets ---------------------------------------------------------------------------------
@@ -408,9 +460,11 @@ def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., R
     copies = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
               for s in ("binary", "installer")}  # fmt: skip
     installs = {f"k3s-{h}-install" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")}
+    gates = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
+             for s in ("drain", "ready")}  # fmt: skip
     # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff;
     # the provider's credential is not tied to the version (it is renewed by period)
-    assert changed == upgrades | copies | installs
+    assert changed == upgrades | copies | installs | gates
 
 
 def test_names_are_stable_when_the_node_list_is_reordered(record: Callable[..., Recording]) -> None:
@@ -469,10 +523,12 @@ def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstall
     changed = {r.name for r in after if old.get(r.name) != r.inputs}
     # labels through the API, taints by kubectl; config.yaml (for a future re-registration) via the
     # upgrade step; the install's create changes but is ignored (ignore_changes): nothing reinstalls
+    # the gate follows the upgrade step (which restarts k3s for config.yaml); no drain: same version
     assert changed == {
         "k3s-rack-lab-1-layout",
         "k3s-rack-lab-1-taints",
         "k3s-rack-lab-1-upgrade",
+        "k3s-rack-lab-1-ready",
         "k3s-rack-lab-1-install",
     }
     assert "want_args=()" in after.by_name("k3s-rack-lab-1-taints").inputs["create"]

@@ -1,10 +1,10 @@
 """A real Kubernetes control plane on loopback for the tests that need Kubernetes' own semantics
 (server-side apply field ownership, the node lifecycle controller's taints, eviction and
-PodDisruptionBudgets, ServiceAccount token Secrets).
+PodDisruptionBudgets, ServiceAccount tokens).
 
 Started once per session from the lab's build (`make lab-build`: etcd, kube-apiserver and
 kube-controller-manager v1.31 from Go modules): etcd, the API server and the controller manager
-(node lifecycle and ServiceAccount controllers only) on 127.0.0.1 with free ports, in a temp dir,
+(node lifecycle, ServiceAccount and disruption controllers only) on 127.0.0.1 with free ports, in a temp dir,
 all stopped and removed after. No scheduler and no kubelet: tests create Nodes and bind Pods
 themselves. Authentication is a static token file (an admin in `system:masters`), the serving
 certificate the API server's self-signed one.
@@ -199,7 +199,7 @@ def kube_api() -> Iterator[KubeApi]:
             [
                 kcm, "--kubeconfig", str(kubeconfig), "--leader-elect=false",
                 "--bind-address", "127.0.0.1", "--secure-port", str(_free_port()),
-                "--controllers", "nodelifecycle,serviceaccount,serviceaccount-token",
+                "--controllers", "nodelifecycle,serviceaccount,serviceaccount-token,disruption",
                 "--service-account-private-key-file", str(tmp / "sa.key"),
                 "--root-ca-file", str(tmp / "certs" / "apiserver.crt"),
                 "--node-monitor-period", "2s", "--node-monitor-grace-period", f"{NODE_MONITOR_GRACE}s",

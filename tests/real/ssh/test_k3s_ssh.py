@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,6 +153,7 @@ def install_all(lab: SshLab, g: Recording) -> str:
     agents in parallel (with the agent token)."""
     run_step(lab, g, f"k3s-{BOOT}-install")
     token = join_token(lab, g)
+    run_step(lab, g, f"k3s-{BOOT}-drain")
     run_step(lab, g, f"k3s-{BOOT}-upgrade")
     parallel(lambda h: run_step(lab, g, f"k3s-{h}-install"), AGENTS)
     for h in [BOOT, *AGENTS]:
@@ -169,23 +171,58 @@ def api_taints(lab: SshLab, host: str) -> list[str]:
     )
 
 
+ROLLOUT = ("-drain", "-upgrade", "-ready")
+"""Each node's steps of a rollout: drain and gate on the bootstrap server, upgrade on the node."""
+
+
 def upgrade_waves(g: Recording) -> list[list[str]]:
-    """The upgrade commands grouped into waves by their recorded depends_on among each other."""
-    upgrades = {r.name: r for r in g.of_type("command:remote:Command") if r.name.endswith("-upgrade")}
-    deps = {n: {d.split("::")[-1] for d in r.depends_on} & set(upgrades) for n, r in upgrades.items()}
+    """The rollout's commands grouped into waves by their recorded depends_on among each other:
+    what the engine runs together."""
+    steps = {r.name: r for r in g.of_type("command:remote:Command") if r.name.endswith(ROLLOUT)}
+    deps = {n: {d.split("::")[-1] for d in r.depends_on} & set(steps) for n, r in steps.items()}
     waves: list[list[str]] = []
     done: set[str] = set()
-    while len(done) < len(upgrades):
-        wave = sorted(n for n in upgrades if n not in done and deps[n] <= done)
-        assert wave, "cycle among upgrades"
+    while len(done) < len(steps):
+        wave = sorted(n for n in steps if n not in done and deps[n] <= done)
+        assert wave, "cycle in the rollout"
         waves.append(wave)
         done |= set(wave)
     return waves
 
 
+def step_field(name: str, field: str) -> str:
+    """The upgrade step has an `update`; the drain and the gate re-run their `create`."""
+    return field if name.endswith("-upgrade") else "create"
+
+
 def upgrade_all(lab: SshLab, g: Recording, field: str = "create") -> None:
     for wave in upgrade_waves(g):
-        parallel(lambda name: run_step(lab, g, name, field), wave)
+        parallel(lambda name: run_step(lab, g, name, step_field(name, field)), wave)
+
+
+def rollout_until_failure(lab: SshLab, g: Recording, field: str = "update") -> tuple[list[str], str, str]:
+    """Run the rollout as the engine would: wave after wave, stopping at the first failed step
+    (the engine runs nothing that depends on it). (steps that ran ok, the failed step, its stderr)."""
+    passed: list[str] = []
+    for wave in upgrade_waves(g):
+        results = parallel(
+            lambda name: lab.run(
+                host_of(g, name),
+                text(g, name, step_field(name, field)),
+                stdin=node_stdin(lab, g, host_of(g, name)) if name.endswith("-upgrade") else None,
+            ),
+            wave,
+        )
+        for name, result in zip(wave, results, strict=True):
+            if result.returncode != 0:
+                return passed, name, result.stderr
+            passed.append(name)
+    return passed, "", ""
+
+
+def node_record(lab: SshLab, host: str) -> list[str]:
+    """The Node as the API stand-in holds it (key=value lines)."""
+    return (lab.registry / "nodes" / host).read_text().split()
 
 
 def snapshot(lab: SshLab, hosts: list[str] | None = None) -> dict[str, tuple[str, int, int]]:
@@ -343,44 +380,93 @@ def test_install_converges_after_a_failure_half_way(lab: SshLab) -> None:
 # --- upgrade ---------------------------------------------------------------------------------
 
 
-def test_upgrade_goes_servers_first_converges_after_a_failure_and_never_downgrades(lab: SshLab) -> None:
-    g1 = record_graph(lab, rack_raw(lab))
+def test_the_rollout_is_gated_node_by_node_stops_at_a_node_that_is_not_ready_and_resumes(lab: SshLab) -> None:
+    """A minor upgrade (v1.35 -> v1.36) with one agent at a time: the server first, then each agent
+    cordoned, drained, upgraded, waited for (Ready on the new version) and uncordoned before the
+    next starts. A drain that a PodDisruptionBudget blocks and a node that never turns Ready each
+    stop the rollout with an error naming the node and what it waited for; the nodes after it keep
+    their version; the next run resumes where it stopped. Never a downgrade from a stale text."""
+    fast = {"k3s.upgrade": {"ready-timeout-seconds": 10, "drain-timeout-seconds": 30}}
+    g1 = record_graph(lab, rack_raw(lab, **fast))
     copy_airgap(lab, g1)
     install_all(lab, g1)
-
-    g2 = record_graph(lab, rack_raw(lab, version=V2))
-    assert upgrade_waves(g2) == [[f"k3s-{BOOT}-upgrade"], [f"k3s-{h}-upgrade" for h in AGENTS]]
+    g2 = record_graph(lab, rack_raw(lab, version=V2, **fast))
+    waves = upgrade_waves(g2)
+    order = [BOOT, "lab-db-1", "lab-exp-1", "lab-gen-1"]  # by hostname after the server
+    assert waves == [[f"k3s-{h}{step}"] for h in order for step in ROLLOUT]
     copy_airgap(lab, g2)
-    inject(lab, "lab-gen-1", "install")
-    [server_wave, agent_wave] = upgrade_waves(g2)
-    run_step(lab, g2, server_wave[0], "update")
-    assert remote_version(lab, BOOT) == V2
-    assert all(remote_version(lab, h) == V1 for h in AGENTS)  # agents wait for the servers
 
-    results = parallel(
-        lambda name: lab.run(host_of(g2, name), text(g2, name, "update"), stdin=node_stdin(lab, g2, host_of(g2, name))),
-        agent_wave,
-    )
-    by_host = dict(zip(AGENTS, results, strict=True))
-    assert by_host["lab-gen-1"].returncode != 0
-    assert "injected failure" in by_host["lab-gen-1"].stderr
-    assert all(by_host[h].returncode == 0 for h in ("lab-db-1", "lab-exp-1"))
+    # 1. lab-db-1's drain is blocked by a PodDisruptionBudget: the rollout stops before its upgrade
+    (lab.registry / "faults").mkdir()
+    (lab.registry / "faults" / "pdb-blocks-lab-db-1").touch()
+    passed, failed, stderr = rollout_until_failure(lab, g2)
+    assert passed == [f"k3s-{BOOT}{s}" for s in ROLLOUT] and failed == "k3s-lab-db-1-drain"
+    assert "lab-db-1: drain before the upgrade to v1.36.4+k3s1 did not finish in 30 s" in stderr
+    assert "disruption budget" in stderr
+    assert remote_version(lab, BOOT) == V2 and all(remote_version(lab, h) == V1 for h in AGENTS)
+    assert "unschedulable=true" in node_record(lab, "lab-db-1")  # stays cordoned, as the error says
+
+    # 2. next run, the budget allows it now; lab-exp-1 never turns Ready after its upgrade
+    (lab.registry / "faults" / "pdb-blocks-lab-db-1").unlink()
+    (lab.hosts["lab-exp-1"].root / ".k3s-double-not-ready").touch()
+    g2_rest = [n for w in waves for n in w][3:]  # the engine re-runs what did not succeed
+    passed, failed, stderr = rollout_until_failure(lab, g2)
+    assert [p for p in passed if p in g2_rest][:5] == [
+        *(f"k3s-lab-db-1{step}" for step in ROLLOUT), "k3s-lab-exp-1-drain", "k3s-lab-exp-1-upgrade",
+    ]  # fmt: skip
+    assert failed == "k3s-lab-exp-1-ready"
+    assert "lab-exp-1: not Ready on v1.36.4+k3s1 after 10 s (Ready: False, kubelet: v1.36.4+k3s1)" in stderr
+    assert "the rollout stops here" in stderr
+    assert remote_version(lab, "lab-db-1") == V2 and "unschedulable=true" not in node_record(lab, "lab-db-1")
+    assert remote_version(lab, "lab-gen-1") == V1 and starts(lab, "lab-gen-1") == [V1]  # never started
+    assert "unschedulable=true" in node_record(lab, "lab-exp-1")
+
+    # 3. the node is fixed (its k3s restarted healthy); the next run resumes at its gate
+    (lab.hosts["lab-exp-1"].root / ".k3s-double-not-ready").unlink()
+    ok(lab.run("lab-exp-1", f"{lab.hosts['lab-exp-1'].root}/usr/local/bin/k3s agent"))
+    inject(lab, "lab-gen-1", "install")  # and lab-gen-1's upgrade fails half-way once
+    assert "Ready on v1.36.4+k3s1: uncordoned" in run_step(lab, g2, "k3s-lab-exp-1-ready")
+    assert "cordoned and drained: v1.35.8+k3s1 -> v1.36.4+k3s1" in run_step(lab, g2, "k3s-lab-gen-1-drain")
+    half = lab.run("lab-gen-1", text(g2, "k3s-lab-gen-1-upgrade", "update"), stdin=node_stdin(lab, g2, "lab-gen-1"))
+    assert half.returncode != 0 and "injected failure" in half.stderr
     # half-way: the new binary is in place, k3s was not restarted; the re-run must still restart it
     assert remote_version(lab, "lab-gen-1") == V2 and starts(lab, "lab-gen-1") == [V1]
     assert "installed and ready" in run_step(lab, g2, "k3s-lab-gen-1-upgrade", "update")
+    assert "Ready on v1.36.4+k3s1: uncordoned" in run_step(lab, g2, "k3s-lab-gen-1-ready")
 
-    assert {h: starts(lab, h) for h in HOSTS} == {h: [V1, V2] for h in HOSTS}
+    want_starts = {h: [V1, V2] for h in HOSTS} | {"lab-exp-1": [V1, V2, V2]}  # + the fix
+    assert {h: starts(lab, h) for h in HOSTS} == want_starts
     assert all(f"version={V2}" in registration(lab, h) for h in HOSTS)
+    for h in HOSTS:
+        record = node_record(lab, h)
+        assert "ready=true" in record and "unschedulable=true" not in record
+        assert not [x for x in record if x.startswith("annotation.")], h
 
+    # converged: a whole rollout changes nothing, and a stale install text never downgrades
     before = snapshot(lab)
     upgrade_all(lab, g2, "update")
-    # a stale install text (what a connection change would re-run) never downgrades
     for h in HOSTS:
         out = run_step(lab, g1, f"k3s-{h}-install")
         assert f"k3s {V2} is installed; changing versions is the upgrade step's job" in out
     assert snapshot(lab) == before
-    assert {h: starts(lab, h) for h in HOSTS} == {h: [V1, V2] for h in HOSTS}
+    assert {h: starts(lab, h) for h in HOSTS} == want_starts
     assert "https://127.0.0.1:6443" in run_step(lab, g2, "k3s-kubeconfig")
+
+
+def test_a_node_someone_cordoned_stays_cordoned_through_the_rollout(lab: SshLab) -> None:
+    g1 = record_graph(lab, rack_raw(lab))
+    copy_airgap(lab, g1)
+    install_all(lab, g1)
+    ok(lab.run(BOOT, f"{lab.hosts[BOOT].root}/usr/local/bin/k3s kubectl cordon lab-gen-1"))
+    g2 = record_graph(lab, rack_raw(lab, version=V2))
+    copy_airgap(lab, g2)
+    started = time.monotonic()
+    upgrade_all(lab, g2, "update")
+    steps = sum(len(w) for w in upgrade_waves(g2))
+    print(f"\nrollout of 1 server + 3 agents (one at a time): {steps} steps, {time.monotonic() - started:.1f} s")
+    assert remote_version(lab, "lab-gen-1") == V2
+    assert "unschedulable=true" in node_record(lab, "lab-gen-1")  # the operator's cordon, kept
+    assert "unschedulable=true" not in node_record(lab, "lab-db-1")  # the rollout's, undone
 
 
 # --- removal ---------------------------------------------------------------------------------
@@ -488,7 +574,8 @@ def test_dns_upstream_lands_on_every_node_restarts_k3s_and_coredns_only_when_it_
     g2 = record_graph(lab, rack_raw(lab, **{"dns": {"upstream": ["192.168.10.1", "9.9.9.9"]}}))
     # (the install steps' text changes too, but they ignore changes to it: a node joins once)
     changed = {r.name for r in g2 if r.inputs != g.by_name(r.name).inputs and not r.name.endswith("-install")}
-    assert changed == {f"k3s-{h}-upgrade" for h in HOSTS} | {"k3s-dns-upstream"}
+    # (each node's gate follows its upgrade step; no drain: the version stays)
+    assert changed == {f"k3s-{h}{step}" for h in HOSTS for step in ("-upgrade", "-ready")} | {"k3s-dns-upstream"}
     upgrade_all(lab, g2, "update")
     assert "CoreDNS restarted to forward to 192.168.10.1,9.9.9.9" in run_step(lab, g2, "k3s-dns-upstream", "create")
     for h in HOSTS:
@@ -537,9 +624,11 @@ def test_a_cluster_made_before_agent_tokens_moves_to_one_on_the_next_up(lab: Ssh
     starts_before = {h: len(starts(lab, h)) for h in HOSTS}
 
     # The next `up`: the bootstrap server's upgrade step sets agent-token-file and restarts k3s.
-    [boot_wave, agent_wave] = upgrade_waves(g)
-    assert boot_wave == [f"k3s-{BOOT}-upgrade"]
-    run_step(lab, g, boot_wave[0], "update")
+    waves = upgrade_waves(g)
+    boot_waves, agent_waves = waves[:3], waves[3:]
+    assert boot_waves == [[f"k3s-{BOOT}{step}"] for step in ROLLOUT]
+    for [name] in boot_waves:
+        run_step(lab, g, name, step_field(name, "update"))
     agent_token = run_step(lab, g, "k3s-agent-join-token").strip()
     assert agent_token.endswith(f"::node:{AGENT}")
     # From now on k3s refuses the server token from an agent (agents authenticate as user node):
@@ -547,7 +636,8 @@ def test_a_cluster_made_before_agent_tokens_moves_to_one_on_the_next_up(lab: Ssh
     stale = lab.run("lab-gen-1", f"{lab.hosts['lab-gen-1'].root}/usr/local/bin/k3s agent")
     assert stale.returncode == 1 and "401 Unauthorized" in stale.stderr
     # The agents' upgrade steps rewrite their token file and restart k3s once.
-    parallel(lambda name: run_step(lab, g, name, "update"), agent_wave)
+    for wave in agent_waves:
+        parallel(lambda name: run_step(lab, g, name, step_field(name, "update")), wave)
     for h in AGENTS:
         assert (lab.hosts[h].root / "etc/rancher/k3s/join-token").read_text().strip() == agent_token
         assert holding(lab, h, TOKEN) == [], h  # no agent keeps the server token on disk
