@@ -22,9 +22,16 @@ from typing import Any
 
 import yaml
 
-from components.core.layout import CONTROL_PLANE_TAINT, LABEL_PREFIX, Taint, node_labels, node_taints
+from components.core.layout import (
+    CATEGORY_LABEL,
+    CONTROL_PLANE_TAINT,
+    LABEL_PREFIX,
+    Taint,
+    node_labels,
+    node_taints,
+)
 from rack.config import Datastore, InstallSource, Node, Rack
-from rack.vocabulary import Arch, Role
+from rack.vocabulary import Arch, Category, Role
 
 API_PORT = 6443
 """The k3s supervisor/API port servers listen on and agents join through."""
@@ -789,7 +796,8 @@ _READY = '{.status.conditions[?(@.type=="Ready")].status}'
 def upgrade_drain_script(*, hostname: str, version: str, timeout_s: int, layout: HostLayout = HostLayout()) -> str:
     """Runs on the bootstrap server before a node's upgrade step: when the node's kubelet is not on
     `version` yet, cordon it (marked with UPGRADE_CORDON_ANNOTATION) and drain it through the
-    eviction API, which honours PodDisruptionBudgets, for at most `timeout_s`. Nothing to do for a
+    eviction API, which honours PodDisruptionBudgets, for at most `timeout_s`; data pods (pinned
+    to the node's disk, they cannot move) are not evicted. Nothing to do for a
     node already on `version` (a config-only change restarts k3s without moving pods: stopping
     k3s leaves the containers running) or not registered yet (a first install)."""
     q = shlex.quote
@@ -812,7 +820,10 @@ if [ "$("$K" kubectl get node "$NODE" -o jsonpath='{{.spec.unschedulable}}')" !=
   "$K" kubectl annotate node "$NODE" --overwrite {q(UPGRADE_CORDON_ANNOTATION)}="$WANT" >/dev/null
   "$K" kubectl cordon "$NODE" >/dev/null
 fi
-if ! "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s; then
+# Data pods stay: pinned to this node's disk they cannot move, and k3s restarting leaves their
+# containers running; their budgets (minAvailable 1) exist so that nothing evicts them silently.
+if ! "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s \
+  --pod-selector={q(f"{CATEGORY_LABEL}!={Category.DATA}")}; then
   fail "drain before the upgrade to $WANT did not finish in {timeout_s} s"{q(_DRAIN_FAILED)}
 fi
 say "cordoned and drained: $have -> $WANT"

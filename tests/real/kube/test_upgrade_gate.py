@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
+from components.core.layout import workload_labels
 from components.metal.k3s_scripts import (
     UPGRADE_CORDON_ANNOTATION,
     HostLayout,
     upgrade_drain_script,
     upgrade_gate_script,
 )
+from rack.vocabulary import Category
 
 from .conftest import KubeApi
 
@@ -151,6 +153,27 @@ def test_the_drain_honours_a_disruption_budget_and_the_gate_uncordons_when_ready
     after = node(kube_api, name)
     assert not after["spec"].get("unschedulable")
     assert UPGRADE_CORDON_ANNOTATION not in (after["metadata"].get("annotations") or {})
+
+
+def test_the_drain_leaves_data_pods_which_cannot_move_and_their_budgets_alone(kube_api: KubeApi) -> None:
+    name = "gate-node-4"
+    register(kube_api, name)
+    kube_api.kubectl("create", "namespace", "gate-data")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "postgres-0",
+            "namespace": "gate-data",
+            "labels": workload_labels("postgres", Category.DATA),
+        },
+        "spec": {"nodeName": name, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+    }
+    kube_api.kubectl("create", "-f", "-", stdin=json.dumps(pod))
+    drained = run(kube_api, upgrade_drain_script(hostname=name, version=NEW, timeout_s=8, layout=layout(kube_api)))
+    assert drained.returncode == 0, drained.stderr
+    kept = kube_api.kubectl("-n", "gate-data", "get", "pod", "postgres-0", "-o", "name").stdout.strip()
+    assert kept == "pod/postgres-0"
 
 
 def test_the_drain_refuses_a_pod_without_a_controller(kube_api: KubeApi) -> None:
