@@ -3,6 +3,7 @@
 import pulumi
 
 from rack.config import ConfigError
+from rack.k3s_releases import release_warnings
 from rack.loader import load_from_pulumi
 from stacks.composition import build, export
 
@@ -17,4 +18,6 @@ for warning in loaded.warnings:
         pulumi.log.warn(str(warning))
     else:
         raise pulumi.RunError(str(warning))
+for notice in release_warnings(loaded.rack.k3s.version):
+    pulumi.log.warn(notice)  # a line past its end of life: a warning at preview and at up
 export(build(loaded), loaded)

@@ -91,7 +91,7 @@ def synthetic_rack(nodes: int, apps: int) -> dict[str, Any]:
         )
     return {
         "domain": "bench.example",
-        "k3s": {"version": "v1.31.4+k3s1"},
+        "k3s": {"version": "v1.36.4+k3s1"},
         "nodes": node_list,
         "ingress": {"address": node_list[1]["address"]},
         "databases": {

@@ -60,7 +60,7 @@ WS = ROOT / "build" / "e2e"
 STACK = "lab"
 STACK_FILE = WS / f"Pulumi.{STACK}.yaml"
 LOGS = WS / "logs"
-K3S_VERSION_NEXT = "v1.31.5+k3s1"
+K3S_VERSION_NEXT = "v1.36.4+k3s1"  # a minor upgrade from Pulumi.lab.yaml's v1.35.8+k3s1
 SPARE = {"hostname": "lab-gen-4", "address": "10.77.0.24"}
 """lab-up's spare host (HOMELAB_LAB_EXTRA_HOSTS default): up, but not in the stack."""
 DOWN_HOST = "lab-gen-2"

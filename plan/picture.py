@@ -430,7 +430,7 @@ def _gpu_boxes(plan: dict[str, Any]) -> list[Box]:
                     detail="Service → this host",
                     right="in-cluster",
                     colour=INFERENCE_COLOUR,
-                    tooltip=f"{svc}: selector-less Service whose EndpointSlice points at {host}",
+                    tooltip=f"{svc}: Service of gateway pods, ready while the model server on {host} is healthy",
                 )
             )
         out.append(

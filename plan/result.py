@@ -16,6 +16,7 @@ from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
 from plan.wiring import gitea_database_links, ingress_json, storage_json, volumes_json
 from rack.config import Rack
+from rack.k3s_releases import release_warnings
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.composition import build, export
@@ -268,6 +269,7 @@ def make_plan(loaded: Loaded, stack: str, *, one_shot: bool = False) -> PlanResu
     sched = schedule(nodes_from_rack(loaded.rack), workloads)
     scheduled = time.perf_counter()
     warnings = [Problem("warning", "secret", None, None, str(w)) for w in loaded.warnings]
+    warnings += [Problem("warning", "k3s", None, None, w) for w in release_warnings(loaded.rack.k3s.version)]
     seen = Counter(r.urn for r in recording)
     warnings += [
         Problem("error", "duplicate", None, None, f"{urn} is registered {n} times; the engine would refuse it")

@@ -7,6 +7,8 @@ frozen `Rack`, or raises `ConfigError` carrying every problem found, each with i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pydantic import (
     ValidationError,
 )
 
+from rack.k3s_releases import LATEST as LATEST_K3S
 from rack.quantity import cpu_millis, memory_mib, storage_gib
 from rack.vocabulary import Arch, Category, NodeClass, Role
 
@@ -34,7 +37,7 @@ from rack.vocabulary import Arch, Category, NodeClass, Role
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
-_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_K3S_VERSION = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
 _IMAGE = re.compile(
     r"^(?:(?P<registry>[a-z0-9]([-a-z0-9.]*[a-z0-9])?(?::\d+)?)/)?"
@@ -42,7 +45,22 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( .*)?$")
+_HOST_KEY = re.compile(r"^(?P<kind>[a-z0-9@.-]+) (?P<blob>[A-Za-z0-9+/]+={0,3})( .*)?$")
+HOST_KEY_TYPES: dict[str, tuple[str, int] | None] = {
+    "ssh-ed25519": None,
+    "ecdsa-sha2-nistp256": ("nistp256", 65),
+    "ecdsa-sha2-nistp384": ("nistp384", 97),
+    "ecdsa-sha2-nistp521": ("nistp521", 133),
+}
+"""Host-key types a pin may have -> (curve, uncompressed point size) for ECDSA. Not `ssh-rsa`:
+pulumi-command restricts the host-key algorithms to the pinned key's type (`HostKeyAlgorithms =
+[key.Type()]`, connection.go v1.2.1), and an RSA key's type is `ssh-rsa`, i.e. SHA-1 signatures,
+which OpenSSH 8.8 and later refuse by default (OpenSSH 8.8 release notes)."""
+RSA_PIN = (
+    "is an ssh-rsa pin, which cannot connect: pulumi-command restricts the host-key algorithms to "
+    "the pinned key's type, and for RSA that is ssh-rsa (SHA-1 signatures), refused by OpenSSH 8.8 "
+    "and later; pin the host's ed25519 key instead, read with `ssh-keyscan -t ed25519 <address>`"
+)
 _CRON = re.compile(r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$")
 _ABS_PATH = re.compile(r"^/[^\0]*$")
 
@@ -61,7 +79,7 @@ def _domain(value: str) -> str:
 
 def _k3s_version(value: str) -> str:
     if not _K3S_VERSION.match(value):
-        raise ValueError(f"'{value}' is not a pinned k3s release (e.g. v1.31.4+k3s1)")
+        raise ValueError(f"'{value}' is not a pinned k3s release v1.X.Y+k3sN (e.g. {LATEST_K3S})")
     return value
 
 
@@ -92,9 +110,39 @@ def _memory(value: str) -> str:
     return value
 
 
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The SSH wire-format strings (uint32 length + bytes) a public-key blob is made of (RFC 4253)."""
+    out: list[bytes] = []
+    while blob:
+        if len(blob) < 4 or len(blob) < 4 + (n := int.from_bytes(blob[:4], "big")):
+            raise ValueError("truncated")
+        out.append(blob[4 : 4 + n])
+        blob = blob[4 + n :]
+    return out
+
+
 def _host_key(value: str) -> str:
-    if not _HOST_KEY.match(value.strip()):
-        raise ValueError("is not an OpenSSH public host key ('ssh-ed25519 AAAA...')")
+    """An OpenSSH public key line whose blob is the key it names, as pulumi-command parses it
+    (`ssh.ParseAuthorizedKey`): a malformed pin would only fail at the first connection."""
+    bad = "is not an OpenSSH public host key ('ssh-ed25519 AAAA...', from `ssh-keyscan -t ed25519 <address>`)"
+    match = _HOST_KEY.match(value.strip())
+    if not match:
+        raise ValueError(bad)
+    kind = match["kind"]
+    if kind == "ssh-rsa":
+        raise ValueError(RSA_PIN)
+    if kind not in HOST_KEY_TYPES:
+        raise ValueError(f"{bad}: type {kind} is not one of {', '.join(HOST_KEY_TYPES)}")
+    try:
+        parts = _ssh_strings(base64.b64decode(match["blob"], validate=True))
+    except (ValueError, binascii.Error):
+        raise ValueError(f"{bad}: its base64 is not a key") from None
+    curve = HOST_KEY_TYPES[kind]
+    want = [32] if curve is None else [len(curve[0]), curve[1]]
+    if not parts or parts[0] != kind.encode() or [len(p) for p in parts[1:]] != want or (
+        curve is not None and parts[1] != curve[0].encode()
+    ):
+        raise ValueError(f"{bad}: its base64 is not a {kind} key")
     return value.strip()
 
 
@@ -337,9 +385,18 @@ class Reserve(Model):
     """Memory kept for the OS and the k3s agent (kubelet --system-reserved)."""
 
 
+class Upgrade(Model):
+    agents_at_once: Annotated[StrictInt, Field(ge=1, le=50)] = 1
+    """Agents upgraded together, after the servers (one at a time); a batch starts once the last is Ready."""
+    drain_timeout_seconds: Annotated[StrictInt, Field(ge=30, le=3600)] = 300
+    """How long draining a node before its upgrade may take (evictions honour PodDisruptionBudgets)."""
+    ready_timeout_seconds: Annotated[StrictInt, Field(ge=10, le=3600)] = 600
+    """How long an upgraded node has to report Ready on the new version before the rollout stops."""
+
+
 class K3s(Model):
     version: K3sVersion
-    """The pinned k3s release; changing it is an in-place upgrade (servers first, one at a time)."""
+    """Pinned k3s release v1.X.Y+k3sN; a change upgrades in place (see k3s.upgrade); a line past end of life warns."""
     datastore: Datastore = Datastore.SQLITE
     """sqlite: exactly one server | etcd: an odd number of servers (1, 3, 5)."""
     cluster_cidr: Cidr = IPv4Network("10.42.0.0/16")
@@ -356,6 +413,8 @@ class K3s(Model):
     """The API address in the kubeconfig and tls-san (default: the bootstrap server's address)."""
     system_reserved: Reserve = Reserve()
     """Per node, kept out of what pods may request; the plan subtracts it from capacity."""
+    upgrade: Upgrade = Upgrade()
+    """How a version change rolls through the nodes: cordon, drain, upgrade, wait for Ready, uncordon."""
 
 
 class Capacity(Model):
@@ -386,14 +445,16 @@ class Node(Model):
     capacity: Capacity
     """What the node offers to pods before the system reserve."""
     host_key: HostKey | None = None
-    """Optional: pin the node's SSH host key."""
+    """Optional: pin the node's SSH host key (ed25519 or ECDSA; `ssh-keyscan -t ed25519 <address>`)."""
     storage: Storage | None = None
     """Where pinned volumes live (reliable nodes)."""
 
 
 class Dns(Model):
-    upstream: list[Ipv4] = Field(default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1)
-    """Resolvers CoreDNS forwards to."""
+    upstream: list[Ipv4] = Field(
+        default_factory=lambda: [IPv4Address("1.1.1.1"), IPv4Address("9.9.9.9")], min_length=1, max_length=3
+    )
+    """Resolvers CoreDNS forwards to (every node's k3s `resolv-conf`; the kubelet passes pods at most 3)."""
     records: dict[DnsLabel, Ipv4] = Field(default_factory=dict)
     """Extra names under `domain`, served by the cluster's CoreDNS."""
 
@@ -551,7 +612,7 @@ class GpuHost(Model):
     gpu_driver: Literal["nvidia", "cdi"] = "nvidia"
     """How containers get GPUs: nvidia (Container Toolkit hook) | cdi (CDI devices, Docker 25+)."""
     host_key: HostKey | None = None
-    """Optional: pin its SSH host key."""
+    """Optional: pin its SSH host key (ed25519 or ECDSA; `ssh-keyscan -t ed25519 <address>`)."""
     containers: list[GpuContainer] = Field(default_factory=list)
     """Model servers."""
     service: GpuService

@@ -30,7 +30,8 @@ class ServiceEndpoint:
     pod_labels: dict[str, str] | None = None
     """Labels of the serving pods (None: outside the cluster, reached through `external_ip`)."""
     external_ip: IPv4Address | None = None
-    """For a selector-less Service: the real address traffic goes to (for egress policies)."""
+    """Outside the cluster: the real address behind the Service (its pods proxy to it, or, with no
+    pod labels, a selector-less Service's endpoint, allowed by egress policies as a /32)."""
     database: str | None = None
     """Database name, where the kind has one."""
     user: str | None = None
@@ -48,8 +49,14 @@ class ServiceEndpoint:
         return f"{scheme}://{self.host}:{self.port}"
 
 
+GATEWAY_SUFFIX = "-gateway"
+"""The inference gateway's name: the Service's name plus this."""
+
+
 def inference_endpoint(rack: Rack) -> ServiceEndpoint | None:
-    """The GPU host's model servers as pods see them: a selector-less in-cluster Service."""
+    """The GPU host's model servers as pods see them: an in-cluster Service whose pods are the
+    inference gateway (components/gpu/inference_gateway.py), ready only while the model server
+    behind `external_ip` answers its health check."""
     gpu = rack.gpu_host
     if gpu is None:
         return None
@@ -59,5 +66,6 @@ def inference_endpoint(rack: Rack) -> ServiceEndpoint | None:
         namespace=gpu.service.namespace,
         service=gpu.service.name,
         port=gpu.service.port,
+        pod_labels={"app.kubernetes.io/name": f"{gpu.service.name}{GATEWAY_SUFFIX}"},
         external_ip=gpu.address,
     )

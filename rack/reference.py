@@ -64,6 +64,8 @@ def _constraints(metadata: list[Any]) -> str:
             high = meta.le
         elif isinstance(meta, annotated_types.MinLen) and meta.min_length:
             parts.append(f"at least {meta.min_length}")
+        elif isinstance(meta, annotated_types.MaxLen):
+            parts.append(f"at most {meta.max_length}")
         elif getattr(meta, "pattern", None):
             parts.append(f"matching `{meta.pattern}`")
     if low is not None and high is not None:

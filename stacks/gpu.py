@@ -1,7 +1,7 @@
 """The GPU layer: model servers on the external GPU machine, reachable as an in-cluster Service.
 
 Creates one `GpuHost` (its Docker provider, the SSH preflight, the network, the pinned images and
-containers, the selector-less Service and its EndpointSlice) and, when the Service's namespace is
+containers, the Service and its health-checking gateway) and, when the Service's namespace is
 not one the system layer creates, that Namespace. Left out entirely (nothing registered) when
 `homelab:skip-layers` names `gpu` or the rack has no `gpu-host`.
 """
@@ -23,7 +23,7 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
-"""The GPU Service's own namespace holds no pods; it gets the strictest Pod Security level."""
+"""The GPU Service's own namespace holds only the gateway's pods; it gets the strictest Pod Security level."""
 
 
 @dataclass(frozen=True)

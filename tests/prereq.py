@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -57,3 +58,23 @@ def unmet(problem: str) -> NoReturn:
     if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
         pytest.fail(problem)
     pytest.skip(problem)
+
+
+def lab_binary(name: str) -> str:
+    """A binary of the lab's build (`make lab-build`: etcd, kube-apiserver, kube-controller-manager,
+    kubectl from Go modules, cached outside the repo). In CI (after `make lab-build`) asked of
+    `lab/build.sh`, a no-op on a complete cache; locally the newest cached build, else skip."""
+    if os.environ.get("HOMELAB_REQUIRE_REAL") == "1":
+        build = Path(__file__).resolve().parents[1] / "lab" / "build.sh"
+        env = dict(os.environ)
+        env["PATH"] = f"{env.get('PATH', '')}:/usr/local/go/bin"
+        result = subprocess.run(["bash", str(build)], capture_output=True, text=True, env=env, check=False)
+        path = Path(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "/nonexistent") / name
+        if result.returncode != 0 or not os.access(path, os.X_OK):
+            pytest.fail(f"{name} not built by lab/build.sh: {result.stderr.strip()[-300:]}")
+        return str(path)
+    cache = Path(os.environ.get("HOMELAB_LAB_CACHE", Path.home() / ".cache" / "homelab-rack" / "lab"))
+    built = sorted(cache.glob(f"*/bin/{name}"), key=lambda p: p.stat().st_mtime)
+    if not built:
+        pytest.skip(f"{name} not built: run `make lab-build`")
+    return str(built[-1])

@@ -106,6 +106,10 @@ class ContainerSpec:
     """Pinned image reference."""
     port: int
     """Port the server listens on inside the container, published on the same host port."""
+    bind_ip: str
+    """The host address the port is published on: the GPU host's configured address, never
+    0.0.0.0 (Docker's default publishes on every interface and its rules bypass the host's INPUT
+    chain: docs/gpu-host.md)."""
     mounts: tuple[BindMount, ...]
     """Bind mounts (model stores)."""
     device_requests: tuple[DeviceRequest, ...]
@@ -178,6 +182,7 @@ def container_spec(
     container: GpuContainer,
     *,
     host: str,
+    bind_ip: str,
     driver: str = "nvidia",
     network: str = NETWORK,
     health: HealthTiming | None = None,
@@ -188,6 +193,7 @@ def container_spec(
         name=container.name,
         image=container.image,
         port=container.port,
+        bind_ip=bind_ip,
         mounts=tuple(BindMount(h, c) for h, c in sorted(container.volumes.items())),
         device_requests=device_requests(container.gpus, driver),
         gpus=container.gpus,
@@ -222,7 +228,7 @@ def pulumi_container_args(spec: ContainerSpec) -> dict[str, Any]:
         requests.append(entry)
     return {
         "name": spec.name,
-        "ports": [{"internal": spec.port, "external": spec.port, "protocol": "tcp"}],
+        "ports": [{"internal": spec.port, "external": spec.port, "ip": spec.bind_ip, "protocol": "tcp"}],
         "volumes": [
             {"host_path": m.host_path, "container_path": m.container_path, "read_only": m.read_only}
             for m in spec.mounts
@@ -266,7 +272,7 @@ def engine_create_body(spec: ContainerSpec) -> dict[str, Any]:
             "StartPeriod": duration_ns(spec.health.start_period),
         },
         "HostConfig": {
-            "PortBindings": {port_key: [{"HostIp": "", "HostPort": str(spec.port)}]},
+            "PortBindings": {port_key: [{"HostIp": spec.bind_ip, "HostPort": str(spec.port)}]},
             "Binds": [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts],
             "RestartPolicy": {"Name": spec.restart, "MaximumRetryCount": 0},
             "LogConfig": {"Type": spec.log_driver, "Config": dict(spec.log_opts)},

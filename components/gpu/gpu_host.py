@@ -13,10 +13,15 @@ Creates, under the component `homelab:gpu:GpuHost`:
   Container` built from `gpu_container_spec.container_spec` (GPUs by device request, published
   port, bind mounts, healthcheck on `health-path`, restart `unless-stopped`, json-file log
   rotation), which `pulumi up` waits on until Docker reports it healthy;
-- `kubernetes:core/v1:Service` without selector plus a `kubernetes:discovery.k8s.io/v1:
-  EndpointSlice` pointing at the host's address and port, so pods use
-  `http://<service>.<namespace>.svc:<port>` (name, namespace, port and address come from
+- the inference gateway (`inference_gateway`: ConfigMap, Deployment, PodDisruptionBudget,
+  NetworkPolicy `<service>-gateway`) and the `kubernetes:core/v1:Service` selecting it, so pods
+  use `http://<service>.<namespace>.svc:<port>` and reach the model server only while it passes
+  its health check (name, namespace, port, pod labels and address come from
   `rack.endpoints.inference_endpoint`).
+
+Containers publish their port on the GPU host's configured `address` only, never 0.0.0.0: the
+host's other interfaces (docker0, a VPN, a second NIC) do not expose the unauthenticated model
+server (docs/gpu-host.md has the firewall rule that limits the LAN side to the Pis).
 
 Manifests and the preflight script are built by pure functions, tested without a cluster or a
 GPU. Docker resources get the explicit Docker provider; the Kubernetes objects take the
@@ -25,6 +30,7 @@ Kubernetes provider passed in `opts.providers` (as every component in the rack d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Sequence
@@ -37,6 +43,7 @@ import pulumi_docker as docker
 from components.core.kubernetes_object import KubernetesObject
 from components.core.layout import LABEL_PREFIX
 from components.core.remote_command import RemoteCommand, connection
+from components.gpu import inference_gateway as gateway
 from components.gpu.gpu_container_spec import (
     NETWORK,
     ContainerSpec,
@@ -44,6 +51,7 @@ from components.gpu.gpu_container_spec import (
     engine_network_body,
     pulumi_container_args,
 )
+from rack.config import GpuContainer
 from rack.config import GpuHost as GpuHostConfig
 from rack.endpoints import ServiceEndpoint
 
@@ -61,8 +69,10 @@ def docker_host_url(gpu: GpuHostConfig) -> str:
 
 
 def container_specs(gpu: GpuHostConfig) -> list[ContainerSpec]:
-    """The spec of every configured model server (pure)."""
-    return [container_spec(c, host=gpu.hostname, driver=gpu.gpu_driver) for c in gpu.containers]
+    """The spec of every configured model server (pure), published on the host's address."""
+    return [
+        container_spec(c, host=gpu.hostname, driver=gpu.gpu_driver, bind_ip=str(gpu.address)) for c in gpu.containers
+    ]
 
 
 def preflight_script(gpu: GpuHostConfig) -> str:
@@ -132,8 +142,28 @@ def preflight_script(gpu: GpuHostConfig) -> str:
     return "\n".join(lines)
 
 
+def render_inference_service(endpoint: ServiceEndpoint) -> dict[str, Any]:
+    """The Service pods address (pure): it selects the inference gateway's pods, which are ready
+    only while the model server behind them is healthy."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": endpoint.service,
+            "namespace": endpoint.namespace,
+            "labels": {f"{LABEL_PREFIX}/external": "gpu-host"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(endpoint.pod_labels or {}),
+            "ports": [{"name": "http", "port": endpoint.port, "protocol": "TCP", "targetPort": "inference"}],
+        },
+    }
+
+
 def render_service(endpoint: ServiceEndpoint) -> dict[str, Any]:
-    """The selector-less Service pods address (pure): its endpoints come from the EndpointSlice."""
+    """A selector-less Service (pure): its endpoints come from `render_endpoint_slice`. For scrape
+    targets on the GPU host (the metrics exporter), not for traffic that needs health."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -169,6 +199,13 @@ def render_endpoint_slice(endpoint: ServiceEndpoint, *, hostname: str) -> dict[s
     }
 
 
+def service_container(gpu: GpuHostConfig) -> GpuContainer:
+    """The container the Service's port is published by (validated to exist)."""
+    container = next((c for c in gpu.containers if c.port == gpu.service.port), None)
+    assert container is not None, "validated by rack_problems"
+    return container
+
+
 @dataclass(frozen=True, kw_only=True)
 class GpuHostArgs:
     host: GpuHostConfig
@@ -195,9 +232,9 @@ class GpuHost(pulumi.ComponentResource):
     containers: dict[str, docker.Container]
     """Model server per container name."""
     service: KubernetesObject
-    """The selector-less in-cluster Service."""
-    endpoint_slice: KubernetesObject
-    """Its EndpointSlice (the GPU host's address and port)."""
+    """The in-cluster Service (selects the gateway)."""
+    gateway: dict[str, KubernetesObject]
+    """The inference gateway's ConfigMap, Deployment, PodDisruptionBudget and NetworkPolicy, by kind."""
 
     def __init__(self, name: str, args: GpuHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:gpu:GpuHost", name, None, opts)
@@ -262,17 +299,18 @@ class GpuHost(pulumi.ComponentResource):
             )
 
         k8s_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.k8s_depends_on))
-        svc = render_service(args.endpoint)
-        self.service = KubernetesObject(f"{name}-service", svc, k8s_opts)
-        eps = render_endpoint_slice(args.endpoint, hostname=gpu.hostname)
-        # Ready only once the containers are healthy: `wait` makes their creation the health gate.
-        self.endpoint_slice = KubernetesObject(
-            f"{name}-endpoints",
-            eps,
-            pulumi.ResourceOptions(
-                parent=self, depends_on=[*args.k8s_depends_on, self.service, *self.containers.values()]
-            ),
-        )
+        container = service_container(gpu)
+        config = gateway.render_configmap(args.endpoint, container)
+        checksum = hashlib.sha256(json.dumps(config["data"], sort_keys=True).encode()).hexdigest()
+        self.gateway = {}
+        for kind, manifest in (
+            ("configmap", config),
+            ("deployment", gateway.render_deployment(args.endpoint, checksum)),
+            ("pdb", gateway.render_pdb(args.endpoint)),
+            ("netpol", gateway.render_network_policy(args.endpoint, container)),
+        ):
+            self.gateway[kind] = KubernetesObject(f"{name}-gateway-{kind}", manifest, k8s_opts)
+        self.service = KubernetesObject(f"{name}-service", render_inference_service(args.endpoint), k8s_opts)
 
         self.register_outputs(
             {
@@ -282,6 +320,6 @@ class GpuHost(pulumi.ComponentResource):
                 "images": self.images,
                 "containers": self.containers,
                 "service": self.service,
-                "endpoint_slice": self.endpoint_slice,
+                "gateway": self.gateway,
             }
         )

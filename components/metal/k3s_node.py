@@ -10,16 +10,26 @@ cluster names the node `<cluster>-<hostname>`):
   runs its old delete: pulumi-command#189). Only removing the node from config deletes it.
 - `binary`, `installer` (remote.CopyToRemote, air-gap only): `k3s-<arch>` and `install.sh` from
   `airgap-dir` into a per-version staging folder.
-- `install` (remote.Command): first join, join token on stdin. `ignore_changes=["create"]`: a node
-  joins once; it never re-runs for a version bump (and does nothing on a complete node anyway).
-  No delete.
-- `upgrade` (remote.Command): create = update = converge to `k3s.version` and the rendered
-  config.yaml, restarting k3s only if one changed. The cluster chains these: servers one at a
-  time, then agents. No delete.
+- `install` (remote.Command): first join, join token (and on servers the agent token's secret)
+  on stdin. `ignore_changes=["create", "stdin"]`: a node joins once; it never re-runs for a
+  version bump (and does nothing on a complete node anyway). No delete.
+- `drain` (remote.Command on the bootstrap server, before the upgrade): when the node's kubelet is
+  not on `k3s.version` yet, cordon it (annotated as the upgrade's) and drain it through the
+  eviction API (PodDisruptionBudgets honoured) within `k3s.upgrade.drain-timeout-seconds`.
+- `upgrade` (remote.Command): create = update = converge to `k3s.version`, the rendered
+  config.yaml and resolv.conf (`dns.upstream`) and the token files (servers: agent-token-file;
+  agents: the agent token as their join token), restarting k3s only if one changed. The same
+  stdin as the install. No delete.
+- `ready` (remote.Command on the bootstrap server, after the upgrade): the gate. Waits until the
+  Node is Ready with its kubelet on `k3s.version` (`k3s.upgrade.ready-timeout-seconds`), then
+  uncordons it if the drain cordoned it. It fails naming what it waited for, so the nodes after
+  it never start; the next `up` resumes at it. The cluster chains nodes by their gates: servers
+  one at a time, then agents in batches of `k3s.upgrade.agents-at-once`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +46,15 @@ from components.metal.k3s_scripts import (
     preflight_script,
     remote_command,
     render_config,
+    render_resolv_conf,
     staging_dir,
     uninstall_script,
+    upgrade_drain_script,
+    upgrade_gate_script,
     upgrade_script,
 )
 from rack.config import InstallSource, Node, Rack
+from rack.vocabulary import Role
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,13 +66,22 @@ class K3sNodeArgs:
     connection: Connection
     """SSH to this host: configured user and port, pinned host key, key or agent."""
     token: pulumi.Input[str]
-    """The join token (secret): the cluster token on the bootstrap server, the server's full token elsewhere."""
+    """The join token (secret): the cluster token on the bootstrap server, the server's full token
+    on the other servers, the full agent token (`K10...::node:...`) on agents."""
+    agent_token: pulumi.Input[str] | None = None
+    """Servers only: the agent token's secret (secret), written to `agent-token-file`."""
     layout: HostLayout = field(default_factory=HostLayout)
     """Where k3s lives on the host ("" root on a real Pi)."""
     install_after: Sequence[pulumi.Resource] = field(default_factory=list)
     """What must exist before this node joins (the bootstrap server's token read-back)."""
     upgrade_after: Sequence[pulumi.Resource] = field(default_factory=list)
-    """The upgrade step that must finish first (the previous server's, in upgrade order)."""
+    """The gates that must pass first (the previous server's, or the previous batch of agents')."""
+    api_connection: Connection | None = None
+    """SSH to the bootstrap server, where the drain and the gate run `k3s kubectl` (None: this node)."""
+    api_layout: HostLayout | None = None
+    """The bootstrap server's host layout (None: this node's)."""
+    api_after: Sequence[pulumi.Resource] = field(default_factory=list)
+    """What makes the API answer (the bootstrap server's install), before this node's drain."""
 
 
 class K3sNode(pulumi.ComponentResource):
@@ -70,8 +93,12 @@ class K3sNode(pulumi.ComponentResource):
     """Air-gap binary and installer copies (empty for source: online)."""
     install: RemoteCommand
     """First join."""
+    drain: RemoteCommand
+    """On the bootstrap server, before the upgrade: cordon and drain when the version changes."""
     upgrade: RemoteCommand
     """Converges version and config.yaml in place."""
+    ready: RemoteCommand
+    """On the bootstrap server, after the upgrade: the Node is Ready on the version; uncordon."""
 
     def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:metal:K3sNode", name, None, opts)
@@ -127,12 +154,14 @@ class K3sNode(pulumi.ComponentResource):
                 )
 
         config_text = config_yaml(render_config(rack, node, layout))
+        resolv_text = render_resolv_conf(rack)
         install_text = run(
             install_script(
                 hostname=node.hostname,
                 role=node.role,
                 version=k3s.version,
                 config_text=config_text,
+                resolv_conf_text=resolv_text,
                 source=k3s.install.source,
                 layout=layout,
             )
@@ -143,21 +172,49 @@ class K3sNode(pulumi.ComponentResource):
                 role=node.role,
                 version=k3s.version,
                 config_text=config_text,
+                resolv_conf_text=resolv_text,
                 source=k3s.install.source,
                 layout=layout,
             )
         )
+        # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret.
+        lines: pulumi.Output[str]
+        if node.role == Role.SERVER:
+            assert args.agent_token is not None, "every server is given the agent token"
+            lines = pulumi.Output.all(args.token, args.agent_token).apply(lambda ts: f"{ts[0]}\n{ts[1]}\n")
+        else:
+            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n")
+        stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
         self.install = RemoteCommand(
             f"{name}-install",
             connection=conn,
             create=install_text,
-            stdin=pulumi.Output.secret(args.token),
+            stdin=stdin,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.preflight, self.membership, *self.copies, *args.install_after],
-                # Joining happens once; later versions and config are the upgrade step's job, and
-                # the install script does nothing on a complete node, so a stale copy is harmless.
-                ignore_changes=["create"],
+                # Joining happens once; later versions, config and tokens are the upgrade step's
+                # job, and the install script does nothing on a complete node, so a stale copy is
+                # harmless.
+                ignore_changes=["create", "stdin"],
+            ),
+        )
+        api_conn = args.api_connection or conn
+        api_layout = args.api_layout or layout
+        gate = rack.k3s.upgrade
+        self.drain = RemoteCommand(
+            f"{name}-drain",
+            connection=api_conn,
+            create=run(
+                upgrade_drain_script(
+                    hostname=node.hostname,
+                    version=k3s.version,
+                    timeout_s=gate.drain_timeout_seconds,
+                    layout=api_layout,
+                )
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.install, *args.api_after, *args.upgrade_after]
             ),
         )
         self.upgrade = RemoteCommand(
@@ -165,16 +222,33 @@ class K3sNode(pulumi.ComponentResource):
             connection=conn,
             create=upgrade_text,
             update=upgrade_text,
+            stdin=stdin,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.install, *self.copies, *args.upgrade_after],
+                depends_on=[self.install, *self.copies, *args.upgrade_after, self.drain],
             ),
+        )
+        self.ready = RemoteCommand(
+            f"{name}-ready",
+            connection=api_conn,
+            create=run(
+                upgrade_gate_script(
+                    hostname=node.hostname,
+                    version=k3s.version,
+                    converges=hashlib.sha256(upgrade_text.encode()).hexdigest()[:16],
+                    timeout_s=gate.ready_timeout_seconds,
+                    layout=api_layout,
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upgrade]),
         )
         self.register_outputs(
             {
                 "preflight": self.preflight,
                 "membership": self.membership,
                 "install": self.install,
+                "drain": self.drain,
                 "upgrade": self.upgrade,
+                "ready": self.ready,
             }
         )

@@ -14,15 +14,24 @@ filesystem (see tests/real/ssh/conftest.py).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import yaml
 
-from components.core.layout import node_labels, node_taints
+from components.core.layout import (
+    CATEGORY_LABEL,
+    CONTROL_PLANE_TAINT,
+    LABEL_PREFIX,
+    Taint,
+    node_labels,
+    node_taints,
+)
 from rack.config import Datastore, InstallSource, Node, Rack
-from rack.vocabulary import Arch, Role
+from rack.vocabulary import Arch, Category, Role
 
 API_PORT = 6443
 """The k3s supervisor/API port servers listen on and agents join through."""
@@ -31,11 +40,22 @@ STAGING = "/var/tmp/homelab-k3s"
 """Where CopyToRemote drops the air-gap binary and install.sh (per version), as the SSH user."""
 
 TOKEN_FILE = "/etc/rancher/k3s/join-token"
-"""The 0600 file holding the join token that config.yaml's `token-file` names."""
+"""The 0600 file holding the join token that config.yaml's `token-file` names: the cluster token on
+the bootstrap server, the server token on the other servers, the agent token on agents."""
+AGENT_TOKEN_FILE = "/etc/rancher/k3s/agent-token"
+"""Servers only: the 0600 file config.yaml's `agent-token-file` names, the agent token's secret."""
 
 CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
+RESOLV_CONF_PATH = "/etc/rancher/k3s/resolv.conf"
+"""The resolver file config.yaml's `resolv-conf` names: `dns.upstream`, what the kubelet hands pods
+with `dnsPolicy: Default`, CoreDNS among them (its `forward . /etc/resolv.conf`). k3s uses a
+file given this way as is, without its loopback checks (k3s docs, advanced: Configuring DNS
+Resolution)."""
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 """Written by a k3s server: the full-format token (`K10<ca-hash>::server:<secret>`), which pins the CA."""
+SERVER_AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
+"""Written by a k3s server: the full-format agent token (`K10<ca-hash>::node:<secret>`) when
+`agent-token` is set, else a link to the server token (k3s docs, cli/token)."""
 KUBECONFIG_FILE = "/etc/rancher/k3s/k3s.yaml"
 KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
 """Written by every k3s node once its agent has its certificates: the readiness signal."""
@@ -111,6 +131,11 @@ def system_reserved_arg(rack: Rack) -> str:
     return f"system-reserved=cpu={reserve.cpu},memory={reserve.memory}"
 
 
+def render_resolv_conf(rack: Rack) -> str:
+    """The resolv.conf every node writes at RESOLV_CONF_PATH: one `nameserver` per `dns.upstream` (pure)."""
+    return "".join(f"nameserver {address}\n" for address in rack.dns.upstream)
+
+
 def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> dict[str, Any]:
     """The k3s config.yaml of one node (pure). Labels and taints come from the layout vocabulary;
     they only apply at first registration, the NodePatch keeps them true afterwards."""
@@ -124,12 +149,15 @@ def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> 
         "token-file": layout.path(TOKEN_FILE),
         "node-label": sorted(f"{k}={v}" for k, v in labels.items()),
         "kubelet-arg": [system_reserved_arg(rack)],
+        "resolv-conf": layout.path(RESOLV_CONF_PATH),
     }
     if taints:
         config["node-taint"] = sorted(t.to_k3s() for t in taints)
     if node.role == Role.SERVER:
         config.update(
             {
+                # Agents join with this secret (user `node`), never with the server token.
+                "agent-token-file": layout.path(AGENT_TOKEN_FILE),
                 "cluster-cidr": str(k3s.cluster_cidr),
                 "service-cidr": str(k3s.service_cidr),
                 "secrets-encryption": k3s.secrets_encryption,
@@ -264,6 +292,7 @@ def _converge_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout,
     timeout_s: int,
@@ -313,27 +342,38 @@ if [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ]; then
     exit 0
   fi
 fi
-mkdir -p "$ETC"
-if [ -s "$TOKEN_FILE" ]; then
-  cat >/dev/null  # joined before: the token never changes for a node
-else
-  # The token goes from stdin straight to its 0600 file: never into a variable, argument or log.
-  tmp="$(mktemp "$TOKEN_FILE.XXXXXX")"
-  cat >"$tmp"
-  if [ ! -s "$tmp" ]; then rm -f "$tmp"; fail "no join token on stdin"; fi
-  chmod 0600 "$tmp"
-  mv -f "$tmp" "$TOKEN_FILE"
-fi
-# Not complete (first run, or a run that failed half-way): finish with the installer.
+read_secrets
+# Joined before: the tokens never change here (the upgrade step moves an agent to the agent token).
+if [ ! -s "$TOKEN_FILE" ]; then secret_to 1 "$TOKEN_FILE" "join token" || :; fi
+""" + (
+            'if [ ! -s "$AGENT_TOKEN" ]; then secret_to 2 "$AGENT_TOKEN" "agent token" || :; fi\n'
+            if role == Role.SERVER
+            else ""
+        ) + """# Not complete (first run, or a run that failed half-way): finish with the installer.
 touch "$PENDING"
 """
-        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed'  # config changes are the upgrade's job
+        # Config changes are the upgrade's job: here the files are written only where missing.
+        config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed "$CONFIG"'
+        resolv_guard = 'if [ ! -f "$RESOLV" ] && write_if_changed "$RESOLV"'
     else:
         head = """\
 [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
 [ -s "$TOKEN_FILE" ] || fail "$TOKEN_FILE is missing: re-run the install step"
-"""
-        config_guard = "if write_if_changed"
+read_secrets
+""" + (
+            # A server keeps its join token; agent-token-file is set (again) here, so an existing
+            # cluster gets an agent token on its next `up` (k3s: it may be set after the cluster
+            # started, on every server; docs, cli/token).
+            '# The agent token: agents join with it (user node), never with the server token.\n'
+            'if secret_to 2 "$AGENT_TOKEN" "agent token"; then touch "$PENDING"; fi\n'
+            if role == Role.SERVER
+            # An agent that joined with the server token (before agent tokens) is moved to the
+            # agent token: the file is rewritten, so no agent keeps the server token on disk.
+            else 'if secret_to 1 "$TOKEN_FILE" "agent token"; then touch "$PENDING"; fi\n'
+        )
+        config_guard = 'if write_if_changed "$CONFIG"'
+        resolv_guard = 'if write_if_changed "$RESOLV"'
+    agent_token_var = f'AGENT_TOKEN="$R"{q(AGENT_TOKEN_FILE)}\n' if role == Role.SERVER else ""
     return (
         _prelude(hostname, layout)
         + f"""ROLE={role}
@@ -341,8 +381,9 @@ VERSION={q(version)}
 BIN="$R/usr/local/bin"
 ETC="$R/etc/rancher/k3s"
 CONFIG="$R"{q(CONFIG_FILE)}
+RESOLV="$R"{q(RESOLV_CONF_PATH)}
 TOKEN_FILE="$R"{q(TOKEN_FILE)}
-UNINSTALL="$BIN/{uninstall}"
+{agent_token_var}UNINSTALL="$BIN/{uninstall}"
 STAGE="$R"{q(STAGING)}/"$VERSION"
 PENDING="$ETC/.homelab-restart-pending"
 
@@ -360,13 +401,31 @@ write_if_changed() {{
   if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 1; fi
   mv -f "$tmp" "$1" || fail "cannot replace $1"
 }}
+# Secrets come on stdin, one per line, into a 0600 file: never an argument, a variable or a log.
+read_secrets() {{
+  mkdir -p "$ETC"
+  SECRETS="$(mktemp "$ETC/.stdin.XXXXXX")"
+  trap 'rm -f "$SECRETS"' EXIT
+  cat >"$SECRETS"
+}}
+# Line $1 of stdin into file $2 (0600), only when it differs; true when it wrote. $3 names it.
+secret_to() {{
+  awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS" ||
+    fail "no $3 on stdin (line $1)"
+  write_if_changed "$2" 0600 < <(sed -n "$1p" "$SECRETS")
+}}
 
 {head}mkdir -p "$ETC" "$BIN" "$STAGE"
 # The pending marker survives a failure half-way, so a re-run restarts k3s even though the files
 # it changed already match.
-{config_guard} "$CONFIG" 0600 <<'HOMELAB_K3S_CONFIG'
+{config_guard} 0600 <<'HOMELAB_K3S_CONFIG'
 {config_text.rstrip()}
 HOMELAB_K3S_CONFIG
+then touch "$PENDING"; fi
+# dns.upstream: the kubelet reads it when it starts, so a change restarts k3s too.
+{resolv_guard} 0644 <<'HOMELAB_K3S_RESOLV'
+{resolv_conf_text.rstrip()}
+HOMELAB_K3S_RESOLV
 then touch "$PENDING"; fi
 if [ "$(installed_version)" != "$VERSION" ]; then touch "$PENDING"; fi
 
@@ -399,6 +458,7 @@ def install_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout = HostLayout(),
     timeout_s: int = 300,
@@ -412,6 +472,7 @@ def install_script(
         role=role,
         version=version,
         config_text=config_text,
+        resolv_conf_text=resolv_conf_text,
         source=source,
         layout=layout,
         timeout_s=timeout_s,
@@ -424,6 +485,7 @@ def upgrade_script(
     role: Role,
     version: str,
     config_text: str,
+    resolv_conf_text: str,
     source: InstallSource,
     layout: HostLayout = HostLayout(),
     timeout_s: int = 300,
@@ -436,6 +498,7 @@ def upgrade_script(
         role=role,
         version=version,
         config_text=config_text,
+        resolv_conf_text=resolv_conf_text,
         source=source,
         layout=layout,
         timeout_s=timeout_s,
@@ -513,6 +576,295 @@ fi
 "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s
 "$K" kubectl delete node "$NODE" --ignore-not-found
 say "drained and deleted from the cluster"
+"""
+    )
+
+
+OWNED_TAINT_KEYS = (f"{LABEL_PREFIX}/*", CONTROL_PLANE_TAINT.key)
+"""The taint keys this program manages (shell patterns): its own prefix and the control-plane
+taint it sets. Every other taint (a cordon's `node.kubernetes.io/unschedulable`, the node
+lifecycle's `not-ready`/`unreachable`, anyone else's) is left alone."""
+
+
+def taints_script(*, hostname: str, taints: list[Taint], layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server: makes the Node's taints among OWNED_TAINT_KEYS exactly
+    `taints`, one `kubectl taint` per difference, leaving every other taint as it is.
+
+    Not through the NodePatch: `spec.taints` is an atomic list, so a server-side apply owns the
+    whole list and replaces the taints others add (Kubernetes server-side apply: merge strategy).
+    `kubectl taint` reads the list and writes it back with only its own change."""
+    q = shlex.quote
+
+    def shown(t: Taint) -> str:  # as the jsonpath below prints it
+        return f"{t.key}={t.value}:{t.effect}"
+
+    want_shown = " ".join(q(shown(t)) for t in taints)
+    want_args = " ".join(q(t.to_k3s()) for t in taints)
+    want_ke = " ".join(q(f"{t.key}:{t.effect}") for t in taints)
+    owned = "|".join(OWNED_TAINT_KEYS)
+    jsonpath = '{range .spec.taints[*]}{.key}{"="}{.value}{":"}{.effect}{"\\n"}{end}'
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+want_shown=({want_shown})
+want_args=({want_args})
+want_ke=({want_ke})
+current="$("$K" kubectl get node "$NODE" -o jsonpath={q(jsonpath)})"
+changes=0
+for i in "${{!want_shown[@]}}"; do
+  if ! grep -qxF -- "${{want_shown[$i]}}" <<<"$current"; then
+    "$K" kubectl taint node "$NODE" "${{want_args[$i]}}" --overwrite >/dev/null
+    say "taint ${{want_args[$i]}} set"
+    changes=$((changes + 1))
+  fi
+done
+while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  key="${{line%%=*}}"
+  effect="${{line##*:}}"
+  case "$key" in
+    {owned}) ;;
+    *) continue ;;  # not ours: a cordon's, the node lifecycle's, anyone else's
+  esac
+  if [ "${{#want_ke[@]}}" -gt 0 ] && printf '%s\n' "${{want_ke[@]}}" | grep -qxF -- "$key:$effect"; then continue; fi
+  "$K" kubectl taint node "$NODE" "$key:$effect-" >/dev/null
+  say "stale taint $key:$effect removed"
+  changes=$((changes + 1))
+done <<<"$current"
+[ "$changes" -gt 0 ] || say "taints already as configured"
+"""
+    )
+
+
+DNS_UPSTREAM_ANNOTATION = f"{LABEL_PREFIX}/dns-upstream"
+"""On CoreDNS's pod template: the `dns.upstream` its pods were started with."""
+
+
+def dns_upstream_script(*, hostname: str, upstream: list[str], layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server after every node wrote its resolv.conf: CoreDNS reads the file
+    the kubelet gave its pod at start, so its pods restart (a pod-template annotation naming the
+    upstreams) when they were started with other upstreams, and only then. k3s' deploy controller
+    merges its manifest over the live object and keeps an annotation it never set."""
+    want = ",".join(upstream)
+    patch = {"spec": {"template": {"metadata": {"annotations": {DNS_UPSTREAM_ANNOTATION: want}}}}}
+    path = "{.spec.template.metadata.annotations." + DNS_UPSTREAM_ANNOTATION.replace(".", "\\.") + "}"
+    q = shlex.quote
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(want)}
+if [ -z "$("$K" kubectl -n kube-system get deployment coredns --ignore-not-found -o name)" ]; then
+  say "no CoreDNS deployment yet: its pods will start with dns.upstream $WANT"
+  exit 0
+fi
+have="$("$K" kubectl -n kube-system get deployment coredns -o jsonpath={q(path)})"
+if [ "$have" = "$WANT" ]; then
+  say "CoreDNS already forwards to $WANT"
+  exit 0
+fi
+"$K" kubectl -n kube-system patch deployment coredns --type merge -p {q(json.dumps(patch, sort_keys=True))} >/dev/null
+say "CoreDNS restarted to forward to $WANT (was: ${{have:-the resolvers of the nodes}})"
+"""
+    )
+
+
+def agent_token_script(*, hostname: str, layout: HostLayout = HostLayout(), timeout_s: int = 120) -> str:
+    """Runs on the bootstrap server after its upgrade step: prints the full-format agent token
+    (`K10<ca-hash>::node:<secret>`) agents join with. Until `agent-token` is set, k3s keeps that
+    file as a link to the server token: this step waits for the real one and never prints that."""
+    q = shlex.quote
+    why = (
+        f"{SERVER_AGENT_TOKEN_FILE} is not an agent token after {timeout_s} s (k3s links it to the server token "
+        "until agent-token is set): check agent-token-file in config.yaml and restart k3s"
+    )
+    return (
+        _prelude(hostname, layout)
+        + f"""FILE="$R"{q(SERVER_AGENT_TOKEN_FILE)}
+waited=0
+until [ -f "$FILE" ] && [ ! -L "$FILE" ] && grep -q '::node:' "$FILE"; do
+  [ "$waited" -lt {timeout_s} ] || fail {q(why)}
+  sleep 2
+  waited=$((waited + 2))
+done
+cat "$FILE"
+"""
+    )
+
+
+PROGRAM_ACCOUNT = "homelab-pulumi"
+"""The ServiceAccount (kube-system) and ClusterRoleBinding (cluster-admin) the program's
+Kubernetes provider authenticates as: revocable (delete the binding) and audited by name, unlike
+k3s' admin client certificate (`system:masters`, which no RBAC rule can restrict)."""
+TOKEN_DAYS = 365
+"""Lifetime of the provider's token (TokenRequest `--duration`)."""
+RENEW_EVERY_DAYS = 300
+"""A new token is minted on the first `up` of every such period (fewer days than TOKEN_DAYS)."""
+_EPOCH = date(2024, 1, 1)
+
+
+def credential_period(today: date) -> str:
+    """The trigger of the kubeconfig step (pure): it changes once every RENEW_EVERY_DAYS days.
+
+    A token is minted when the step runs and lives TOKEN_DAYS > RENEW_EVERY_DAYS, so a token in
+    use is never older than one period unless no `up` ran for a whole period, and a token that
+    has expired was minted in an earlier period: its step is due and re-runs over SSH (which needs
+    no Kubernetes credential) before the provider is configured. Within a period a second `up`
+    plans no change."""
+    return f"credential-period-{(today - _EPOCH).days // RENEW_EVERY_DAYS}"
+
+
+def program_kubeconfig_script(*, hostname: str, layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server (logging off, stdout a secret): makes sure the program's
+    ServiceAccount and its cluster-admin binding exist, mints a token for it valid TOKEN_DAYS
+    (TokenRequest API) and prints a kubeconfig with it and the cluster CA from k3s.yaml (server
+    `https://127.0.0.1:6443`, rewritten by the caller). The k3s.yaml client certificate is never
+    handed out: it lasts a year and k3s renews it only when it restarts."""
+    q = shlex.quote
+    account = PROGRAM_ACCOUNT
+    manifest = "\n".join(
+        [
+            "apiVersion: v1",
+            "kind: ServiceAccount",
+            "metadata:",
+            f"  name: {account}",
+            "  namespace: kube-system",
+            "---",
+            "apiVersion: rbac.authorization.k8s.io/v1",
+            "kind: ClusterRoleBinding",
+            "metadata:",
+            f"  name: {account}",
+            "roleRef:",
+            "  apiGroup: rbac.authorization.k8s.io",
+            "  kind: ClusterRole",
+            "  name: cluster-admin",
+            "subjects:",
+            "- kind: ServiceAccount",
+            f"  name: {account}",
+            "  namespace: kube-system",
+        ]
+    )
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+ADMIN="$R"{q(KUBECONFIG_FILE)}
+[ -s "$ADMIN" ] || fail "{KUBECONFIG_FILE} is missing: is k3s running here?"
+ca="$(awk '$1 == "certificate-authority-data:" {{ print $2; exit }}' "$ADMIN")"
+[ -n "$ca" ] || fail "{KUBECONFIG_FILE} has no certificate-authority-data"
+"$K" kubectl apply --server-side --field-manager=homelab-rack -f - >/dev/null <<'HOMELAB_ACCOUNT'
+{manifest}
+HOMELAB_ACCOUNT
+token="$("$K" kubectl -n kube-system create token {account} --duration={TOKEN_DAYS * 24}h)"
+[ -n "$token" ] || fail "no token for {account}"
+cat <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $ca
+    server: https://127.0.0.1:{API_PORT}
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: {account}
+  name: default
+current-context: default
+users:
+- name: {account}
+  user:
+    token: $token
+KUBECONFIG
+"""
+    )
+
+
+UPGRADE_CORDON_ANNOTATION = f"{LABEL_PREFIX}/upgrade-cordon"
+"""Set on a Node the upgrade cordoned (value: the target version): the gate uncordons only those,
+never a node someone cordoned for their own reasons."""
+_KUBELET_VERSION = "{.status.nodeInfo.kubeletVersion}"
+_DRAIN_FAILED = (
+    " (a PodDisruptionBudget allows no eviction, or a pod has no controller): the node stays cordoned"
+    " and the rollout stops here; fix it and run pulumi up again"
+)
+_GATE_FAILED = (
+    ": the rollout stops here, the nodes after it keep their version;"
+    " fix this node and run pulumi up again to resume"
+)
+_READY = '{.status.conditions[?(@.type=="Ready")].status}'
+
+
+def upgrade_drain_script(*, hostname: str, version: str, timeout_s: int, layout: HostLayout = HostLayout()) -> str:
+    """Runs on the bootstrap server before a node's upgrade step: when the node's kubelet is not on
+    `version` yet, cordon it (marked with UPGRADE_CORDON_ANNOTATION) and drain it through the
+    eviction API, which honours PodDisruptionBudgets, for at most `timeout_s`; data pods (pinned
+    to the node's disk, they cannot move) are not evicted. Nothing to do for a
+    node already on `version` (a config-only change restarts k3s without moving pods: stopping
+    k3s leaves the containers running) or not registered yet (a first install)."""
+    q = shlex.quote
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(version)}
+if [ -z "$("$K" kubectl get node "$NODE" --ignore-not-found -o name)" ]; then
+  say "not registered yet: nothing to drain before $WANT"
+  exit 0
+fi
+have="$("$K" kubectl get node "$NODE" -o jsonpath={q(_KUBELET_VERSION)})"
+if [ "$have" = "$WANT" ]; then
+  say "already runs $WANT: no drain"
+  exit 0
+fi
+# Cordoned already: by someone else (it stays so: no annotation, the gate leaves it) or by an
+# earlier run of this step (its annotation is still there).
+if [ "$("$K" kubectl get node "$NODE" -o jsonpath='{{.spec.unschedulable}}')" != true ]; then
+  "$K" kubectl annotate node "$NODE" --overwrite {q(UPGRADE_CORDON_ANNOTATION)}="$WANT" >/dev/null
+  "$K" kubectl cordon "$NODE" >/dev/null
+fi
+# Data pods stay: pinned to this node's disk they cannot move, and k3s restarting leaves their
+# containers running; their budgets (minAvailable 1) exist so that nothing evicts them silently.
+if ! "$K" kubectl drain "$NODE" --ignore-daemonsets --delete-emptydir-data --timeout={timeout_s}s \
+  --pod-selector={q(f"{CATEGORY_LABEL}!={Category.DATA}")}; then
+  fail "drain before the upgrade to $WANT did not finish in {timeout_s} s"{q(_DRAIN_FAILED)}
+fi
+say "cordoned and drained: $have -> $WANT"
+"""
+    )
+
+
+def upgrade_gate_script(
+    *, hostname: str, version: str, converges: str, timeout_s: int, layout: HostLayout = HostLayout()
+) -> str:
+    """Runs on the bootstrap server after a node's upgrade step: waits until the Node reports Ready
+    with its kubelet on `version`, then uncordons it if the upgrade cordoned it. A node that does
+    not get there in `timeout_s` fails the step, naming what it waited for: the nodes after it in
+    the rollout do not start (they depend on this step) and the next `up` resumes here.
+    `converges` (a digest of what the upgrade step converges to) makes this text change whenever
+    the upgrade step's does, so the gate follows every restart."""
+    q = shlex.quote
+    annotation_path = "{.metadata.annotations." + UPGRADE_CORDON_ANNOTATION.replace(".", "\\.") + "}"
+    return (
+        _prelude(hostname, layout)
+        + f"""K="$R/usr/local/bin/k3s"
+WANT={q(version)}
+# gate for the upgrade step converging to {converges}
+waited=0
+while :; do
+  ver="$("$K" kubectl get node "$NODE" -o jsonpath={q(_KUBELET_VERSION)} 2>/dev/null || true)"
+  ready="$("$K" kubectl get node "$NODE" -o jsonpath={q(_READY)} 2>/dev/null || true)"
+  if [ "$ver" = "$WANT" ] && [ "$ready" = True ]; then break; fi
+  [ "$waited" -lt {timeout_s} ] ||
+    fail "not Ready on $WANT after {timeout_s} s (Ready: ${{ready:-unknown}}," \
+      "kubelet: ${{ver:-unknown}})"{q(_GATE_FAILED)}
+  sleep 2
+  waited=$((waited + 2))
+done
+if [ -n "$("$K" kubectl get node "$NODE" -o jsonpath={q(annotation_path)})" ]; then
+  "$K" kubectl uncordon "$NODE" >/dev/null
+  "$K" kubectl annotate node "$NODE" {q(UPGRADE_CORDON_ANNOTATION + "-")} >/dev/null
+  say "Ready on $WANT: uncordoned"
+else
+  say "Ready on $WANT"
+fi
 """
     )
 

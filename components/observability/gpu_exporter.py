@@ -43,7 +43,7 @@ def exporter_container() -> GpuContainer:
 
 def exporter_spec(gpu: GpuHostConfig) -> ContainerSpec:
     """The exporter's container spec on this GPU host (pure)."""
-    return container_spec(exporter_container(), host=gpu.hostname, driver=gpu.gpu_driver)
+    return container_spec(exporter_container(), host=gpu.hostname, bind_ip=str(gpu.address), driver=gpu.gpu_driver)
 
 
 def metrics_endpoint(gpu: GpuHostConfig, *, namespace: str = mc.NAMESPACE) -> ServiceEndpoint:

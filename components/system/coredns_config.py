@@ -12,7 +12,8 @@ A name under the domain that is none of these answers NXDOMAIN instead of leakin
 Forwarding everything else to `dns.upstream`: a `forward .` inside `coredns-custom` cannot win over
 the packaged `forward . /etc/resolv.conf` (CoreDNS evaluates forwards in order; k3s#5186,
 #10951, #12979). The k3s way is the `resolv-conf` option pointing at a file listing the
-upstreams: `render_resolv_conf` renders it, and the metal layer writes it on every node.
+upstreams: the metal layer writes it on every node (`components.metal.k3s_scripts.
+render_resolv_conf`) and restarts CoreDNS when the upstreams change.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from rack.config import Rack
 CONFIGMAP_NAME = "coredns-custom"
 """The ConfigMap k3s' CoreDNS deployment mounts at /etc/coredns/custom (optional volume)."""
 CONFIGMAP_NAMESPACE = "kube-system"
-RESOLV_CONF_PATH = "/etc/rancher/k3s/resolv.conf"
-"""Where the metal layer writes `render_resolv_conf` (k3s option `resolv-conf`)."""
 TTL_SECONDS = 60
 
 
@@ -78,11 +77,6 @@ def render_configmap(rack: Rack) -> dict[str, Any]:
         },
         "data": {server_key(rack): render_server_block(rack)},
     }
-
-
-def render_resolv_conf(rack: Rack) -> str:
-    """The resolv.conf k3s hands CoreDNS (and `dnsPolicy: Default` pods): `dns.upstream` (pure)."""
-    return "".join(f"nameserver {address}\n" for address in rack.dns.upstream)
 
 
 @dataclass(frozen=True, kw_only=True)

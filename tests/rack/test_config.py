@@ -4,7 +4,9 @@ collected (all at once, each with a kebab-case key path) instead of raised one b
 
 from __future__ import annotations
 
+import base64
 import re
+import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -32,6 +34,7 @@ from rack.config import (
 )
 from rack.loader import StackFile
 from tests.conftest import FIXTURES, stack_raw
+from tests.prereq import need
 
 VALID = sorted((FIXTURES / "valid").glob("*.yaml"))
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
@@ -389,13 +392,67 @@ def test_cidr() -> None:
         _cidr(5)
 
 
-def test_host_key() -> None:
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDz1pS6pW8OZQqO8B1o9qgZyB5wN7h0nX3s0l3m0c9rA"
-    assert _host_key(f"  {key} root@pi \n") == f"{key} root@pi"
-    assert _host_key("ecdsa-sha2-nistp256 AAAAE2VjZHNh==") == "ecdsa-sha2-nistp256 AAAAE2VjZHNh=="
-    for bad in ("AAAAC3Nza", "ssh-dss AAAAB3", "ssh-ed25519", "ssh-ed25519 !!!"):
-        with pytest.raises(ValueError, match="OpenSSH public host key"):
-            _host_key(bad)
+@pytest.fixture(scope="module")
+def host_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Real public host keys from OpenSSH's ssh-keygen (the oracle), one per type and size."""
+    need("ssh-keygen", "openssh-client")
+    out: dict[str, str] = {}
+    for name, args in {
+        "ed25519": ["-t", "ed25519"],
+        "ecdsa-256": ["-t", "ecdsa", "-b", "256"],
+        "ecdsa-384": ["-t", "ecdsa", "-b", "384"],
+        "ecdsa-521": ["-t", "ecdsa", "-b", "521"],
+        "rsa": ["-t", "rsa", "-b", "2048"],
+    }.items():
+        key = tmp_path_factory.mktemp("keys") / name
+        subprocess.run(["ssh-keygen", "-q", *args, "-N", "", "-C", "root@pi", "-f", str(key)], check=True)
+        out[name] = key.with_suffix(".pub").read_text().strip()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-256", "ecdsa-384", "ecdsa-521"])
+def test_host_key_accepts_ed25519_and_ecdsa_pins(host_keys: dict[str, str], kind: str) -> None:
+    key = host_keys[kind]
+    assert _host_key(f"  {key} \n") == key
+    assert _host_key(" ".join(key.split()[:2])) == " ".join(key.split()[:2])  # as ssh-keyscan prints it
+
+
+def test_host_key_refuses_an_rsa_pin_saying_why_and_what_to_pin(host_keys: dict[str, str]) -> None:
+    with pytest.raises(ValueError) as info:
+        _host_key(host_keys["rsa"])
+    message = str(info.value)
+    for part in ("ssh-rsa", "SHA-1", "OpenSSH 8.8", "pulumi-command", "ssh-keyscan -t ed25519 <address>"):
+        assert part in message, part
+
+
+def test_rsa_pins_are_config_errors_on_nodes_and_the_gpu_host(
+    homelab_raw: dict[str, Any], host_keys: dict[str, str]
+) -> None:
+    homelab_raw["nodes"][2]["host-key"] = host_keys["rsa"]
+    homelab_raw["gpu-host"]["host-key"] = host_keys["rsa"]
+    with pytest.raises(ConfigError) as info:
+        parse_rack(homelab_raw)
+    assert [i.path for i in info.value.issues] == ["rack.nodes[2].host-key", "rack.gpu-host.host-key"]
+    assert all("is an ssh-rsa pin" in i.message for i in info.value.issues)
+
+
+def test_host_key_refuses_what_pulumi_command_could_not_parse(host_keys: dict[str, str]) -> None:
+    ed_type, ed_blob = host_keys["ed25519"].split()[:2]
+    ec_type, ec_blob = host_keys["ecdsa-256"].split()[:2]
+    bad = {
+        "AAAAC3Nza": "OpenSSH public host key",  # no type
+        "ssh-dss AAAAB3NzaC1kc3M=": "type ssh-dss is not one of",
+        "ssh-ed25519": "OpenSSH public host key",  # no key
+        "ssh-ed25519 !!!": "OpenSSH public host key",
+        f"ssh-ed25519 {ed_blob[:-4]}": "its base64 is not a key",  # cut short: bad padding
+        f"{ec_type} {ed_blob}": "is not a ecdsa-sha2-nistp256 key",  # the type names another key
+        f"ecdsa-sha2-nistp384 {ec_blob}": "is not a ecdsa-sha2-nistp384 key",  # a P-256 key
+        f"{ed_type} {base64.b64encode(base64.b64decode(ed_blob)[:-1]).decode()}": "truncated",
+    }
+    for value, why in bad.items():
+        with pytest.raises(ValueError, match="is not an OpenSSH public host key") as info:
+            _host_key(value)
+        assert why.replace("truncated", "its base64 is not a key") in str(info.value), (value, str(info.value))
 
 
 def test_cron() -> None:

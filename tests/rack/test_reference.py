@@ -57,7 +57,7 @@ def test_rows_read_the_models() -> None:
     assert by_key["rack.k3s.cluster-cidr"][:2] == ("IPv4 CIDR", "`10.42.0.0/16`")
     assert by_key["rack.ssh.port"][:2] == ("integer (1–65535)", "`22`")
     assert by_key["rack.k3s.datastore"][:2] == ("one of `sqlite`, `etcd`", "`sqlite`")
-    assert by_key["rack.dns.upstream"][:2] == ("list of IPv4 address (at least 1)", "`[1.1.1.1, 9.9.9.9]`")
+    assert by_key["rack.dns.upstream"][:2] == ("list of IPv4 address (at least 1, at most 3)", "`[1.1.1.1, 9.9.9.9]`")
     assert by_key["rack.dns.records"][:2] == ("map of hostname to IPv4 address", "`{}`")
     assert by_key["rack.gpu-host"][1] == "—"
     assert by_key["rack.ssh"][1] == "(keys below)"

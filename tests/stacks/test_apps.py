@@ -35,6 +35,7 @@ from components.core.network_policy import (
     ContainerPort,
     Endpoint,
 )
+from components.gpu import inference_gateway
 from plan.engine import DefaultMocks, Recording, Registration
 from rack.config import Rack
 from rack.endpoints import ServiceEndpoint, inference_endpoint
@@ -249,6 +250,10 @@ def expected(rack: Rack, world: World, src: Endpoint, dst: Endpoint, port: Conta
     db_init = f"{CI_NAMESPACE}/{gitea_mod.DB_INIT_NAME}"
     runner = f"{RUNNERS_NAMESPACE}/{runners_mod.NAME}"
     gpu = inference_endpoint(rack)
+    # The inference gateway (HAProxy pods in front of the GPU host): in from anyone on the
+    # service and its health port, out to the GPU host's model server only.
+    gateway = f"{gpu.namespace}/{gpu.service}-gateway" if gpu is not None else None
+    gpu_host = f"external/{rack.gpu_host.hostname}" if rack.gpu_host is not None else None
 
     def is_db(key: str, name: str) -> bool:
         ep = world.db_endpoints.get(name)
@@ -258,6 +263,8 @@ def expected(rack: Rack, world: World, src: Endpoint, dst: Endpoint, port: Conta
         return d.namespace == ep.namespace and all(d.labels.get(k) == v for k, v in ep.pod_labels.items())
 
     def egress_ok() -> bool:
+        if gpu is not None and src.key == gateway:
+            return dst.key == gpu_host and port.number == gpu.port
         if src.key.endswith("/postgres-vector-setup"):  # the pgvector setup Job: PostgreSQL and DNS only
             if dst.key == "kube-system/kube-dns" and port.number == 53:
                 return True
@@ -271,7 +278,7 @@ def expected(rack: Rack, world: World, src: Endpoint, dst: Endpoint, port: Conta
             for use in app.uses:
                 if use in world.db_endpoints and is_db(dst.key, use) and port.number == world.db_endpoints[use].port:
                     return True
-                if gpu is not None and use == gpu.name and dst.ip == gpu.external_ip and port.number == gpu.port:
+                if gpu is not None and use == gpu.name and dst.key == gateway and port.number == gpu.port:
                     return True
             return False
         if src.key in (gitea, db_init):
@@ -287,6 +294,8 @@ def expected(rack: Rack, world: World, src: Endpoint, dst: Endpoint, port: Conta
         raise AssertionError(f"unexpected workload {src.key} in a governed namespace")
 
     def ingress_ok() -> bool:
+        if gpu is not None and dst.key == gateway:
+            return port.number in (gpu.port, inference_gateway.HEALTH_PORT)
         for name, ep in world.db_endpoints.items():
             if is_db(dst.key, name):  # the platform layer's side: exactly the users of the database
                 if port.number != ep.port:
@@ -454,8 +463,12 @@ def test_homelab_reachability_matches_config(
     # spot checks the expectation itself must get right
     assert m[("apps/bible-api", "data/postgres")] == ["5432"]
     assert m[("apps/devotional", "data/postgres")] == []
-    assert m[("apps/bible-api", "external/gpu-3090")] == ["11434"]
-    assert m[("apps/bible-auth", "external/gpu-3090")] == []
+    # inference goes through the gateway, which alone reaches the GPU host
+    assert m[("apps/bible-api", "ai/inference-gateway")] == ["11434"]
+    assert m[("apps/bible-api", "external/gpu-3090")] == []
+    assert m[("ai/inference-gateway", "external/gpu-3090")] == ["11434"]
+    assert m[("ai/inference-gateway", "data/postgres")] == []
+    assert m[("apps/bible-auth", "ai/inference-gateway")] == []
     assert m[("kube-system/traefik", "apps/bible-api")] == ["8080"]
     assert m[("kube-system/traefik", "experimental/rag-playground")] == []
     assert m[("apps/bible-api", "apps/bible-auth")] == []

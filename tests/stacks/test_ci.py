@@ -188,7 +188,8 @@ def test_pods_in_restricted_namespaces_meet_the_restricted_profile(
                 assert restricted_violations(pod_spec(m)) == [], reg.name
                 checked += 1
     monitoring = 3 if homelab.rack.monitoring is not None else 0  # Grafana, kube-state-metrics, vmalert
-    assert checked == len(homelab.rack.apps) + 2 + monitoring  # the apps, Gitea, its init Job
+    gateway = 1 if homelab.rack.gpu_host is not None else 0  # the inference gateway, in `ai`
+    assert checked == len(homelab.rack.apps) + 2 + monitoring + gateway  # the apps, Gitea, its init Job
     runners = pod_spec(manifest(rec.by_name("gitea-runners-deployment")))
     assert restricted_violations(runners) == [
         "docker: privileged",

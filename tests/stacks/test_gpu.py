@@ -51,16 +51,15 @@ def test_homelab_plan_has_ollama_on_gpu_3090_and_the_inference_service(
     services = [r for r in rec.of_type("kubernetes:core/v1:Service") if r.inputs["metadata"]["name"] == "inference"]
     (svc,) = services
     assert svc.inputs["metadata"]["namespace"] == "ai"
-    (eps,) = [
-        r
-        for r in rec.of_type("kubernetes:discovery.k8s.io/v1:EndpointSlice")
-        if r.inputs["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
-    ]
-    assert eps.inputs["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
-    assert eps.inputs["endpoints"][0]["addresses"] == ["192.168.10.50"]
-    assert eps.inputs["ports"][0]["port"] == 11434
+    # the Service selects the inference gateway, whose pods proxy to the GPU host while it is healthy
+    assert svc.inputs["spec"]["selector"] == {"app.kubernetes.io/name": "inference-gateway"}
+    (gw,) = [r for r in rec.of_type("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["namespace"] == "ai"]
+    assert gw.inputs["metadata"]["name"] == "inference-gateway"
+    configmaps = rec.of_type("kubernetes:core/v1:ConfigMap")
+    (cm,) = [r for r in configmaps if r.inputs["metadata"]["name"] == "inference-gateway"]
+    assert "server ollama 192.168.10.50:11434 check" in cm.inputs["data"]["haproxy.cfg"]
     (ns,) = [r for r in rec.of_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == "ai"]
-    assert ns.urn in svc.depends_on and ns.urn in eps.depends_on
+    assert ns.urn in svc.depends_on and ns.urn in gw.depends_on
 
 
 def test_layer_reports_its_parts(homelab: Loaded, record: Callable[..., Recording]) -> None:

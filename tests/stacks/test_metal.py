@@ -27,7 +27,7 @@ def test_metal_builds_one_cluster_and_hands_its_provider_on(record: Callable[...
     # fixed-name ConfigMaps/Secrets update in place, never delete-and-create (refused when protected)
     assert providers[0].inputs["enableConfigMapMutable"] == "true"
     assert providers[0].inputs["enableSecretMutable"] == "true"
-    assert len(metal.cluster_ready) == len(homelab.rack.nodes)
+    assert len(metal.cluster_ready) == 2 * len(homelab.rack.nodes)  # each node's NodePatch and taints
     patches = rec.of_type("kubernetes:core/v1:NodePatch")
     assert sorted(p.name for p in patches) == sorted(f"k3s-{n.hostname}-layout" for n in homelab.rack.nodes)
     assert all(p.provider.startswith(providers[0].urn) for p in patches)
@@ -55,7 +55,7 @@ def test_user_secrets_replace_generation_and_the_agent(record: Callable[..., Rec
     rec = record(lambda: build_metal(loaded), preview=False)
     assert not [r for r in rec if r.name == "k3s-token-value"]
     install = rec.by_name("k3s-rack-cp-1-install")
-    assert install.inputs["stdin"] == "user-token-value-0123456789"
+    assert install.inputs["stdin"].split("\n")[0] == "user-token-value-0123456789"
     assert "stdin" in install.secret_paths
     assert install.inputs["connection"]["privateKey"] == "PRIVATE-KEY-TEXT"
     assert "PRIVATE-KEY-TEXT" not in repr([r.redacted for r in rec])

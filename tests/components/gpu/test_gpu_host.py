@@ -1,11 +1,13 @@
 """GpuHost and its pure parts: the container spec and its two adapters, the SSH preflight script
 (checked by shellcheck and run by a real /bin/sh against named doubles of nvidia-smi and docker),
-the Service/EndpointSlice manifests (Kubernetes 1.31 OpenAPI), and the component under recording
+the Service and inference gateway manifests (Kubernetes 1.31 OpenAPI), and the component under recording
 mocks (provider, ordering, every container input the daemon will see)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
+from components.gpu import inference_gateway as gateway
 from components.gpu.gpu_container_spec import (
     GPUS_LABEL,
     HOST_LABEL,
@@ -38,7 +41,9 @@ from components.gpu.gpu_host import (
     docker_host_url,
     preflight_script,
     render_endpoint_slice,
+    render_inference_service,
     render_service,
+    service_container,
 )
 from plan.engine import Recording, Registration
 from rack.config import GpuHost as GpuHostConfig
@@ -105,7 +110,7 @@ def test_duration_rejects_compound_values() -> None:
 
 def test_container_spec_of_the_homelab_ollama() -> None:
     gpu = gpu_cfg()
-    spec = container_spec(gpu.containers[0], host=gpu.hostname, driver=gpu.gpu_driver)
+    spec = container_spec(gpu.containers[0], host=gpu.hostname, bind_ip="192.168.10.50", driver=gpu.gpu_driver)
     assert (spec.name, spec.image, spec.port, spec.host) == ("ollama", OLLAMA_IMAGE, 11434, "gpu-3090")
     mounts = [(m.host_path, m.container_path, m.read_only) for m in spec.mounts]
     assert mounts == [("/srv/ollama", "/root/.ollama", False)]
@@ -135,7 +140,8 @@ def test_health_cmd_replaces_the_http_probe() -> None:
     raw["gpu-host"]["containers"][0]["health-cmd"] = ["/bin/server", "probe"]
     gpu = parse_rack(raw).gpu_host
     assert gpu is not None
-    assert container_spec(gpu.containers[0], host="x").health_test == ("CMD", "/bin/server", "probe")
+    spec = container_spec(gpu.containers[0], host="x", bind_ip="192.168.10.50")
+    assert spec.health_test == ("CMD", "/bin/server", "probe")
 
 
 def test_the_two_adapters_describe_the_same_container() -> None:
@@ -144,13 +150,16 @@ def test_the_two_adapters_describe_the_same_container() -> None:
     raw["gpu-host"]["containers"][0]["volumes"] = {"/srv/ollama": "/root/.ollama", "/srv/cache": "/cache"}
     gpu = parse_rack(raw).gpu_host
     assert gpu is not None
-    spec = container_spec(gpu.containers[0], host=gpu.hostname)
+    spec = container_spec(gpu.containers[0], host=gpu.hostname, bind_ip=str(gpu.address))
     args, body = pulumi_container_args(spec), engine_create_body(spec)
     host = body["HostConfig"]
 
     (port,) = args["ports"]
     assert body["ExposedPorts"] == {f"{port['internal']}/{port['protocol']}": {}}
-    assert host["PortBindings"] == {f"{port['internal']}/tcp": [{"HostIp": "", "HostPort": str(port["external"])}]}
+    assert host["PortBindings"] == {
+        f"{port['internal']}/tcp": [{"HostIp": port["ip"], "HostPort": str(port["external"])}]
+    }
+    assert port["ip"] == "192.168.10.50"  # the host's configured address, never every interface
     assert host["Binds"] == [
         f"{v['host_path']}:{v['container_path']}:{'ro' if v['read_only'] else 'rw'}" for v in args["volumes"]
     ]
@@ -288,25 +297,66 @@ def test_preflight_reports_docker_not_answering(tmp_path: Path) -> None:
     assert '"sudo usermod -aG docker ops"' in result.stdout
 
 
-# --- the in-cluster Service and EndpointSlice ------------------------------------------------------
+# --- the in-cluster Service, its gateway, and the exporter's selector-less Service -----------------
 
 
-def test_service_and_endpoint_slice_validate_and_point_at_the_gpu_host() -> None:
-    r = rack()
-    endpoint = inference_endpoint(r)
+def test_the_selector_less_renderers_validate_and_point_at_the_gpu_host() -> None:
+    """Kept for scrape targets on the GPU host (the metrics exporter)."""
+    endpoint = inference_endpoint(rack())
     assert endpoint is not None
     svc = render_service(endpoint)
     eps = render_endpoint_slice(endpoint, hostname="gpu-3090")
     for manifest in (svc, eps):
         kubernetes_validate.validate(copy.deepcopy(manifest), "1.31", strict=True)
     assert "selector" not in svc["spec"]
-    assert (svc["metadata"]["name"], svc["metadata"]["namespace"]) == ("inference", "ai")
-    assert svc["spec"]["ports"][0]["port"] == 11434
-    assert eps["metadata"]["namespace"] == "ai"
-    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "inference"
     assert eps["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == ENDPOINTSLICE_MANAGER
     assert eps["endpoints"][0]["addresses"] == ["192.168.10.50"]
-    assert eps["ports"] == [{"name": svc["spec"]["ports"][0]["name"], "port": 11434, "protocol": "TCP"}]
+
+
+def gateway_manifests(r: Rack) -> dict[str, dict[str, Any]]:
+    endpoint = inference_endpoint(r)
+    assert endpoint is not None and r.gpu_host is not None
+    container = service_container(r.gpu_host)
+    return {
+        "service": render_inference_service(endpoint),
+        "configmap": gateway.render_configmap(endpoint, container),
+        "deployment": gateway.render_deployment(endpoint, "sum"),
+        "pdb": gateway.render_pdb(endpoint),
+        "netpol": gateway.render_network_policy(endpoint, container),
+    }
+
+
+def test_the_inference_service_selects_gateway_pods_ready_only_with_a_healthy_model_server() -> None:
+    m = gateway_manifests(rack())
+    for manifest in m.values():
+        kubernetes_validate.validate(copy.deepcopy(manifest), "1.31", strict=True)
+    svc, dep = m["service"], m["deployment"]
+    assert (svc["metadata"]["name"], svc["metadata"]["namespace"]) == ("inference", "ai")
+    pod = dep["spec"]["template"]
+    selector = {"app.kubernetes.io/name": "inference-gateway"}
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"] == selector
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert svc["spec"]["ports"][0] == {"name": "http", "port": 11434, "protocol": "TCP", "targetPort": "inference"}
+    assert ports == {"inference": 11434, "health": gateway.HEALTH_PORT}
+    # readiness = HAProxy's monitor of the model server (a 503 while no backend is up)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "health"}
+    cfg = m["configmap"]["data"]["haproxy.cfg"]
+    assert "server ollama 192.168.10.50:11434 check" in cfg
+    assert "http-check send meth GET uri /api/tags" in cfg  # the container's health-path
+    assert "monitor fail if { nbsrv(model-server) lt 1 }" in cfg and "monitor-uri /ready" in cfg
+    assert dep["spec"]["replicas"] == 2 and m["pdb"]["spec"]["minAvailable"] == 1
+    egress = m["netpol"]["spec"]["egress"]
+    gpu_host = {"ipBlock": {"cidr": "192.168.10.50/32"}}
+    assert egress == [{"to": [gpu_host], "ports": [{"protocol": "TCP", "port": 11434}]}]
+
+
+def test_a_container_with_health_cmd_is_checked_by_tcp_connect() -> None:
+    raw = stack_raw("homelab")
+    raw["gpu-host"]["containers"][0]["health-cmd"] = ["/bin/server", "probe"]
+    cfg = gateway_manifests(parse_rack(raw))["configmap"]["data"]["haproxy.cfg"]
+    assert "httpchk" not in cfg and "server ollama 192.168.10.50:11434 check" in cfg
 
 
 # --- the component under recording mocks -----------------------------------------------------------
@@ -378,7 +428,7 @@ def test_container_inputs(homelab_gpu: Recording) -> None:
     assert {image.urn, network.urn} <= set(container.depends_on)
     assert inputs["name"] == "ollama"
     assert inputs["deviceRequests"] == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
-    assert inputs["ports"] == [{"internal": 11434, "external": 11434, "protocol": "tcp"}]
+    assert inputs["ports"] == [{"internal": 11434, "external": 11434, "ip": "192.168.10.50", "protocol": "tcp"}]
     assert inputs["volumes"] == [{"hostPath": "/srv/ollama", "containerPath": "/root/.ollama", "readOnly": False}]
     assert inputs["restart"] == "unless-stopped"
     assert (inputs["logDriver"], inputs["logOpts"]) == ("json-file", {"max-size": "50m", "max-file": "5"})
@@ -392,16 +442,24 @@ def test_container_inputs(homelab_gpu: Recording) -> None:
     assert (labels[HOST_LABEL], labels[IMAGE_LABEL], labels[GPUS_LABEL]) == ("gpu-3090", OLLAMA_IMAGE, "all")
 
 
-def test_service_and_slice_are_registered_with_the_kubernetes_provider(homelab_gpu: Recording) -> None:
+def test_service_and_gateway_are_registered_with_the_kubernetes_provider(homelab_gpu: Recording) -> None:
     svc = one(homelab_gpu, "kubernetes:core/v1:Service")
-    eps = one(homelab_gpu, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
-    container = one(homelab_gpu, "docker:index/container:Container")
-    for reg in (svc, eps):
+    assert homelab_gpu.of_type("kubernetes:discovery.k8s.io/v1:EndpointSlice") == []
+    k8s_regs = [r for r in homelab_gpu if r.type.startswith("kubernetes:") and r.custom]
+    assert {r.type for r in k8s_regs} == {
+        "kubernetes:core/v1:Service",
+        "kubernetes:core/v1:ConfigMap",
+        "kubernetes:apps/v1:Deployment",
+        "kubernetes:policy/v1:PodDisruptionBudget",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    }
+    for reg in k8s_regs:
         assert reg.provider.split("::")[-2] == "k8s"
-    assert svc.inputs["metadata"]["name"] == "inference" and "selector" not in svc.inputs["spec"]
-    assert eps.inputs["endpoints"][0]["addresses"] == ["192.168.10.50"]
-    assert eps.inputs["ports"][0]["port"] == 11434
-    assert {svc.urn, container.urn} <= set(eps.depends_on)
+    assert svc.inputs["spec"]["selector"] == {"app.kubernetes.io/name": "inference-gateway"}
+    cm = one(homelab_gpu, "kubernetes:core/v1:ConfigMap")
+    dep = one(homelab_gpu, "kubernetes:apps/v1:Deployment")
+    checksum = dep.inputs["spec"]["template"]["metadata"]["annotations"]["rack.homelab.io/config-checksum"]
+    assert checksum == hashlib.sha256(json.dumps(cm.inputs["data"], sort_keys=True).encode()).hexdigest()
 
 
 def test_every_child_is_parented_to_the_component(homelab_gpu: Recording) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import math
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import kubernetes_validate
@@ -19,7 +22,14 @@ import pulumi
 import pytest
 
 from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
-from components.metal.k3s_cluster import K3sCluster, K3sClusterArgs, render_node_layout, upgrade_order
+from components.metal.k3s_cluster import (
+    K3sCluster,
+    K3sClusterArgs,
+    render_node_layout,
+    upgrade_batches,
+    upgrade_order,
+)
+from components.metal.k3s_scripts import PROGRAM_ACCOUNT, RENEW_EVERY_DAYS, TOKEN_DAYS, credential_period
 from plan.engine import DefaultMocks, Recording, Registration
 from rack.config import Rack, parse_rack
 from tests.conftest import stack_raw
@@ -31,6 +41,9 @@ NODE_PATCH = "kubernetes:core/v1:NodePatch"
 PROVIDER = "pulumi:providers:kubernetes"
 
 FULL_TOKEN = "K10" + "ab" * 32 + "::server:read-back-secret-token-0123456789"
+AGENT_SECRET = "generated-agent-secret-0123456789abcdefghijklmn"
+AGENT_FULL_TOKEN = "K10" + "ab" * 32 + "::node:" + AGENT_SECRET
+GENERATED = {"k3s-token-value": "generated-cluster-token-0123456789abcdefghij", "k3s-agent-token-value": AGENT_SECRET}
 USER_TOKEN = "user-supplied-k3s-token-0123456789abcdef"
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-but-secret\n-----END OPENSSH PRIVATE KEY-----\n"
 KUBECONFIG = (
@@ -41,14 +54,18 @@ KUBECONFIG = (
 
 
 class ReadBackMocks(DefaultMocks):
-    """The two read-back commands print what a k3s server would."""
+    """The read-back commands print what a k3s server would; generated secrets get a value."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         rid, state = super().new_resource(args)
-        if args.typ == COMMAND and args.name.endswith("-join-token"):
+        if args.typ == COMMAND and args.name.endswith("-agent-join-token"):
+            state["stdout"] = AGENT_FULL_TOKEN + "\n"
+        elif args.typ == COMMAND and args.name.endswith("-join-token"):
             state["stdout"] = FULL_TOKEN + "\n"
         elif args.typ == COMMAND and args.name.endswith("-kubeconfig"):
             state["stdout"] = KUBECONFIG
+        elif args.typ == "pulumi-python:dynamic:Resource":
+            state["value"] = GENERATED[args.name]
         return rid, state
 
 
@@ -134,9 +151,10 @@ def ssh_depth(rec: Recording) -> dict[str, int]:
 
 
 def critical_path(rec: Recording) -> tuple[int, int]:
-    """(sequential SSH steps until the cluster is ready, i.e. every NodePatch; the longest SSH chain overall)."""
+    """(sequential SSH steps until the cluster is ready, i.e. every NodePatch and taints step; the
+    longest SSH chain overall)."""
     depths = ssh_depth(rec)
-    ready = max(depths[r.name] for r in rec.of_type(NODE_PATCH))
+    ready = max(depths[r.name] for r in rec if r.type == NODE_PATCH or r.name.endswith("-taints"))
     return ready, max(depths.values())
 
 
@@ -152,8 +170,11 @@ def test_bootstrap_then_join_token_then_everyone_else_in_parallel(record: Callab
     g = graph(rec)
     assert g["k3s-join-token"] >= {"k3s-rack-cp-1-install"}
     joiners = ["rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
+    # agents join with the agent token, read back after the bootstrap server's upgrade step set it
+    assert g["k3s-agent-join-token"] >= {"k3s-rack-cp-1-upgrade"}
     for host in joiners:
-        assert "k3s-join-token" in g[f"k3s-{host}-install"]
+        assert "k3s-agent-join-token" in g[f"k3s-{host}-install"]
+        assert not reaches(g, f"k3s-{host}-install", "k3s-join-token")
         assert reaches(g, f"k3s-{host}-install", "k3s-rack-cp-1-install")
         for other in joiners:
             if other != host:
@@ -182,50 +203,98 @@ def test_the_explicit_bootstrap_server_starts_the_cluster_not_the_first_in_the_l
     assert "k3s-rack-cp-2-install" in g["k3s-join-token"]
     assert "cluster-init: true" in rec.by_name("k3s-rack-cp-2-install").inputs["create"]
     for other in ("rack-cp-1", "rack-cp-3"):
-        assert "k3s-join-token" in g[f"k3s-{other}-install"]
+        assert "k3s-join-token" in g[f"k3s-{other}-install"]  # servers join with the server token
+        assert not reaches(g, f"k3s-{other}-install", "k3s-agent-join-token")
         assert "cluster-init" not in rec.by_name(f"k3s-{other}-install").inputs["create"]
     read_back = rec.by_name("k3s-join-token").inputs["connection"]
     assert read_back["host"] == "192.168.10.12"
 
 
-def test_upgrades_go_servers_first_one_at_a_time_then_agents_in_parallel(record: Callable[..., Recording]) -> None:
+def test_the_rollout_is_servers_one_at_a_time_then_agent_batches_each_after_the_last_gate(
+    record: Callable[..., Recording],
+) -> None:
     rack = parse_rack(etcd_raw())
     assert [n.hostname for n in upgrade_order(rack)] == [
         "rack-cp-2", "rack-cp-1", "rack-cp-3", "rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2",
     ]  # fmt: skip
-    rec = build(record, etcd_raw())
-    g = graph(rec)
-    assert "k3s-rack-cp-2-upgrade" in g["k3s-rack-cp-1-upgrade"]
-    assert "k3s-rack-cp-1-upgrade" in g["k3s-rack-cp-3-upgrade"]
-    agents = ["rack-db-1", "rack-lab-1", "rack-pi-1", "rack-pi-2"]
-    for host in agents:
-        assert "k3s-rack-cp-3-upgrade" in g[f"k3s-{host}-upgrade"]
-        for other in agents:
-            assert other == host or not reaches(g, f"k3s-{host}-upgrade", f"k3s-{other}-upgrade")
+    servers = [["rack-cp-2"], ["rack-cp-1"], ["rack-cp-3"]]
+    for at_once, agents in (
+        (1, [["rack-db-1"], ["rack-lab-1"], ["rack-pi-1"], ["rack-pi-2"]]),
+        (2, [["rack-db-1", "rack-lab-1"], ["rack-pi-1", "rack-pi-2"]]),
+        (3, [["rack-db-1", "rack-lab-1", "rack-pi-1"], ["rack-pi-2"]]),
+    ):
+        raw = etcd_raw()
+        raw["k3s"]["upgrade"] = {"agents-at-once": at_once}
+        batches = [[n.hostname for n in b] for b in upgrade_batches(parse_rack(raw))]
+        assert batches == servers + agents, at_once
+        rec = build(record, raw)
+        g = graph(rec)
+        for host in (h for b in batches for h in b):
+            # per node: drain -> upgrade -> gate, the drain and the gate on the bootstrap server
+            assert f"k3s-{host}-drain" in g[f"k3s-{host}-upgrade"]
+            assert f"k3s-{host}-upgrade" in g[f"k3s-{host}-ready"]
+            for step in ("drain", "ready"):
+                assert rec.by_name(f"k3s-{host}-{step}").inputs["connection"]["host"] == "192.168.10.12"
+        for before, after in itertools.pairwise(batches):
+            for host in after:
+                assert {f"k3s-{b}-ready" for b in before} <= g[f"k3s-{host}-drain"], (at_once, host)
+        for batch in batches:
+            for host in batch:
+                for other in batch:
+                    assert other == host or not reaches(g, f"k3s-{host}-ready", f"k3s-{other}-drain")
     for r in commands(rec):
         if r.name.endswith("-upgrade"):
             assert r.inputs["create"] == r.inputs["update"]
+        if r.name.endswith(("-upgrade", "-drain", "-ready")):
             assert "delete" not in r.inputs
 
 
 # --- critical path ---------------------------------------------------------------------------
 
 
-def test_sequential_ssh_steps_do_not_grow_with_agents(record: Callable[..., Recording]) -> None:
+def upgrade_path(record: Callable[..., Recording], raw: dict[str, Any]) -> int:
+    """Sequential SSH steps a version bump runs: the longest chain among the commands whose
+    inputs change (the engine runs only those), following the recorded depends_on edges."""
+    before = build(record, raw)
+    bumped = copy.deepcopy(raw)
+    bumped["k3s"]["version"] = "v1.36.5+k3s1"
+    after = build(record, bumped)
+    old = {r.name: r.inputs for r in before}
+    by_name = {r.name: r for r in after}
+    changed = {
+        r.name for r in after if r.type == COMMAND and old[r.name] != r.inputs and not r.name.endswith("-install")
+    }
+    g = graph(after)
+
+    @functools.cache
+    def depth(name: str) -> int:
+        own = 1 if name in changed else 0
+        return own + max((depth(d) for d in g[name] if d in by_name), default=0)
+
+    return max(depth(n) for n in changed)
+
+
+def test_the_upgrade_critical_path_is_three_steps_per_server_and_per_agent_batch(
+    record: Callable[..., Recording],
+) -> None:
+    """3 x (servers + ceil(agents / agents-at-once)): drain, upgrade, gate for each server, then
+    for each batch of agents (the homelab: 1 server + 4 agents, one at a time = 15 steps)."""
+    for extra, at_once in ((0, 1), (0, 2), (3, 1), (3, 2), (4, 4)):
+        raw = with_agents(raw_rack(upgrade={"agents-at-once": at_once}), extra)
+        agents = 4 + extra
+        assert upgrade_path(record, raw) == 3 * (1 + math.ceil(agents / at_once)), (extra, at_once)
+    assert upgrade_path(record, etcd_raw()) == 3 * (3 + 4)
+
+
+def test_the_first_install_waits_for_no_agent_batch(record: Callable[..., Recording]) -> None:
+    """Workloads wait for the nodes' layout (NodePatch, taints), not for the rollout's gates."""
     homelab = critical_path(build(record, raw_rack()))
     many = critical_path(build(record, with_agents(raw_rack(), 20)))
-    assert homelab == (5, 5)  # preflight, bootstrap install, join-token, agent install, registration/upgrade
-    assert many == homelab
+    # ready: preflight, bootstrap install, drain, upgrade (sets the agent token), agent-join-token,
+    # agent install, registration, taints (after the NodePatch)
+    assert homelab[0] == many[0] == 8
     airgap = raw_rack(install={"source": "airgap", "airgap-dir": "./airgap"})
-    assert critical_path(build(record, with_agents(airgap, 20))) == homelab  # copies run beside the preflight
-
-
-def test_only_the_server_upgrade_chain_grows_with_servers(record: Callable[..., Recording]) -> None:
-    ready, longest = critical_path(build(record, etcd_raw()))
-    assert ready == 5
-    # bootstrap upgrade (3) < cp-1 (5, after its install at 4) < cp-3 (6) < agents (7)
-    assert longest == 7
-    assert critical_path(build(record, with_agents(etcd_raw(), 10))) == (ready, longest)
+    assert critical_path(build(record, with_agents(airgap, 20)))[0] == 8  # copies run beside the preflight
 
 
 # --- secrets ---------------------------------------------------------------------------------
@@ -238,10 +307,15 @@ def test_secrets_are_marked_and_never_in_command_text(record: Callable[..., Reco
     for r in installs:
         assert "stdin" in r.secret_paths
         assert r.redacted["stdin"] == "[secret]"
-    assert rec.by_name("k3s-rack-cp-1-install").inputs["stdin"] == USER_TOKEN
-    # joiners get the read-back full token, which pins the cluster CA
-    assert rec.by_name("k3s-rack-pi-1-install").inputs["stdin"] == FULL_TOKEN
-    for name in ("k3s-join-token", "k3s-kubeconfig"):
+    # the bootstrap server: the cluster token and the agent token's secret (agent-token-file)
+    assert rec.by_name("k3s-rack-cp-1-install").inputs["stdin"] == f"{USER_TOKEN}\n{AGENT_SECRET}\n"
+    # agents get the read-back full agent token, which pins the cluster CA, never the server token
+    for agent in ("rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"):
+        for step in ("install", "upgrade"):
+            r = rec.by_name(f"k3s-{agent}-{step}")
+            assert r.inputs["stdin"] == AGENT_FULL_TOKEN + "\n" and "stdin" in r.secret_paths
+    assert rec.by_name("k3s-rack-cp-1-upgrade").inputs["stdin"] == f"{USER_TOKEN}\n{AGENT_SECRET}\n"
+    for name in ("k3s-join-token", "k3s-agent-join-token", "k3s-kubeconfig"):
         r = rec.by_name(name)
         assert r.inputs["logging"] == "none"
         assert "stdout" in r.additional_secret_outputs
@@ -255,20 +329,23 @@ def test_secrets_are_marked_and_never_in_command_text(record: Callable[..., Reco
         assert r.inputs["connection"]["privateKey"] == SSH_KEY
         for field in ("create", "update", "delete"):
             text = str(r.inputs.get(field, ""))
-            for secret in (USER_TOKEN, FULL_TOKEN, "read-back-secret", "S0VZLURBVEEtU0VDUkVU", "not-a-real-key"):
+            for secret in (USER_TOKEN, FULL_TOKEN, AGENT_SECRET, "read-back-secret", "S0VZLURBVEEtU0VDUkVU"):
                 assert secret not in text, (r.name, field)
+            assert "not-a-real-key" not in text, (r.name, field)
     for r in rec:
-        for secret in (USER_TOKEN, FULL_TOKEN, SSH_KEY, "S0VZLURBVEEtU0VDUkVU"):
+        for secret in (USER_TOKEN, FULL_TOKEN, AGENT_SECRET, SSH_KEY, "S0VZLURBVEEtU0VDUkVU"):
             assert secret not in repr(r.redacted), r.name
 
 
 def test_no_user_token_generates_one_and_no_key_uses_the_agent(record: Callable[..., Recording]) -> None:
     rec = build(record, raw_rack())
-    assert len(rec.of_type("pulumi-python:dynamic:Resource")) == 1
+    generated = {r.name for r in rec.of_type("pulumi-python:dynamic:Resource")}
+    assert generated == {"k3s-token-value", "k3s-agent-token-value"}
     for r in commands(rec):
         assert "privateKey" not in r.inputs["connection"]
     with_token = build(record, raw_rack(), secrets={"token": True})
-    assert with_token.of_type("pulumi-python:dynamic:Resource") == []
+    # the agent token is always generated: it is the program's, never the user's server token
+    assert [r.name for r in with_token.of_type("pulumi-python:dynamic:Resource")] == ["k3s-agent-token-value"]
 
 
 # Test input, not any host's key: the sample stack pins none (a made-up key there would be a lie).
@@ -332,7 +409,7 @@ def test_only_membership_deletes_uninstall_and_nothing_with_a_delete_has_trigger
     assert len(members) == 5
     for r in commands(rec):
         if r.name.endswith("-install"):
-            assert opts[r.name].ignore_changes == ["create"]
+            assert opts[r.name].ignore_changes == ["create", "stdin"]
         if r.name.endswith(("-join-token", "-kubeconfig")):
             assert "stdout" in (opts[r.name].additional_secret_outputs or [])
 
@@ -341,7 +418,7 @@ def variants() -> dict[str, dict[str, Any]]:
     base = raw_rack()
     out: dict[str, dict[str, Any]] = {}
     bumped = copy.deepcopy(base)
-    bumped["k3s"]["version"] = "v1.31.5+k3s1"
+    bumped["k3s"]["version"] = "v1.36.5+k3s1"
     out["version bump"] = bumped
     reclass = copy.deepcopy(base)
     lab = next(n for n in reclass["nodes"] if n["hostname"] == "rack-lab-1")
@@ -381,7 +458,7 @@ def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., R
     airgap = {"install": {"source": "airgap", "airgap-dir": "./airgap"}}
     before = build(record, raw_rack(**airgap))
     bumped_raw = raw_rack(**airgap)
-    bumped_raw["k3s"]["version"] = "v1.31.5+k3s1"
+    bumped_raw["k3s"]["version"] = "v1.36.5+k3s1"
     after = build(record, bumped_raw)
     old = {r.name: r.inputs for r in before}
     changed = {r.name for r in after if old.get(r.name) != r.inputs}
@@ -389,8 +466,11 @@ def test_a_version_bump_changes_upgrades_and_copies_only(record: Callable[..., R
     copies = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
               for s in ("binary", "installer")}  # fmt: skip
     installs = {f"k3s-{h}-install" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")}
-    # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff
-    assert changed == upgrades | copies | installs | {"k3s-kubeconfig"}
+    gates = {f"k3s-{h}-{s}" for h in ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
+             for s in ("drain", "ready")}  # fmt: skip
+    # install's create text changes too, but ignore_changes=["create"] keeps it out of the diff;
+    # the provider's credential is not tied to the version (it is renewed by period)
+    assert changed == upgrades | copies | installs | gates
 
 
 def test_names_are_stable_when_the_node_list_is_reordered(record: Callable[..., Recording]) -> None:
@@ -422,9 +502,22 @@ def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(reco
             node_class=node.node_class, role=node.role, arch=node.arch
         )
         assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
-    assert rec.by_name("k3s-rack-cp-1-layout").inputs["spec"]["taints"] == [CONTROL_PLANE_TAINT.to_k8s()]
-    assert rec.by_name("k3s-rack-lab-1-layout").inputs["spec"]["taints"] == [EXPERIMENTAL_TAINT.to_k8s()]
-    assert "spec" not in rec.by_name("k3s-rack-pi-1-layout").inputs
+        # never spec.taints: an atomic list, a server-side apply would own (and replace) all of it
+        assert "spec" not in patch.inputs
+        taints = rec.by_name(f"k3s-{node.hostname}-taints")
+        assert taints.inputs["connection"]["host"] == "192.168.10.11"  # kubectl on the bootstrap server
+        assert f"k3s-{node.hostname}-layout" in {short(d) for d in taints.depends_on}
+    assert (
+        "want_args=(node-role.kubernetes.io/control-plane:NoSchedule)"
+        in (rec.by_name("k3s-rack-cp-1-taints").inputs["create"])
+    )
+    assert (
+        "want_args=(rack.homelab.io/experimental=true:NoSchedule)"
+        in (rec.by_name("k3s-rack-lab-1-taints").inputs["create"])
+    )
+    assert "want_args=()" in rec.by_name("k3s-rack-pi-1-taints").inputs["create"]
+    assert CONTROL_PLANE_TAINT.to_k3s() == "node-role.kubernetes.io/control-plane:NoSchedule"
+    assert EXPERIMENTAL_TAINT.to_k3s() == "rack.homelab.io/experimental=true:NoSchedule"
 
 
 def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstalling(
@@ -434,7 +527,52 @@ def test_a_class_change_patches_the_live_node_and_reconfigures_without_reinstall
     after = build(record, variants()["class change"])
     old = {r.name: r.inputs for r in before}
     changed = {r.name for r in after if old.get(r.name) != r.inputs}
-    # labels/taints through the API; config.yaml (for a future re-registration) via the upgrade
-    # step; the install's create changes but is ignored (ignore_changes), so nothing reinstalls
-    assert changed == {"k3s-rack-lab-1-layout", "k3s-rack-lab-1-upgrade", "k3s-rack-lab-1-install"}
-    assert "spec" not in after.by_name("k3s-rack-lab-1-layout").inputs
+    # labels through the API, taints by kubectl; config.yaml (for a future re-registration) via the
+    # upgrade step; the install's create changes but is ignored (ignore_changes): nothing reinstalls
+    # the gate follows the upgrade step (which restarts k3s for config.yaml); no drain: same version
+    assert changed == {
+        "k3s-rack-lab-1-layout",
+        "k3s-rack-lab-1-taints",
+        "k3s-rack-lab-1-upgrade",
+        "k3s-rack-lab-1-ready",
+        "k3s-rack-lab-1-install",
+    }
+    assert "want_args=()" in after.by_name("k3s-rack-lab-1-taints").inputs["create"]
+
+
+# --- the provider's credential ---------------------------------------------------------------
+
+
+def build_on(record: Callable[..., Recording], day: date) -> Recording:
+    rack = parse_rack(raw_rack())
+    return record(lambda: K3sCluster("k3s", K3sClusterArgs(rack=rack, today=day)))
+
+
+def test_the_credential_is_renewed_once_a_period_and_a_second_up_changes_nothing(
+    record: Callable[..., Recording],
+) -> None:
+    day = date(2026, 12, 6)
+    first, again = build_on(record, day), build_on(record, day)
+    assert {r.name: r.inputs for r in first} == {r.name: r.inputs for r in again}
+    # the period is RENEW_EVERY_DAYS long: the same trigger until it ends, a new one after
+    start = next(
+        day - timedelta(days=n)
+        for n in range(RENEW_EVERY_DAYS)
+        if credential_period(day - timedelta(days=n + 1)) != credential_period(day)
+    )
+    assert credential_period(start + timedelta(days=RENEW_EVERY_DAYS - 1)) == credential_period(day)
+    later = build_on(record, start + timedelta(days=RENEW_EVERY_DAYS))
+    old = {r.name: r.inputs for r in first}
+    assert {r.name for r in later if old[r.name] != r.inputs} == {"k3s-kubeconfig"}
+    # a token outlives its period, so one in use has not expired while its period lasts
+    assert TOKEN_DAYS > RENEW_EVERY_DAYS
+
+
+def test_the_provider_gets_a_service_account_token_never_the_admin_certificate(
+    record: Callable[..., Recording],
+) -> None:
+    rec = build(record, raw_rack())
+    script = rec.by_name("k3s-kubeconfig").inputs["create"]
+    assert f"create token {PROGRAM_ACCOUNT} --duration={TOKEN_DAYS * 24}h" in script
+    assert "name: cluster-admin" in script and "client-certificate" not in script
+    assert rec.by_name("k3s-kubeconfig").inputs["logging"] == "none"

@@ -4,6 +4,7 @@ uninstall guard, the command wrapper and the kubeconfig rewrite."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ from components.metal.k3s_scripts import (
     HostLayout,
     airgap_binary_name,
     config_yaml,
+    dns_upstream_script,
     drain_script,
     install_script,
     membership_script,
@@ -25,18 +27,21 @@ from components.metal.k3s_scripts import (
     registration_script,
     remote_command,
     render_config,
+    render_resolv_conf,
     rewrite_kubeconfig,
     staging_dir,
+    taints_script,
     uninstall_script,
     upgrade_script,
 )
 from rack.config import InstallSource, Rack, parse_rack
 from rack.vocabulary import Arch, Role
 from tests.conftest import stack_raw
+from tests.prereq import lab_binary
 
 ROOT = Path(__file__).resolve().parents[3]
 SHELLCHECK = ROOT / ".venv" / "bin" / "shellcheck"
-VERSION = "v1.31.4+k3s1"
+VERSION = "v1.36.4+k3s1"
 
 
 def homelab() -> Rack:
@@ -97,6 +102,57 @@ def test_agent_config_joins_the_bootstrap_server_with_its_class_taint() -> None:
     assert "node-taint" not in render_config(rack, general)
 
 
+def test_every_node_names_the_resolv_conf_that_lists_dns_upstream() -> None:
+    raw = stack_raw("homelab")
+    assert raw["dns"]["upstream"] == ["1.1.1.1", "9.9.9.9"]
+    rack = parse_rack(raw)
+    assert render_resolv_conf(rack) == "nameserver 1.1.1.1\nnameserver 9.9.9.9\n"
+    for node in rack.nodes:
+        assert render_config(rack, node)["resolv-conf"] == "/etc/rancher/k3s/resolv.conf"
+        assert render_config(rack, node, HostLayout(root="/h"))["resolv-conf"] == "/h/etc/rancher/k3s/resolv.conf"
+    raw["dns"]["upstream"] = ["192.168.10.1"]
+    assert render_resolv_conf(parse_rack(raw)) == "nameserver 192.168.10.1\n"
+
+
+def test_the_coredns_patch_and_read_back_mean_the_same_key_to_real_kubectl(tmp_path: Path) -> None:
+    """The script's merge patch and jsonpath, run by the lab's kubectl (v1.31) offline on a
+    Deployment shaped like k3s' packaged CoreDNS: the patch sets the pod-template annotation the
+    read-back finds, so a second run sees its own value and restarts nothing."""
+    kubectl = lab_binary("kubectl")
+    script = dns_upstream_script(hostname="rack-cp-1", upstream=["1.1.1.1", "9.9.9.9"])
+    [patch] = shlex.split(re.search(r" -p ('[^']*')", script)[1])  # type: ignore[index]
+    [jsonpath] = shlex.split(re.search(r"-o (jsonpath='[^']*')", script)[1])  # type: ignore[index]
+    deployment = tmp_path / "coredns.yaml"
+    deployment.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "coredns", "namespace": "kube-system"},
+                "spec": {
+                    "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    "template": {
+                        "metadata": {"labels": {"k8s-app": "kube-dns"}},
+                        "spec": {"containers": [{"name": "coredns", "image": "rancher/mirrored-coredns-coredns:1.12"}]},
+                    },
+                },
+            }
+        )
+    )
+    env = {"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin"}
+
+    def local(path: Path, patch_text: str, output: str) -> str:
+        return subprocess.run(
+            [kubectl, "patch", "--local", "-f", str(path), "--type", "merge", "-p", patch_text, "-o", output],
+            capture_output=True, text=True, check=True, env=env,
+        ).stdout  # fmt: skip
+
+    assert local(deployment, "{}", jsonpath) == ""  # k3s' own manifest carries no such annotation
+    patched = tmp_path / "patched.yaml"
+    patched.write_text(local(deployment, patch, "yaml"))
+    assert local(patched, "{}", jsonpath) == "1.1.1.1,9.9.9.9"
+
+
 def test_etcd_only_the_explicit_bootstrap_server_initialises_the_cluster() -> None:
     rack = etcd_rack()
     assert rack.nodes[0].hostname == "rack-cp-1"  # first in the list, but not the bootstrap server
@@ -135,7 +191,12 @@ def test_config_and_scripts_never_carry_the_token() -> None:
         text = config_yaml(render_config(rack, node))
         assert "token:" not in text  # only token-file
         script = install_script(
-            hostname=node.hostname, role=node.role, version=VERSION, config_text=text, source=InstallSource.ONLINE
+            hostname=node.hostname,
+            role=node.role,
+            version=VERSION,
+            config_text=text,
+            resolv_conf_text=render_resolv_conf(rack),
+            source=InstallSource.ONLINE,
         )
         assert "K10" not in script and "K3S_TOKEN" not in script
 
@@ -157,6 +218,7 @@ def all_scripts(layout: HostLayout) -> dict[str, str]:
                 "role": node.role,
                 "version": VERSION,
                 "config_text": text,
+                "resolv_conf_text": render_resolv_conf(rack),
                 "source": source,
                 "layout": layout,
             }
@@ -174,13 +236,17 @@ def all_scripts(layout: HostLayout) -> dict[str, str]:
     out["registration"] = registration_script(hostname="rack-pi-1", layout=layout)
     out["drain"] = drain_script(hostname="rack-pi-1", layout=layout)
     out["read"] = read_file_script(hostname="rack-cp-1", path="/etc/rancher/k3s/k3s.yaml", layout=layout)
+    out["dns-upstream"] = dns_upstream_script(hostname="rack-cp-1", upstream=["1.1.1.1", "9.9.9.9"], layout=layout)
+    out["taints-none"] = taints_script(hostname="rack-pi-1", taints=[], layout=layout)
+    both = [CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT]
+    out["taints-two"] = taints_script(hostname="rack-cp-1", taints=both, layout=layout)
     return out
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["real-host", "test-root"])
 def test_every_generated_script_passes_shellcheck(layout: HostLayout) -> None:
     scripts = all_scripts(layout)
-    assert len(scripts) == 15
+    assert len(scripts) == 18
     for name, script in scripts.items():
         try:
             shellcheck(script)

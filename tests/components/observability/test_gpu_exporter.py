@@ -22,7 +22,7 @@ def test_exporter_spec_is_a_gpu_container_like_the_model_servers(homelab: Loaded
     spec = exporter_spec(gpu)
     assert spec.image == mc.IMAGES["dcgm-exporter"] and spec.port == 9400 and spec.gpus == "all"
     args = pulumi_container_args(spec)
-    assert args["ports"] == [{"internal": 9400, "external": 9400, "protocol": "tcp"}]
+    assert args["ports"] == [{"internal": 9400, "external": 9400, "ip": str(gpu.address), "protocol": "tcp"}]
     assert args["device_requests"] == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
     assert "http://127.0.0.1:9400/metrics" in args["healthcheck"]["tests"][1]
     assert args["restart"] == "unless-stopped" and args["log_opts"] == {"max-size": "50m", "max-file": "5"}

@@ -1,5 +1,5 @@
 """CorednsConfig: the coredns-custom ConfigMap for the homelab rack, the Corefile block it adds,
-the resolv.conf for the upstreams, and the component under recording mocks."""
+and the component under recording mocks (the upstreams' resolv.conf is the metal layer's)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from components.system.coredns_config import (
     CorednsConfigArgs,
     domain_records,
     render_configmap,
-    render_resolv_conf,
     render_server_block,
 )
 from rack.loader import Loaded
-from tests.conftest import loaded_from
 
 
 def test_homelab_records_cover_apps_gitea_dns_records_and_the_gpu_host(homelab: Loaded) -> None:
@@ -48,12 +46,6 @@ def test_configmap_is_coredns_custom_with_a_server_key(homelab: Loaded) -> None:
     assert cm["metadata"]["name"] == "coredns-custom" and cm["metadata"]["namespace"] == "kube-system"
     assert list(cm["data"]) == ["lab.home.arpa.server"]
     kubernetes_validate.validate(cm, "1.31", strict=True)
-
-
-def test_resolv_conf_lists_the_upstreams(homelab: Loaded, homelab_raw: dict[str, Any]) -> None:
-    assert render_resolv_conf(homelab.rack) == "nameserver 1.1.1.1\nnameserver 9.9.9.9\n"
-    homelab_raw["dns"]["upstream"] = ["192.168.10.1"]
-    assert render_resolv_conf(loaded_from(homelab_raw).rack) == "nameserver 192.168.10.1\n"
 
 
 def test_lab_rack_serves_its_ingress_hosts(lab: Loaded, lab_bare: Loaded) -> None:

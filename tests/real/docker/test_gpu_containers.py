@@ -123,7 +123,8 @@ def spec_for(
             **extra,
         }
     )
-    return container_spec(container, host="gpu-test", driver=driver, health=FAST)
+    # The daemon's namespace stands in for the GPU host; 127.0.0.1 for its configured address.
+    return container_spec(container, host="gpu-test", bind_ip="127.0.0.1", driver=driver, health=FAST)
 
 
 def run(engine: Engine, spec: ContainerSpec) -> None:
@@ -145,7 +146,7 @@ def test_container_from_the_spec_is_what_the_daemon_reports(daemon: Daemon, engi
         assert config["Healthcheck"] == body["Healthcheck"]
         assert config["Healthcheck"]["Test"][0] == "CMD-SHELL"
 
-        assert host["PortBindings"] == {f"{PORT}/tcp": [{"HostIp": "", "HostPort": str(PORT)}]}
+        assert host["PortBindings"] == {f"{PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
         assert info["NetworkSettings"]["Ports"][f"{PORT}/tcp"][0]["HostPort"] == str(PORT)
         assert host["Binds"] == [f"{models}:/root/.ollama:rw"]
         (mount,) = info["Mounts"]
@@ -159,9 +160,13 @@ def test_container_from_the_spec_is_what_the_daemon_reports(daemon: Daemon, engi
         assert info["NetworkSettings"]["Networks"][NETWORK]["NetworkID"] == network["Id"]
         assert network["Driver"] == "bridge"
 
-        # the published port answers on the daemon's host (its namespace's loopback)
+        # the published port answers on the configured address of the daemon's host ...
         got = daemon.netns_run("busybox", "wget", "-q", "-O-", f"http://127.0.0.1:{PORT}{HEALTH}")
         assert got.returncode == 0 and got.stdout == "ok\n", got.stderr
+        # ... and on no other address of that host (published on 0.0.0.0 it would answer here too)
+        gateway = network["IPAM"]["Config"][0]["Gateway"]
+        other = daemon.netns_run("busybox", "wget", "-q", "-O-", f"http://{gateway}:{PORT}{HEALTH}", timeout=10)
+        assert other.returncode != 0, other.stdout
         # the bind mount is the host path
         assert engine.exec(spec.name, ["sh", "-c", "echo written-in-container > /root/.ollama/probe"]) == 0
         assert (models / "probe").read_text() == "written-in-container\n"
