@@ -35,7 +35,7 @@ from rack.config import ConfigError, Domain, Hostname, Ipv4
 from rack.loader import PROJECT, RACK_KEY, StackFile
 from rack.vocabulary import NodeClass, Role
 
-K3S_VERSION = "v1.31.4+k3s1"
+K3S_VERSION = "v1.36.4+k3s1"
 """The k3s release a new stack pins: the sample stack's (tests/rack/test_init.py keeps them equal)."""
 
 GPU_CONTAINER: dict[str, Any] = {

@@ -60,10 +60,7 @@ FIXED: dict[str, str] = {
 }
 """Leaf keys (`Model.key`) with no other valid value, and why."""
 
-KNOWN_UNREAD: dict[str, str] = {
-    "Storage.size": "read only by a config rule (volumes on a node must fit in it); neither registered nor "
-    "reported by the plan (found by this test; outside issue 17, reported to the lead)",
-}
+KNOWN_UNREAD: dict[str, str] = {}
 """Findings: keys this test shows the plan does not read. Strict xfail: fixing one fails here,
 so that the entry is removed with the fix."""
 
@@ -86,6 +83,14 @@ def _to_second_reliable_node(path: str) -> Callable[[dict[str, Any]], Racks]:
         return base, _with(base, path, "db-2")
 
     return make
+
+
+def _node_target(raw: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The off-node copies on a second reliable node's rest-server instead of the sample's sftp."""
+    base = copy.deepcopy(raw)
+    base["nodes"].append(SECOND_RELIABLE)
+    offsite = {"node": "db-2", "retention": base["backup"]["offsite"]["retention"], **extra}
+    return _with(base, "backup.offsite", offsite)
 
 
 def _three_servers(raw: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +124,17 @@ SPECIAL: dict[str, Callable[[dict[str, Any]], Racks]] = {
         _with(_with(raw, "gpu-host.service.name", "llm2"), "apps.0.uses", ["postgres", "redis", "llm2"]),
     ),
     "GpuService.port": lambda raw: (raw, _with(raw, "gpu-host.service.port", 8081)),
+    # rest-server's version and volume size only exist with a `node` target (the sample's is sftp)
+    "Offsite.rest-server-version": lambda raw: (
+        _node_target(raw, {}),
+        _node_target(raw, {"rest-server-version": "0.13.1"}),
+    ),
+    "Offsite.size": lambda raw: (_node_target(raw, {}), _node_target(raw, {"size": "300Gi"})),
+    # the sample's sftp repository against db-2's rest-server (the same racks but for that key)
+    "Offsite.node": lambda raw: (
+        _with(_node_target(raw, {}), "backup.offsite", raw["backup"]["offsite"]),
+        _node_target(raw, {}),
+    ),
 }
 """`Model.key` -> (base, changed) raw racks, where one key cannot change alone or validly."""
 
