@@ -17,6 +17,7 @@ also written to build/e2e/summary.json.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -749,15 +750,71 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     )
 
 
+def rollout_order(config_nodes: list[dict[str, Any]]) -> list[str]:
+    """The order docs/operations.md gives for a k3s upgrade: the bootstrap server, the other
+    servers by hostname, then the agents by hostname, `agents-at-once` (default 1) at a time."""
+    boot = read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]
+    servers = sorted(n["hostname"] for n in config_nodes if n["role"] == "server" and n["hostname"] != boot)
+    agents = sorted(n["hostname"] for n in config_nodes if n["role"] == "agent")
+    return [boot, *servers, *agents]
+
+
+def upgrade_starts(address: str, version: str) -> list[float]:
+    """When the k3s double on a host started at `version` (epoch seconds, its `starts` record)."""
+    out = ssh(address, "cat /var/lib/rancher/k3s/double/starts 2>/dev/null", check=False).stdout
+    return [float(line.split()[0]) for line in out.splitlines() if line.split()[1:] == [version]]
+
+
+def check_upgraded_nodes(version: str) -> None:
+    """Every Node Ready, reporting `version` as its kubelet, schedulable again, no rollout cordon."""
+    for node in objects("nodes", namespaced=False):
+        name = node["metadata"]["name"]
+        kubelet = node["status"].get("nodeInfo", {}).get("kubeletVersion")
+        annotations = node["metadata"].get("annotations", {})
+        if kubelet != version:
+            raise StepError(f"node {name} reports kubelet {kubelet}, want {version}")
+        if node["spec"].get("unschedulable") or "rack.homelab.io/upgrade-cordon" in annotations:
+            raise StepError(f"node {name} is still cordoned after the rollout")
+
+
+def check_agent_tokens(config_nodes: list[dict[str, Any]]) -> int:
+    """No agent holds the server token (k3s docs, token: it unlocks the cluster CA and bootstrap
+    data): no file under /etc/rancher or /var/lib/rancher of an agent has a server-format token or
+    the server token's secret, and each agent's join token is an agent (`::node:`) token."""
+    bootstrap = read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]
+    boot = next(n for n in config_nodes if n["hostname"] == bootstrap)
+    server_token = ssh(boot["address"], "cat /var/lib/rancher/k3s/server/token").stdout.strip()
+    secret = server_token.rsplit("server:", 1)[-1]
+    agents = [n for n in config_nodes if n["role"] == "agent"]
+    for n in agents:
+        held = ssh(n["address"], "grep -rlF -e '::server:' /etc/rancher /var/lib/rancher 2>/dev/null", check=False)
+        if held.stdout.strip():
+            raise StepError(f"agent {n['hostname']} holds a server token in {held.stdout.split()}")
+        files = ssh(n["address"], "cat /etc/rancher/k3s/join-token /etc/rancher/k3s/config.yaml").stdout
+        if secret and secret in files:
+            raise StepError(f"agent {n['hostname']} holds the server token's secret")
+        if "::node:" not in ssh(n["address"], "cat /etc/rancher/k3s/join-token").stdout:
+            raise StepError(f"agent {n['hostname']} does not join with an agent token")
+    return len(agents)
+
+
 def step6_host_down(ctx: Context) -> str:
+    """A k3s minor upgrade (Pulumi.lab.yaml's release -> K3S_VERSION_NEXT), gated node by node, with
+    one agent's host down when it comes to it: the rollout stops there naming it; once the host is
+    back the next `up` resumes with it and the agents after it, touching no one else."""
     run = ctx.run
     nodes = rack_nodes()
     down = next(n for n in nodes if n["hostname"] == DOWN_HOST)
+    address = {n["hostname"]: n["address"] for n in nodes}
+    order = rollout_order(nodes)
+    pending = order[order.index(DOWN_HOST) :]
+    """The hosts the failed run must not reach: the down host and the agents after it."""
     starts = k3s_starts(nodes)
+    old = read_config()["config"]["homelab:rack"]["k3s"]["version"]
     airgap = Path(read_config()["config"]["homelab:rack"]["k3s"]["install"]["airgap-dir"])
     make_airgap(airgap, K3S_VERSION_NEXT)
     edit_rack(lambda r: r["k3s"].update(version=K3S_VERSION_NEXT))
-    # The version bump as the engine plans it: updates in place, nothing replaced or deleted.
+    # The version bump as the engine plans it: in place, nothing replaced or deleted.
     bump = run.changes("preview-upgrade")
     destructive = [(op, urn_name(u)) for op, u in bump if op not in ("update", "same")]
     if not bump or destructive:
@@ -775,22 +832,30 @@ def step6_host_down(ctx: Context) -> str:
         raise StepError(f"the failure does not name {DOWN_HOST}:\n" + "\n".join(errors[-10:]))
     mid = k3s_starts(nodes)
     planned = run.changes("preview-host-back")
-    strangers = [urn_name(u) for _, u in planned if DOWN_HOST not in urn_name(u)]
+    strangers = [urn_name(u) for _, u in planned if not any(h in urn_name(u) for h in pending)]
+    started = time.monotonic()
     run.up("up-host-back")
+    resumed_s = time.monotonic() - started
     back = run.last_update("history-6")
     end = k3s_starts(nodes)
     check_hosts(nodes, K3S_VERSION_NEXT)
     check_nodes(nodes)
+    check_upgraded_nodes(K3S_VERSION_NEXT)
     wait_for("workloads ready", rollout_problem)
     pod_placements()  # every pod still bound, Running, on an allowed class
-    # Every host upgrades (one k3s start) exactly once: the others in the failed run, the down
-    # host only after it came back.
-    want_mid = {h: n + (h != DOWN_HOST) for h, n in starts.items()}
+    # Every host upgrades (one k3s start) exactly once: those before the down host in the failed
+    # run, the down host and the agents after it only once it came back.
+    want_mid = {h: n + (h not in pending) for h, n in starts.items()}
     want_end = {h: n + 1 for h, n in starts.items()}
     if mid != want_mid or end != want_end:
         raise StepError(f"k3s starts {starts} -> {mid} (failed run) -> {end} (after {DOWN_HOST} came back)")
     if strangers:
         raise StepError(f"after {DOWN_HOST} came back the engine also planned: {strangers}")
+    # One at a time, in the documented order: each host's upgrade start after the one before it.
+    when = [upgrade_starts(address[h], K3S_VERSION_NEXT)[-1] for h in order]
+    if not all(a < b for a, b in itertools.pairwise(when)):
+        raise StepError(f"the rollout did not go one host at a time in {order}: starts at {when}")
+    agents = check_agent_tokens(nodes)
     named = [line for line in errors if "failed" in line and DOWN_HOST in line] or [
         line for line in errors if DOWN_HOST in line or down["address"] in line
     ]
@@ -801,11 +866,12 @@ def step6_host_down(ctx: Context) -> str:
     if leaks:
         raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
-        f"preview of the bump: {len(bump)} updates, nothing replaced or deleted; "
-        f"upgrade to {K3S_VERSION_NEXT} with {DOWN_HOST} down: exit {failed.returncode}, "
-        f"error names it ({error_line[:160]}); every other host upgraded once; after start: "
-        f"{sum(v for k, v in back.items() if k != 'same')} changes, all {DOWN_HOST}'s, no other host touched; "
-        f"its {len(logs)} CLI logs hold none of step 5's {len(ctx.secret_values)} secrets"
+        f"minor upgrade {old} -> {K3S_VERSION_NEXT}, previewed: {len(bump)} updates, nothing replaced or deleted; "
+        f"with {DOWN_HOST} down: exit {failed.returncode}, error names it ({error_line[:140]}); "
+        f"{len(order) - len(pending)} hosts upgraded before it in order {order}, {pending} after it came back "
+        f"({sum(v for k, v in back.items() if k != 'same')} changes, {resumed_s:.1f} s, all theirs); "
+        f"every Node Ready on {K3S_VERSION_NEXT}, uncordoned; one host at a time; "
+        f"{agents} agents hold agent tokens only; its {len(logs)} CLI logs hold none of step 5's secrets"
     )
 
 
