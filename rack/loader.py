@@ -112,16 +112,16 @@ def unpinned_host_warnings(rack: Rack) -> list[ConfigWarning]:
     """An sftp backup target without `host-key`: the copies cannot verify the server (restic's
     encryption still keeps the data from it, but a stranger could take the copies' place)."""
     offsite = rack.backup.offsite if rack.backup is not None else None
-    if offsite is None or offsite.repository is None or not offsite.repository.startswith("sftp:"):
+    if offsite is None or offsite.repository is None or offsite.host_key is not None:
         return []
-    if offsite.host_key is not None:
+    repo = parse_repository(offsite.repository)  # validated with the rack: it parses
+    if repo.scheme != "sftp":
         return []
-    host = offsite.repository.removeprefix("sftp:").split("@")[-1].split(":")[0].strip("/[]")
     return [
         ConfigWarning(
             "rack.backup.offsite.host-key",
-            f"not set: the backup copies accept whatever key {host} shows; pin it with the output of "
-            f"`ssh-keyscan -t ed25519 {host}`",
+            f"not set: the backup copies accept whatever key {repo.host} shows; pin it with the output of "
+            f"`ssh-keyscan -t ed25519 {'-p ' + str(repo.port) + ' ' if repo.port != 22 else ''}{repo.host}`",
         )
     ]
 
