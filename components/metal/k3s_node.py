@@ -155,27 +155,20 @@ class K3sNode(pulumi.ComponentResource):
 
         config_text = config_yaml(render_config(rack, node, layout))
         resolv_text = render_resolv_conf(rack)
-        install_text = run(
-            install_script(
-                hostname=node.hostname,
-                role=node.role,
-                version=k3s.version,
-                config_text=config_text,
-                resolv_conf_text=resolv_text,
-                source=k3s.install.source,
-                layout=layout,
+        # install and upgrade converge the node to the same release and files (one script, two modes)
+        install_text, upgrade_text = (
+            run(
+                script(
+                    hostname=node.hostname,
+                    role=node.role,
+                    version=k3s.version,
+                    config_text=config_text,
+                    resolv_conf_text=resolv_text,
+                    source=k3s.install.source,
+                    layout=layout,
+                )
             )
-        )
-        upgrade_text = run(
-            upgrade_script(
-                hostname=node.hostname,
-                role=node.role,
-                version=k3s.version,
-                config_text=config_text,
-                resolv_conf_text=resolv_text,
-                source=k3s.install.source,
-                layout=layout,
-            )
+            for script in (install_script, upgrade_script)
         )
         # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret.
         lines: pulumi.Output[str]
