@@ -750,13 +750,12 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     )
 
 
-def rollout_order(config_nodes: list[dict[str, Any]]) -> list[str]:
+def rollout_order(config_nodes: list[dict[str, Any]], bootstrap: str) -> list[str]:
     """The order docs/operations.md gives for a k3s upgrade: the bootstrap server, the other
     servers by hostname, then the agents by hostname, `agents-at-once` (default 1) at a time."""
-    boot = read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]
-    servers = sorted(n["hostname"] for n in config_nodes if n["role"] == "server" and n["hostname"] != boot)
+    servers = sorted(n["hostname"] for n in config_nodes if n["role"] == "server" and n["hostname"] != bootstrap)
     agents = sorted(n["hostname"] for n in config_nodes if n["role"] == "agent")
-    return [boot, *servers, *agents]
+    return [bootstrap, *servers, *agents]
 
 
 def upgrade_starts(address: str, version: str) -> list[float]:
@@ -777,11 +776,10 @@ def check_upgraded_nodes(version: str) -> None:
             raise StepError(f"node {name} is still cordoned after the rollout")
 
 
-def check_agent_tokens(config_nodes: list[dict[str, Any]]) -> int:
+def check_agent_tokens(config_nodes: list[dict[str, Any]], bootstrap: str) -> int:
     """No agent holds the server token (k3s docs, token: it unlocks the cluster CA and bootstrap
     data): no file under /etc/rancher or /var/lib/rancher of an agent has a server-format token or
     the server token's secret, and each agent's join token is an agent (`::node:`) token."""
-    bootstrap = read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]
     boot = next(n for n in config_nodes if n["hostname"] == bootstrap)
     server_token = ssh(boot["address"], "cat /var/lib/rancher/k3s/server/token").stdout.strip()
     secret = server_token.rsplit("server:", 1)[-1]
@@ -790,10 +788,11 @@ def check_agent_tokens(config_nodes: list[dict[str, Any]]) -> int:
         held = ssh(n["address"], "grep -rlF -e '::server:' /etc/rancher /var/lib/rancher 2>/dev/null", check=False)
         if held.stdout.strip():
             raise StepError(f"agent {n['hostname']} holds a server token in {held.stdout.split()}")
-        files = ssh(n["address"], "cat /etc/rancher/k3s/join-token /etc/rancher/k3s/config.yaml").stdout
-        if secret and secret in files:
+        join_token = ssh(n["address"], "cat /etc/rancher/k3s/join-token").stdout
+        config = ssh(n["address"], "cat /etc/rancher/k3s/config.yaml").stdout
+        if secret and (secret in join_token or secret in config):
             raise StepError(f"agent {n['hostname']} holds the server token's secret")
-        if "::node:" not in ssh(n["address"], "cat /etc/rancher/k3s/join-token").stdout:
+        if "::node:" not in join_token:
             raise StepError(f"agent {n['hostname']} does not join with an agent token")
     return len(agents)
 
@@ -806,12 +805,13 @@ def step6_host_down(ctx: Context) -> str:
     nodes = rack_nodes()
     down = next(n for n in nodes if n["hostname"] == DOWN_HOST)
     address = {n["hostname"]: n["address"] for n in nodes}
-    order = rollout_order(nodes)
+    k3s = read_config()["config"]["homelab:rack"]["k3s"]
+    order = rollout_order(nodes, k3s["bootstrap-server"])
     pending = order[order.index(DOWN_HOST) :]
     """The hosts the failed run must not reach: the down host and the agents after it."""
     starts = k3s_starts(nodes)
-    old = read_config()["config"]["homelab:rack"]["k3s"]["version"]
-    airgap = Path(read_config()["config"]["homelab:rack"]["k3s"]["install"]["airgap-dir"])
+    old = k3s["version"]
+    airgap = Path(k3s["install"]["airgap-dir"])
     make_airgap(airgap, K3S_VERSION_NEXT)
     edit_rack(lambda r: r["k3s"].update(version=K3S_VERSION_NEXT))
     # The version bump as the engine plans it: in place, nothing replaced or deleted.
@@ -855,7 +855,7 @@ def step6_host_down(ctx: Context) -> str:
     when = [upgrade_starts(address[h], K3S_VERSION_NEXT)[-1] for h in order]
     if not all(a < b for a, b in itertools.pairwise(when)):
         raise StepError(f"the rollout did not go one host at a time in {order}: starts at {when}")
-    agents = check_agent_tokens(nodes)
+    agents = check_agent_tokens(nodes, k3s["bootstrap-server"])
     named = [line for line in errors if "failed" in line and DOWN_HOST in line] or [
         line for line in errors if DOWN_HOST in line or down["address"] in line
     ]
