@@ -75,9 +75,9 @@ def login_outputs(stack: RackStack, loaded: Loaded) -> dict[str, Any]:
     gitea = stack.ci.components.get("gitea")
     if rack.gitea is not None and isinstance(gitea, Gitea):
         out["gitea_admin_user"] = rack.gitea.admin_user
-        out["gitea_admin_password"] = pulumi.Output.secret(gitea.admin_password)
+        out["gitea_admin_password"] = gitea.admin_password  # a secret Output already
     grafana = stack.observability.components.get("grafana")
     if isinstance(grafana, Grafana):
         out["grafana_admin_user"] = GRAFANA_ADMIN_USER
-        out["grafana_admin_password"] = pulumi.Output.secret(grafana.admin_password)
+        out["grafana_admin_password"] = grafana.admin_password  # a secret Output already
     return out
