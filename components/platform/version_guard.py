@@ -71,8 +71,8 @@ def refusal(kind: str, old: str, new: str) -> str | None:
 
 
 class _VersionGuardProvider(dynamic.ResourceProvider):
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        applied = (_olds or {}).get("version")
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        applied = (olds or {}).get("version")
         failures = []
         if applied:
             reason = refusal(str(news["kind"]), str(applied), str(news["version"]))
