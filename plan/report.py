@@ -68,6 +68,15 @@ def render(result: PlanResult, console: Console) -> None:
             ext.add_row(c["host"], c["workload"], str(c["image"]), str(c["gpus"]), ", ".join(map(str, c["ports"])))
         console.print(ext)
 
+    urls = result.urls()
+    if urls:
+        served = Table(title="URLs it will serve (through the ingress)", title_justify="left", show_edge=False)
+        served.add_column("url")
+        served.add_column("leads to")
+        for u in urls:
+            served.add_row(u["url"], u["service"])
+        console.print(served)
+
     if result.backups:
         bak = Table(title="Backups", title_justify="left", show_edge=False)
         for col in ("dataset", "node", "schedule (UTC)", "on the node", "off the node", "retention"):

@@ -14,7 +14,7 @@ from typing import Any
 from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
-from plan.wiring import gitea_database_links, ingress_json, storage_json, volumes_json
+from plan.wiring import INGRESS_TYPE, gitea_database_links, ingress_json, storage_json, volumes_json
 from rack.config import Rack
 from rack.k3s_releases import release_warnings
 from rack.loader import Loaded
@@ -71,6 +71,19 @@ class PlanResult:
             key=lambda g: (g[0] == "stack", g[0]),
         )
 
+    def urls(self) -> list[dict[str, str]]:
+        """Every URL the rack will serve, read from the Ingress objects the program registers
+        (one per rule host and path: what Traefik will route), sorted; `service` is where it leads."""
+        out: dict[str, str] = {}
+        for r in self.recording.of_type(INGRESS_TYPE):
+            namespace = ((r.inputs.get("metadata") or {}).get("namespace")) or "default"
+            for rule in (r.inputs.get("spec") or {}).get("rules") or []:
+                for path in ((rule.get("http") or {}).get("paths")) or []:
+                    backend = ((path.get("backend") or {}).get("service")) or {}
+                    suffix = path.get("path", "/") or "/"
+                    out[f"https://{rule.get('host')}{suffix}"] = f"{namespace}/{backend.get('name')}"
+        return [{"url": url, "service": service} for url, service in sorted(out.items())]
+
     def to_json(self) -> dict[str, Any]:
         sched = self.sched
         registrations = self.recording.registrations
@@ -86,6 +99,7 @@ class PlanResult:
             "links": app_links(self.loaded, sched.placements) + gitea_database_links(registrations, workloads),
             "volumes": volumes,
             "ingress": ingress_json(rack, registrations, workloads, sched.nodes),
+            "urls": self.urls(),
             # By URN: the SDK's registration order varies from run to run (it follows asyncio
             # scheduling), and a plan diffed between two commits must show only real changes.
             "resources": [_resource_json(r) for r in sorted(self.recording, key=lambda r: r.urn)],

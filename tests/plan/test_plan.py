@@ -52,7 +52,8 @@ def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
     assert homelab_plan.errors == []
     data = homelab_plan.to_json()
     assert set(data) == {
-        "stack", "nodes", "placements", "external", "backups", "resources", "problems", "links", "volumes", "ingress"
+        "stack", "nodes", "placements", "external", "backups", "resources", "problems", "links", "volumes", "ingress",
+        "urls",
     }
     assert data["stack"] == "homelab"
     assert [n["hostname"] for n in data["nodes"]] == ["rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]
@@ -114,12 +115,31 @@ def test_requested_totals_match_placements(homelab_plan: PlanResult) -> None:
         assert n["requested"]["memory_mib"] == sum(p["memory_mib"] for p in mine)
 
 
+def test_the_plan_lists_every_url_the_rack_serves(homelab_plan: PlanResult) -> None:
+    # Oracle: Pulumi.homelab.yaml's hosts (apps api/auth/social/devotional, gitea git, monitoring
+    # grafana) under its domain, written out by hand; rag-playground has no host, so no URL.
+    expected = {
+        "https://api.lab.home.arpa/": "apps/bible-api",
+        "https://auth.lab.home.arpa/": "apps/bible-auth",
+        "https://social.lab.home.arpa/": "apps/bible-social",
+        "https://devotional.lab.home.arpa/": "apps/devotional",
+        "https://git.lab.home.arpa/": "ci/gitea",
+        "https://grafana.lab.home.arpa/": "monitoring/grafana",
+    }
+    assert {u["url"]: u["service"] for u in homelab_plan.to_json()["urls"]} == expected
+    text = text_of(homelab_plan)
+    assert "URLs it will serve" in text
+    for url in expected:
+        assert url in text
+
+
 def test_human_report_shows_layout_and_verdict(homelab_plan: PlanResult) -> None:
     text = text_of(homelab_plan)
     for hostname in ("rack-cp-1", "rack-pi-1", "rack-db-1", "rack-lab-1"):
         assert hostname in text
     assert "apps/bible-api ×2" not in text  # two replicas on two Pis: one per node row
-    assert text.count("apps/bible-api") == 2
+    layout = text.split("Pod layout", 1)[1].split("Off-cluster containers", 1)[0]
+    assert layout.count("apps/bible-api") == 2
     assert "layout OK" in text
 
 
