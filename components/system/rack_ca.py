@@ -127,7 +127,7 @@ class RackCa(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
         )
         self.serving_cert_pem = self.serving.cert_pem
-        key = pulumi.Output.secret(self.serving.private_key_pem)
+        key: pulumi.Output[str] = pulumi.Output.secret(self.serving.private_key_pem)
         manifest = pulumi.Output.all(self.serving.cert_pem, key).apply(lambda ck: render_tls_secret(ck[0], ck[1]))
         self.secret_name = SECRET_NAME
         self.secret = KubernetesObject(f"{name}-secret", _secret_manifest(manifest), child)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import shutil
 import socket
 import ssl
 import subprocess
@@ -33,6 +32,7 @@ from components.system.rack_ca import CA_VALIDITY_DAYS, RENEW_DAYS, SERVING_VALI
 from rack.loader import Loaded
 from tests.components.core.tls_chain import Chain, make_chain, serve, serving_props
 from tests.conftest import ROOT
+from tests.prereq import need
 
 # Pulumi.homelab.yaml, read by eye: domain, gitea.host, monitoring.host, every app `host`.
 DOMAIN = "lab.home.arpa"
@@ -52,9 +52,12 @@ NOT_COVERED = ["lab.home.arpa.evil.example", "evil.example", "a.git.lab.home.arp
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("openssl") and shutil.which("curl")), reason="needs the openssl and curl binaries"
-)
+
+@pytest.fixture(autouse=True)
+def _clients() -> None:
+    """The real clients (tests/prereq.py: skipped locally without them, a failure in CI)."""
+    need("openssl", "openssl")
+    need("curl", "curl")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,14 +25,19 @@ from components.metal.k3s_scripts import remote_command
 from tests.components.core.test_certificates import HOSTS
 from tests.components.core.tls_chain import Chain, make_chain, serve
 from tests.conftest import ROOT
+from tests.prereq import need, unmet
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0
-    or not all(shutil.which(t) for t in ("unshare", "update-ca-certificates", "curl", "openssl"))
-    or not Path(LOCAL_CA_DIR).is_dir()
-    or not Path("/etc/ssl/certs").is_dir(),
-    reason="needs root, unshare, Debian's ca-certificates, curl and openssl",
-)
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    """Root, util-linux's unshare, Debian's ca-certificates and the clients (tests/prereq.py)."""
+    need("unshare", "util-linux", root=True)
+    need("update-ca-certificates", "ca-certificates")
+    need("curl", "curl")
+    need("openssl", "openssl")
+    if not Path(LOCAL_CA_DIR).is_dir():
+        unmet(f"{LOCAL_CA_DIR} is missing: apt-get install ca-certificates")
+
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")}
 """The clients must read the system store, not a bundle named in the environment."""
@@ -78,14 +82,11 @@ def test_the_node_trusts_the_rack_after_the_script(chain: Chain, port: int, tmp_
     host = HOSTS[1]
     url = f"https://{host}:{port}/"
     curl = f"curl --silent --show-error --fail --max-time 10 --noproxy '*' --resolve {host}:{port}:127.0.0.1 {url}"
-    py = (
-        f"{shlex.quote(sys.executable)} -c "
-        + shlex.quote(
-            "import socket, ssl, sys\n"
-            "ctx = ssl.create_default_context()\n"
-            f"s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname={host!r})\n"
-            "print(s.version())\n"
-        )
+    py = f"{shlex.quote(sys.executable)} -c " + shlex.quote(
+        "import socket, ssl, sys\n"
+        "ctx = ssl.create_default_context()\n"
+        f"s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname={host!r})\n"
+        "print(s.version())\n"
     )
     trust = remote_command(trust_script(), user="root")
     untrust = remote_command(untrust_script(), user="root")

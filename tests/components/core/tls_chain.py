@@ -50,8 +50,6 @@ def make_chain(directory: Path, homelab: Loaded, now: datetime) -> Chain:
     return Chain(directory, paths["ca"], paths["cert"], paths["key"], dict(ca.outs), dict(leaf.outs))
 
 
-
-
 class _Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"rack ok\n"
