@@ -281,3 +281,11 @@ def test_the_providers_pickle_by_reference_to_their_module() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "-----BEGIN CERTIFICATE-----"
+
+
+def test_openssl_shows_the_subject_docs_trust_md_quotes(chain: Chain) -> None:
+    done = subprocess.run(
+        ["openssl", "x509", "-in", str(chain.ca), "-noout", "-subject"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "subject=O = homelab, CN = homelab rack CA (test)"
+    assert "`O = homelab, CN = homelab rack CA (<stack>)`" in (ROOT / "docs" / "trust.md").read_text()

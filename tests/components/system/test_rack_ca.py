@@ -138,3 +138,14 @@ def test_the_ca_certificate_is_a_plain_stack_output(
         assert "PRIVATE KEY" not in pem
 
     return pulumi.Output.all(output, pulumi.Output.is_secret(output)).apply(check)  # type: ignore[arg-type]
+
+
+def test_docs_trust_md_names_what_the_code_does() -> None:
+    from components.core.trust import RACK_CA_PATH
+    from components.system.rack_ca import CA_VALIDITY_DAYS, RENEW_DAYS, SECRET_NAME, SERVING_VALIDITY_DAYS
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "trust.md").read_text()
+    assert f"`kube-system/{SECRET_NAME}`" in doc and f"`{RACK_CA_PATH}`" in doc
+    assert (CA_VALIDITY_DAYS, SERVING_VALIDITY_DAYS, RENEW_DAYS) == (3650, 365, 30)
+    assert "| 10 years |" in doc and "1 year; any `pulumi up` within 30 days of the end" in doc
