@@ -180,8 +180,15 @@ def due_for_renewal(cert_pem: str, *, renew_days: int, now: datetime) -> bool:
 
 
 class _CaProvider(dynamic.ResourceProvider):
+    clock: Clock | None = None
+    """A test's clock; None: the machine's. A class attribute, set on the instance only when given:
+    an instance with no attributes of its own pickles with no state at all. (With state, pulumi's
+    `serialize_provider` walks a chain of `_batch_setitems` wrappers that grows by one on every call
+    in the process, and a process that registers thousands, like the test session, overflows.)"""
+
     def __init__(self, clock: Clock | None = None):
-        self.clock = clock
+        if clock is not None:
+            self.clock = clock
 
     def _now(self) -> datetime:
         return (self.clock or utc_now)()
@@ -206,8 +213,12 @@ class _CaProvider(dynamic.ResourceProvider):
 
 
 class _ServingProvider(dynamic.ResourceProvider):
+    clock: Clock | None = None
+    """As `_CaProvider.clock`."""
+
     def __init__(self, clock: Clock | None = None):
-        self.clock = clock
+        if clock is not None:
+            self.clock = clock
 
     def _now(self) -> datetime:
         return (self.clock or utc_now)()
