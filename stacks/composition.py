@@ -54,6 +54,9 @@ def export(stack: RackStack, loaded: Loaded) -> None:
     pulumi.export("apps", sorted(stack.apps.workloads))
     pulumi.export("gpu_layer", "on" if stack.gpu.enabled else "off")
     pulumi.export("grafana", stack.observability.grafana_url)
+    if stack.system.ca is not None:
+        # Public: `pulumi stack output rack_ca_certificate > rack-ca.crt` (docs/trust.md).
+        pulumi.export("rack_ca_certificate", stack.system.ca.ca_cert_pem)
     offsite = stack.platform.offsite
     if offsite is not None:
         # The repositories' password (a secret: `pulumi stack output backup_password --show-secrets`),

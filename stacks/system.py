@@ -4,7 +4,10 @@ Creates:
 - one Namespace per workload category in use, with its Pod Security admission labels, and the
   `ci` Namespace when Gitea is configured (Gitea's Ingress lives there, so it must exist here);
 - `CorednsConfig`: the `coredns-custom` ConfigMap serving the names under `rack.domain`;
-- `TraefikConfig`: the HelmChartConfig placing and configuring the bundled Traefik;
+- `RackCa`: the rack's private CA, the default certificate Traefik serves for `*.<domain>`,
+  `<domain>` and the ingress address, and the CA in every node's trust store;
+- `TraefikConfig`: the HelmChartConfig placing and configuring the bundled Traefik (serving
+  RackCa's certificate by default);
 - `IngressRoutes`: one Ingress per app `host` and for Gitea.
 """
 
@@ -21,6 +24,8 @@ from components.system import (
     CorednsConfigArgs,
     IngressRoutes,
     IngressRoutesArgs,
+    RackCa,
+    RackCaArgs,
     TraefikConfig,
     TraefikConfigArgs,
     routes,
@@ -54,6 +59,8 @@ class SystemLayer:
     """The coredns-custom ConfigMap."""
     traefik: TraefikConfig | None = None
     """The HelmChartConfig of the bundled Traefik."""
+    ca: RackCa | None = None
+    """The rack CA: its certificate (`ca.ca_cert_pem`) and each node's trust step (`ca.node_trust`)."""
     ingress: IngressRoutes | None = None
     """Every Ingress."""
     components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
@@ -99,7 +106,16 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
 
     component_opts = pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=metal.cluster_ready)
     dns = CorednsConfig("coredns", CorednsConfigArgs(rack=rack), component_opts)
-    traefik = TraefikConfig("traefik", TraefikConfigArgs(), component_opts)
+    ca = RackCa(
+        "rack-ca",
+        RackCaArgs(rack=rack, node_access=metal.node_access),
+        component_opts,
+    )
+    traefik = TraefikConfig(
+        "traefik",
+        TraefikConfigArgs(default_certificate_secret=ca.secret_name, default_certificate=ca.secret),
+        component_opts,
+    )
     by_name: dict[str, pulumi.Resource] = {NAMESPACES[c]: ns for c, ns in namespaces.items()}
     if ci_namespace is not None:
         by_name[GITEA_NAMESPACE] = ci_namespace
@@ -113,6 +129,7 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
         ci_namespace=ci_namespace,
         dns=dns,
         traefik=traefik,
+        ca=ca,
         ingress=ingress,
-        components={"coredns": dns, "traefik": traefik, "ingress": ingress},
+        components={"coredns": dns, "rack-ca": ca, "traefik": traefik, "ingress": ingress},
     )

@@ -1,9 +1,10 @@
-"""Cluster services configured the k3s way: CoreDNS's custom zone, Traefik's HelmChartConfig, and
-the ingresses that route the rack's host names.
+"""Cluster services configured the k3s way: CoreDNS's custom zone, Traefik's HelmChartConfig, the
+rack CA Traefik serves by default and every node trusts, and the ingresses for the rack's names.
 """
 
 from components.system.coredns_config import CorednsConfig, CorednsConfigArgs
 from components.system.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
+from components.system.rack_ca import RackCa, RackCaArgs
 from components.system.traefik_config import TraefikConfig, TraefikConfigArgs
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "CorednsConfigArgs",
     "IngressRoutes",
     "IngressRoutesArgs",
+    "RackCa",
+    "RackCaArgs",
     "TraefikConfig",
     "TraefikConfigArgs",
     "routes",

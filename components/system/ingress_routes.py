@@ -3,9 +3,9 @@
 Creates, under `homelab:system:IngressRoutes`, an `Ingress` per route in the backend's namespace
 (apps: their category's namespace; Gitea: `ci`), class `traefik`, HTTPS only (entrypoint
 `websecure`, plain HTTP is redirected by TraefikConfig). The TLS entry names the host and no
-`secretName`: Traefik answers with its default certificate. To move to a self-managed CA, put the
-wildcard certificate in a `kubernetes.io/tls` Secret per namespace and set `secretName` in
-`render_ingress`; nothing else changes.
+`secretName`: Traefik answers with its default certificate, the rack CA's wildcard certificate
+for `*.<domain>` (RackCa, served through TraefikConfig's default TLSStore), which covers every
+host here (one label under the domain).
 
 The routes are a pure function of the config (`routes`), so DNS (CoreDNS records), the plan and
 the NetworkPolicies of the backends can all read the same list.

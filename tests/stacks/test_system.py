@@ -58,7 +58,8 @@ def test_homelab_system_layer(record: Any, homelab: Loaded) -> None:
         assert rec.by_name(f"ns-{ns}").urn in ing.depends_on, f"{ing.name} does not wait for namespace {ns}"
     system = out["system"]
     assert system.ci_namespace is not None and system.ingress is not None
-    assert set(system.components) == {"coredns", "traefik", "ingress"}
+    assert set(system.components) == {"coredns", "rack-ca", "traefik", "ingress"}
+    assert system.ca is not None and system.traefik is not None
     assert system.ingress.hosts == ingress_hosts(homelab.rack)
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from components.core.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, EXPERIMENTAL_TAINT_KEY
 from components.system.ingress_routes import IngressRoutes, IngressRoutesArgs, render_ingress, routes
+from components.system.rack_ca import SECRET_NAME
 from components.system.traefik_config import TraefikConfig, TraefikConfigArgs, render_helm_chart_config, traefik_values
 from rack.loader import Loaded
 
@@ -25,6 +26,15 @@ def test_helm_chart_config_targets_the_bundled_chart() -> None:
     assert hcc["apiVersion"] == "helm.cattle.io/v1" and hcc["kind"] == "HelmChartConfig"
     assert hcc["metadata"]["name"] == "traefik" and hcc["metadata"]["namespace"] == "kube-system"
     assert yaml.safe_load(hcc["spec"]["valuesContent"]) == traefik_values()
+
+
+def test_the_default_certificate_is_the_default_tls_store() -> None:
+    """With a Secret name, the values ask the chart for the TLSStore `default` naming it (the one
+    store Traefik reads a default certificate from); without, Traefik keeps its self-signed one."""
+    assert "tlsStore" not in traefik_values()
+    values = yaml.safe_load(render_helm_chart_config("my-tls")["spec"]["valuesContent"])
+    assert values["tlsStore"] == {"default": {"defaultCertificate": {"secretName": "my-tls"}}}
+    assert {k: v for k, v in values.items() if k != "tlsStore"} == traefik_values()
 
 
 def test_traefik_is_placed_off_the_control_plane_and_experimental_nodes() -> None:
@@ -109,7 +119,8 @@ def paths(values: dict[str, Any], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for key, value in values.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and key not in ("affinity", "resources"):
+        # maps whose keys are the user's (store names) or a Kubernetes type's own fields
+        if isinstance(value, dict) and value and key not in ("affinity", "resources", "tlsStore"):
             out |= paths(value, f"{path}.")
         else:
             out.add(path)
@@ -119,7 +130,7 @@ def paths(values: dict[str, Any], prefix: str = "") -> set[str]:
 @pytest.mark.parametrize("chart", sorted(FACTS, key=lambda v: tuple(int(x) for x in v.split("."))))
 def test_the_values_are_valid_for_every_bundled_chart(chart: str) -> None:
     facts = FACTS[chart]
-    values = traefik_values()
+    values = traefik_values(SECRET_NAME)
     # every key set is one the chart has
     for path in paths(values):
         assert facts["values"].get(path, "<absent>") != "<absent>", (chart, path)
@@ -157,3 +168,21 @@ def test_the_facts_cover_the_chart_breaks_the_values_avoid() -> None:
     assert keys["40.1.0"] == "ports.<name>.http.redirections.entryPoint"
     assert FACTS["40.1.0"]["schema"]["additionalProperties"] is False
     assert all(f["commit"] and f["source"].endswith(f"v{v}/traefik") for v, f in FACTS.items())
+
+
+@pytest.mark.parametrize("chart", sorted(FACTS, key=lambda v: tuple(int(x) for x in v.split("."))))
+def test_every_bundled_chart_renders_our_tls_store(chart: str) -> None:
+    """Each chart's tlsstore.yaml makes, per `tlsStore.<name>`, a `traefik.io/v1alpha1` TLSStore
+    <name> in the chart's namespace with our value as its `spec`; that spec is valid under the
+    TLSStore CRD the chart ships."""
+    facts = FACTS[chart]
+    template = facts["tlsstore_template"]
+    assert "range $name, $config := .Values.tlsStore" in template
+    assert "apiVersion: traefik.io/v1alpha1\nkind: TLSStore\n" in template
+    assert "name: {{ $name }}" in template
+    assert 'namespace: {{ template "traefik.namespace" $ }}' in template
+    assert "toYaml $config" in template.split("spec:", 1)[1]
+    stores = traefik_values(SECRET_NAME)["tlsStore"]
+    assert list(stores) == ["default"]  # Traefik reads the default certificate from `default` only
+    jsonschema.validate(stores["default"], facts["tlsstore_spec_schema"])
+    assert stores["default"]["defaultCertificate"]["secretName"] == SECRET_NAME

@@ -10,7 +10,10 @@ commit it was read from. For every chart version k3s bundles (see CHARTS):
 - `schema`: the part of `traefik/values.schema.json` (charts >= 34) that validates those paths,
   with each level's `additionalProperties` (39+ refuse unknown top-level keys);
 - `redirect_key` / `redirect_args`: how the chart spells its own HTTP->HTTPS redirect option and
-  the Traefik flags its pod template renders from it (`traefik/templates/_podtemplate.tpl`).
+  the Traefik flags its pod template renders from it (`traefik/templates/_podtemplate.tpl`);
+- `tlsstore_template`: the chart's `traefik/templates/tlsstore.yaml` (how `tlsStore` values
+  become TLSStore objects), and `tlsstore_spec_schema`: the `spec` schema of the TLSStore CRD the
+  chart ships (`traefik/crds/traefik.io_tlsstores.yaml`, the version the template writes).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ PATHS = [
     "providers.kubernetesIngress.publishedService.enabled",
     "ports.websecure.exposedPort",
     "ports.web.exposedPort",
+    "tlsStore",
 ]
 
 
@@ -98,6 +102,12 @@ def main(repo: Path) -> None:
             key = "ports.<name>.http.redirections.entryPoint"
         else:
             key = "ports.<name>.redirectTo"
+        tlsstore = git(repo, "show", f"{tag}:traefik/templates/tlsstore.yaml")
+        api_version = re.search(r"^apiVersion: (\S+)$", tlsstore, re.M)
+        assert api_version is not None, tag
+        group, _, served = api_version.group(1).partition("/")
+        crd = yaml.safe_load(git(repo, "show", f"{tag}:traefik/crds/{group}_tlsstores.yaml"))
+        (crd_version,) = [v for v in crd["spec"]["versions"] if v["name"] == served]
         facts[version] = {
             "source": f"https://github.com/traefik/traefik-helm-chart/tree/{tag}/traefik",
             "commit": commit,
@@ -107,6 +117,8 @@ def main(repo: Path) -> None:
             "schema": schema,
             "redirect_key": key,
             "redirect_args": args,
+            "tlsstore_template": tlsstore,
+            "tlsstore_spec_schema": crd_version["schema"]["openAPIV3Schema"]["properties"]["spec"],
         }
     out = Path(__file__).with_name("traefik_chart_facts.json")
     out.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")

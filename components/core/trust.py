@@ -1,0 +1,67 @@
+"""Where a node keeps the rack's CA, and the scripts that put it into (and take it out of) the
+system trust store of a Debian-family host (Raspberry Pi OS, Debian, Ubuntu).
+
+Creates nothing; `RackCa` (components/system/rack_ca.py) runs the scripts over SSH. Other parts
+that need the CA file on a node (containerd's `registries.yaml` `tls.ca_file`) import
+`RACK_CA_PATH` from here.
+
+How Debian's `ca-certificates` works: every `*.crt` under /usr/local/share/ca-certificates is a
+local trust anchor; `update-ca-certificates` links it into /etc/ssl/certs and rebuilds
+/etc/ssl/certs/ca-certificates.crt, the bundle OpenSSL, curl, Python and Go read.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+RACK_CA_NAME = "homelab-rack-ca"
+"""The file's stem in the local store (the bundle links it as `<name>.pem`)."""
+
+LOCAL_CA_DIR = "/usr/local/share/ca-certificates"
+"""Debian's directory of locally added trust anchors (`update-ca-certificates` reads `*.crt`)."""
+
+RACK_CA_PATH = f"{LOCAL_CA_DIR}/{RACK_CA_NAME}.crt"
+"""The rack CA's PEM on every node (readable by all): the path for containerd's `ca_file`."""
+
+TRUST_MARKERS = ("rack CA: installed", "rack CA: unchanged")
+"""The last line `trust_script` prints: whether it changed the store."""
+
+
+def trust_script(path: str = RACK_CA_PATH) -> str:
+    """Read a PEM certificate on stdin and make it a trust anchor at `path`; the store is rebuilt
+    only when the file's content changed. Run as root (`remote_command` adds sudo)."""
+    q = shlex.quote(path)
+    directory = shlex.quote(path.rsplit("/", 1)[0])
+    return f"""set -eu
+new=$(mktemp)
+trap 'rm -f "$new"' EXIT
+cat > "$new"
+if ! grep -q -- '-----BEGIN CERTIFICATE-----' "$new"; then
+  echo "rack CA: stdin is not a PEM certificate" >&2
+  exit 1
+fi
+if [ -f {q} ] && cmp -s "$new" {q}; then
+  echo "{TRUST_MARKERS[1]}"
+  exit 0
+fi
+if ! command -v update-ca-certificates >/dev/null 2>&1; then
+  echo "rack CA: update-ca-certificates not found: apt-get install ca-certificates" >&2
+  exit 1
+fi
+install -d -m 0755 {directory}
+install -m 0644 "$new" {q}
+update-ca-certificates
+echo "{TRUST_MARKERS[0]}"
+"""
+
+
+def untrust_script(path: str = RACK_CA_PATH) -> str:
+    """Remove the rack CA from the store again (the node left the rack, or the CA part did)."""
+    q = shlex.quote(path)
+    return f"""set -eu
+if [ -f {q} ]; then
+  rm -f {q}
+  if command -v update-ca-certificates >/dev/null 2>&1; then update-ca-certificates; fi
+fi
+echo "rack CA: removed"
+"""

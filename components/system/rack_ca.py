@@ -1,0 +1,157 @@
+"""RackCa: the rack's private CA, the certificate Traefik serves by default, and every node's trust.
+
+Creates, under `homelab:system:RackCa`:
+- `<name>-ca` (`CaCertificate`, a dynamic resource): the CA's key (secret) and certificate, made
+  once on the first `up` and kept in state; nothing but its common name replaces it;
+- `<name>-serving` (`ServingCertificate`): the key (secret) and certificate for
+  `*.<domain>`, `<domain>` and `ingress.address`, reissued in place by a later `preview`/`up`
+  when fewer than `RENEW_DAYS` remain or the names change (the CA stays);
+- `<name>-secret`: the `kubernetes.io/tls` Secret `SECRET_NAME` in kube-system holding the leaf
+  and its key (the CA's key never leaves the state), updated in place on a reissue. Traefik
+  serves it by default through the `default` TLSStore that TraefikConfig asks its chart for;
+- `<name>-trust-<hostname>` (remote.Command, per node): the CA into the system trust store at
+  `RACK_CA_PATH` (components/core/trust.py), `update-ca-certificates` run only when the file
+  changed. The certificate goes on stdin, so a new CA is an update of the same command (no
+  replacement, so no old `delete` in between); its delete, when the node leaves the rack, takes
+  the CA out of the store.
+
+`ca_cert_pem` is the PEM every client that should trust the rack takes (the stack output
+`rack_ca_certificate`, CI job containers).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+from components.core.certificates import CaCertificate, ServingCertificate
+from components.core.kubernetes_object import KubernetesObject
+from components.core.layout import LABEL_PREFIX
+from components.core.remote_command import RemoteCommand
+from components.core.trust import trust_script, untrust_script
+from components.metal.k3s_scripts import remote_command
+from components.system.traefik_config import CHART_NAMESPACE
+from rack.config import Rack
+
+if TYPE_CHECKING:
+    from components.metal.k3s_cluster import NodeAccess
+
+SECRET_NAME = "rack-default-tls"
+"""The `kubernetes.io/tls` Secret in Traefik's namespace that the default TLSStore names."""
+CA_VALIDITY_DAYS = 3650
+"""The CA is valid ten years: every laptop and phone trusts it by hand, so it should rarely change."""
+SERVING_VALIDITY_DAYS = 365
+"""The leaf is valid a year: within what every client accepts for a locally trusted CA (Apple's
+limit is 825 days for TLS server certificates)."""
+RENEW_DAYS = 30
+"""A `preview`/`up` with fewer days than this left on the leaf reissues it."""
+CA_COMMON_NAME_PREFIX = "homelab rack CA"
+"""The CA's subject is `<prefix> (<stack>)`: recognisable in a keychain, independent of the domain."""
+
+
+def serving_names(rack: Rack) -> tuple[list[str], list[str]]:
+    """(DNS names, IP addresses) of the default certificate: the domain, its wildcard (every
+    ingress host is one label under it) and the ingress address (pure)."""
+    return [rack.domain, f"*.{rack.domain}"], [str(rack.ingress.address)]
+
+
+def render_tls_secret(cert_pem: str, key_pem: str) -> dict[str, Any]:
+    """The Secret Traefik's default TLSStore names (pure; the caller keeps `data` secret)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": SECRET_NAME,
+            "namespace": CHART_NAMESPACE,
+            "labels": {f"{LABEL_PREFIX}/managed": "true"},
+        },
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(cert_pem.encode()).decode(),
+            "tls.key": base64.b64encode(key_pem.encode()).decode(),
+        },
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RackCaArgs:
+    rack: Rack
+    """The validated rack (domain, ingress address, nodes)."""
+    node_access: Mapping[str, NodeAccess] = field(default_factory=dict)
+    """SSH to each node (hostname -> access); a node listed here gets the CA in its trust store."""
+    common_name: str | None = None
+    """The CA's subject common name (None: `<CA_COMMON_NAME_PREFIX> (<stack>)`). A change replaces
+    the CA: every client must then trust the new one."""
+
+
+class RackCa(pulumi.ComponentResource):
+    ca_cert_pem: pulumi.Output[str]
+    """The CA certificate (PEM, public): what every client that trusts the rack takes."""
+    ca: CaCertificate
+    """The CA (its `private_key_pem` is secret)."""
+    serving: ServingCertificate
+    """The default certificate (its `private_key_pem` is secret)."""
+    serving_cert_pem: pulumi.Output[str]
+    """The default certificate (PEM, public)."""
+    secret: KubernetesObject
+    """The `kubernetes.io/tls` Secret `SECRET_NAME` in kube-system."""
+    secret_name: str
+    """Its name, for the TLSStore."""
+    node_trust: dict[str, RemoteCommand]
+    """Per hostname: the CA written to `RACK_CA_PATH` and the store updated (depend on it before
+    anything on the node reads the file)."""
+
+    def __init__(self, name: str, args: RackCaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("homelab:system:RackCa", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.ca = CaCertificate(
+            f"{name}-ca",
+            common_name=args.common_name or f"{CA_COMMON_NAME_PREFIX} ({pulumi.get_stack()})",
+            validity_days=CA_VALIDITY_DAYS,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
+        )
+        self.ca_cert_pem = self.ca.cert_pem
+        dns_names, ip_addresses = serving_names(args.rack)
+        self.serving = ServingCertificate(
+            f"{name}-serving",
+            ca_cert_pem=self.ca.cert_pem,
+            ca_private_key_pem=pulumi.Output.secret(self.ca.private_key_pem),
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            validity_days=SERVING_VALIDITY_DAYS,
+            renew_days=RENEW_DAYS,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
+        )
+        self.serving_cert_pem = self.serving.cert_pem
+        key: pulumi.Output[str] = pulumi.Output.secret(self.serving.private_key_pem)
+        # `or ""`: a value is None only where no provider ran (mocks that echo inputs as outputs).
+        manifest = pulumi.Output.all(self.serving.cert_pem, key).apply(
+            lambda ck: render_tls_secret(ck[0] or "", ck[1] or "")
+        )
+        self.secret_name = SECRET_NAME
+        self.secret = KubernetesObject(f"{name}-secret", _secret_manifest(manifest), child)
+        self.node_trust = {}
+        for hostname, access in sorted(args.node_access.items()):
+            self.node_trust[hostname] = RemoteCommand(
+                f"{name}-trust-{hostname}",
+                connection=access.connection,
+                create=remote_command(trust_script(), user=access.user),
+                update=remote_command(trust_script(), user=access.user),
+                delete=remote_command(untrust_script(), user=access.user),
+                stdin=self.ca.cert_pem,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[access.after]),
+            )
+        self.register_outputs(
+            {"ca_cert_pem": self.ca_cert_pem, "serving_cert_pem": self.serving_cert_pem, "secret_name": SECRET_NAME}
+        )
+
+
+def _secret_manifest(manifest: pulumi.Output[dict[str, Any]]) -> dict[str, Any]:
+    """The Secret's manifest with its known parts plain and `data` an Output (secret): the type
+    token and the metadata must be plain for KubernetesObject to register it."""
+    shape = render_tls_secret("", "")
+    return {**shape, "data": pulumi.Output.secret(manifest.apply(lambda m: m["data"]))}
