@@ -528,6 +528,9 @@ class Runners(Model):
     # renovate: datasource=docker depName=docker
     docker_version: Version = "28.5.2"
     """Release of the rootless Docker-in-Docker sidecar (`docker:<version>-dind-rootless`) that runs jobs."""
+    # renovate: datasource=docker depName=moby/buildkit extractVersion=^v(?<version>\d+\.\d+\.\d+)-rootless$
+    buildkit_version: Version = "0.29.0"
+    """Release of the rootless BuildKit sidecar (`moby/buildkit:v<version>-rootless`) jobs build images with."""
     cpu: Cpu = "1"
     """CPU request (and limit) of each runner's job daemon."""
     memory: Memory = "2Gi"
