@@ -187,9 +187,9 @@ class RunnerSettings:
     labels: Sequence[str]
     """Runner labels."""
     cpu: str
-    """Job daemon CPU request and limit (and the builder's)."""
+    """Job daemon CPU request and limit (and the builder's limit)."""
     memory: str
-    """Job daemon memory request and limit (and the builder's)."""
+    """Job daemon memory request and limit (and the builder's limit)."""
     work_size: str
     """Size limit of the job daemon's work directory (and of the build cache)."""
     gitea_url: str
@@ -316,8 +316,10 @@ def render_deployment(
             "failureThreshold": 60,
             "timeoutSeconds": 5,
         },
+        # Idle but for a job's build, while that job's container waits on buildctl: a small
+        # request, and up to the job daemon's own limit while it builds.
         "resources": {
-            "requests": {"cpu": s.cpu, "memory": s.memory},
+            "requests": {"cpu": "100m", "memory": "256Mi"},
             "limits": {"cpu": s.cpu, "memory": s.memory},
         },
         "volumeMounts": buildkitd_mounts,

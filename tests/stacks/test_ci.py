@@ -316,3 +316,29 @@ def test_runner_reaches_what_it_deploys_and_nothing_else_on_the_lan(
     assert reachable("192.168.10.99") == set()
     assert reachable("10.42.2.7", namespace="data") == set()
     assert reachable("93.184.215.14") == {p.number for p in ports}
+
+
+def test_api_address_and_gpu_ssh_port_reach_the_policy(homelab_raw: dict[str, Any]) -> None:
+    from stacks.ci import api_addresses, ssh_peers
+
+    homelab_raw["k3s"]["api-address"] = "192.168.10.5"
+    homelab_raw["gpu-host"]["ssh-port"] = 2222
+    homelab_raw["ssh"]["port"] = 2200
+    rack = parse_rack(homelab_raw)
+    assert api_addresses(rack) == ["192.168.10.11", "192.168.10.5"]
+    peers = ssh_peers(rack)
+    assert ("192.168.10.50", 2222) in peers
+    assert sorted(a for a, p in peers if p == 2200) == [
+        "192.168.10.11",
+        "192.168.10.21",
+        "192.168.10.22",
+        "192.168.10.31",
+        "192.168.10.41",
+    ]
+
+
+def test_a_state_backend_name_resolves_through_dns_records(homelab_raw: dict[str, Any]) -> None:
+    homelab_raw["dns"]["records"]["minio"] = "192.168.10.60"
+    for written in ("minio", "minio.lab.home.arpa"):
+        homelab_raw["gitea"]["runners"]["state-backend"] = {"address": written, "port": 9000}
+        assert str(parse_rack(homelab_raw).state_backend_ip()) == "192.168.10.60", written
