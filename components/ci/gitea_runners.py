@@ -83,6 +83,9 @@ SOCKET_DIR = f"/run/user/{UID}"
 DOCKER_HOST = f"unix://{SOCKET_DIR}/docker.sock"
 BUILDKIT_DIR = "/run/buildkit"
 BUILDKIT_HOST = f"unix://{BUILDKIT_DIR}/buildkitd.sock"
+BUILDKIT_SOURCE = "/opt/buildkit"
+"""The builder's socket directory as the job daemon sees it: not under /run or /etc, which
+rootless dockerd's rootlesskit copies up (tmpfs and links) in its own mount namespace."""
 TOOLS_DIR = "/opt/rack"
 """Pod-local: `buildctl`, the rack CA and the CA bundle, mounted read-only into every job."""
 BUILDCTL = f"{TOOLS_DIR}/buildctl"
@@ -99,7 +102,7 @@ API_PORT = 6443
 JOB_MOUNTS: tuple[tuple[str, str], ...] = (
     (TOOLS_DIR, f"{TOOLS_DIR}:ro"),
     (BUILDCTL, "/usr/local/bin/buildctl:ro"),
-    (BUILDKIT_DIR, BUILDKIT_DIR),
+    (BUILDKIT_SOURCE, BUILDKIT_DIR),
 )
 """What the job daemon bind-mounts into every job container: (source in the daemon's pod, target)."""
 
@@ -281,7 +284,7 @@ def render_deployment(
             {"name": "docker-data", "mountPath": "/home/rootless/.local/share/docker"},
             # The sources of the job containers' binds (JOB_MOUNTS) live in the daemon's world.
             {**tools_mount, "readOnly": True},
-            {"name": "buildkit-run", "mountPath": BUILDKIT_DIR},
+            {"name": "buildkit-run", "mountPath": BUILDKIT_SOURCE},
         ],
     }
     buildkitd_mounts = [
