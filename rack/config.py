@@ -491,6 +491,32 @@ def _runner_label(value: str) -> str:
 RunnerLabel = Annotated[str, AfterValidator(_runner_label)]
 
 
+def _backend_address(value: Any) -> Any:
+    """An IPv4 address, or a DNS name that `rack.dns.records` must give an address (rack_problems)."""
+    if isinstance(value, IPv4Address):
+        return value
+    if not isinstance(value, str):
+        got = f"{type(value).__name__} {value!r}"
+        raise ValueError(f"must be an IPv4 address or a DNS name written as text (got {got})")
+    try:
+        return IPv4Address(value)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[\d.]+", value) or not (_HOSTNAME.match(value) or _DOMAIN.match(value)):
+        raise ValueError(f"'{value}' is neither an IPv4 address nor a DNS name (e.g. 192.168.10.60 or minio)")
+    return value
+
+
+BackendAddress = Annotated[IPv4Address | str, BeforeValidator(_backend_address, json_schema_input_type=str)]
+
+
+class StateBackend(Model):
+    address: BackendAddress
+    """Its IPv4 address, or a `rack.dns.records` name (`minio`, `minio.<domain>`): egress policies need addresses."""
+    port: Port
+    """The port the state backend listens on (9000 for MinIO's S3 API)."""
+
+
 class Runners(Model):
     replicas: Annotated[StrictInt, Field(ge=0, le=20)] = 1
     """How many act_runner instances."""
@@ -502,12 +528,17 @@ class Runners(Model):
     # renovate: datasource=docker depName=docker
     docker_version: Version = "28.5.2"
     """Release of the rootless Docker-in-Docker sidecar (`docker:<version>-dind-rootless`) that runs jobs."""
+    # renovate: datasource=docker depName=moby/buildkit extractVersion=^v(?<version>\d+\.\d+\.\d+)-rootless$
+    buildkit_version: Version = "0.29.0"
+    """Release of the rootless BuildKit sidecar (`moby/buildkit:v<version>-rootless`) jobs build images with."""
     cpu: Cpu = "1"
     """CPU request (and limit) of each runner's job daemon."""
     memory: Memory = "2Gi"
     """Memory request (and limit) of each runner's job daemon."""
     work_size: Size = "10Gi"
     """Size limit of each runner's ephemeral work directory (job images, checkouts)."""
+    state_backend: StateBackend | None = None
+    """The Pulumi state server on the LAN (MinIO...): the one LAN address CI reaches besides the nodes and GPU host."""
 
 
 class GiteaBackup(Model):
@@ -781,6 +812,17 @@ class Rack(Model):
             out.append(BackupDataset("gitea", self.gitea.volume.node, self.gitea.backup.schedule, "rack.gitea"))
         return out
 
+    def state_backend_ip(self) -> IPv4Address | None:
+        """The runners' state backend as an address: an IP as written, a name through `dns.records`
+        (None without one, or for a name the records do not hold: rack_problems reports that)."""
+        backend = self.gitea.runners.state_backend if self.gitea is not None else None
+        if backend is None:
+            return None
+        if isinstance(backend.address, IPv4Address):
+            return backend.address
+        label = backend.address.removesuffix(f".{self.domain}")
+        return self.dns.records.get(label)
+
     def service_names(self) -> list[str]:
         """Names an app may put in `uses`."""
         names = [k.value for k in self.databases.configured()]
@@ -1000,6 +1042,17 @@ def rack_problems(rack: Rack) -> list[Issue]:
             claim(app.host, f"rack.apps[{i}].host")
     if rack.monitoring is not None and rack.monitoring.enabled:
         claim(rack.monitoring.host, "rack.monitoring.host")
+
+    # the runners' state backend: a NetworkPolicy allows addresses, so a name must be one the rack serves
+    backend = rack.gitea.runners.state_backend if rack.gitea is not None else None
+    if backend is not None and isinstance(backend.address, str) and rack.state_backend_ip() is None:
+        issues.append(
+            Issue(
+                "rack.gitea.runners.state-backend.address",
+                f"'{backend.address}' is not a name in rack.dns.records (a label, or the label under "
+                f"{rack.domain}): the runners' egress policy needs its address; write the IP or add the record",
+            )
+        )
 
     # gpu host
     if rack.gpu_host is not None:

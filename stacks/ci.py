@@ -6,7 +6,9 @@ Creates, when `rack.gitea` is set:
   namespace of its own), each with a default-deny NetworkPolicy;
 - `GeneratedSecret` `gitea-runner-token`: the shared registration token Gitea is started with
   and the runners register with;
-- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners`;
+- `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners` (egress to the servers'
+  API, every node's and the GPU host's SSH, `gitea.runners.state-backend`; the rack CA, when
+  `build_ci` is handed one, trusted in every job);
 - with `rack.backup.offsite`, `GiteaBackup`: Gitea's files copied off-node on `gitea.backup.schedule`.
 
 Gitea's Ingress (`git.<domain>` -> service `gitea` port 3000 in `ci`) is the platform layer's,
@@ -42,7 +44,7 @@ from components.core import (
     render_namespace,
 )
 from components.platform import server_image as pg_server_image
-from rack.config import DatabaseKind
+from rack.config import DatabaseKind, Rack
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.metal import MetalLayer
@@ -63,6 +65,22 @@ def namespace_labels() -> dict[str, dict[str, str]]:
     }
 
 
+def api_addresses(rack: Rack) -> list[str]:
+    """Where a job's kubeconfig may point: every server's address and `k3s.api-address`."""
+    out = {str(n.address) for n in rack.servers()}
+    if rack.k3s.api_address is not None:
+        out.add(str(rack.k3s.api_address))
+    return sorted(out)
+
+
+def ssh_peers(rack: Rack) -> list[tuple[str, int]]:
+    """Every node's SSH, and the GPU host's: what `pulumi up` dials from a job."""
+    peers = [(str(n.address), rack.ssh.port) for n in rack.nodes]
+    if rack.gpu_host is not None:
+        peers.append((str(rack.gpu_host.address), rack.gpu_host.ssh_port))
+    return peers
+
+
 @dataclass(frozen=True)
 class CiLayer:
     components: dict[str, pulumi.ComponentResource] = field(default_factory=dict)
@@ -73,7 +91,16 @@ class CiLayer:
     """The default-deny policy of each CI namespace, by namespace."""
 
 
-def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: PlatformLayer) -> CiLayer:
+def build_ci(
+    loaded: Loaded,
+    metal: MetalLayer,
+    system: SystemLayer,
+    platform: PlatformLayer,
+    *,
+    rack_ca_cert_pem: pulumi.Input[str] | None = None,
+) -> CiLayer:
+    """`rack_ca_cert_pem`: the rack CA's certificate that CI jobs trust; None until the CA exists
+    (jobs then trust the public roots only)."""
     rack = loaded.rack
     cfg = rack.gitea
     if cfg is None:
@@ -165,6 +192,9 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
             pulumi.ResourceOptions(providers=[metal.k8s_provider]),
         )
     if runners_on:
+        backend_ip = rack.state_backend_ip()
+        backend = cfg.runners.state_backend
+        state_backend = (str(backend_ip), backend.port) if backend is not None and backend_ip is not None else None
         components["gitea-runners"] = GiteaRunners(
             "gitea-runners",
             GiteaRunnersArgs(
@@ -181,9 +211,15 @@ def build_ci(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform: P
                     gitea_namespace=CI_NAMESPACE,
                     gitea_pod_labels={WORKLOAD_LABEL: gitea_mod.NAME},
                     ingress_address=str(rack.ingress.address),
+                    registry_host=fqdn,
+                    buildkit_version=cfg.runners.buildkit_version,
+                    api_addresses=api_addresses(rack),
+                    ssh_peers=ssh_peers(rack),
+                    state_backend=state_backend,
                     failover_seconds=rack.failover_seconds,
                 ),
                 registration_token=token.value,
+                ca_cert_pem=rack_ca_cert_pem,
             ),
             pulumi.ResourceOptions(
                 providers=[metal.k8s_provider], depends_on=[namespaces[RUNNERS_NAMESPACE], gitea.http_service]

@@ -109,6 +109,8 @@ SPECIAL: dict[str, Callable[[dict[str, Any]], Racks]] = {
         _with(raw, "k3s.install", {"source": "airgap", "airgap-dir": "./airgap-2"}),
     ),
     "Install.source": lambda raw: (raw, _with(raw, "k3s.install", {"source": "airgap", "airgap-dir": "./airgap"})),
+    # a state backend's name must be a dns.records name: the other record of the sample
+    "StateBackend.address": lambda raw: (raw, _with(raw, "gitea.runners.state-backend.address", "printer")),
     "Database.node": _to_second_reliable_node("databases.postgres.node"),
     "VolumeRef.node": _to_second_reliable_node("gitea.volume.node"),
     "Monitoring.node": _to_second_reliable_node("monitoring.node"),

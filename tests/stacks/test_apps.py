@@ -224,14 +224,23 @@ def build_world(rec: Recording, rack: Rack, db_endpoints: dict[str, ServiceEndpo
     )
     if rack.gpu_host is not None:
         key = f"external/{rack.gpu_host.hostname}"
-        endpoints[key] = Endpoint(key, rack.gpu_host.address, ports=(ContainerPort(rack.gpu_host.service.port),))
+        gpu_ports = (ContainerPort(rack.gpu_host.service.port), ContainerPort(rack.gpu_host.ssh_port))
+        endpoints[key] = Endpoint(key, rack.gpu_host.address, ports=gpu_ports)
+    backend = rack.gitea.runners.state_backend if rack.gitea is not None else None
+    backend_ip = rack.state_backend_ip()
+    if backend is not None and backend_ip is not None:
+        endpoints["external/state-backend"] = Endpoint(
+            "external/state-backend", backend_ip, ports=(ContainerPort(backend.port), ContainerPort(22))
+        )
     endpoints["external/ingress-address"] = Endpoint(
         "external/ingress-address", rack.ingress.address, ports=(ContainerPort(80), ContainerPort(443))
     )
-    server = rack.servers()[0]
-    endpoints[f"external/{server.hostname}"] = Endpoint(
-        f"external/{server.hostname}", server.address, ports=(ContainerPort(22), ContainerPort(6443))
-    )
+    for node in rack.nodes:  # every Pi: SSH, the API port, and a database port nothing should reach
+        endpoints[f"external/{node.hostname}"] = Endpoint(
+            f"external/{node.hostname}",
+            node.address,
+            ports=(ContainerPort(rack.ssh.port), ContainerPort(6443), ContainerPort(5432)),
+        )
     endpoints["external/internet"] = Endpoint("external/internet", INTERNET, ports=(ContainerPort(443),))
     return World(Cluster(policies, ns_labels), endpoints, db_endpoints)
 
@@ -290,6 +299,17 @@ def expected(rack: Rack, world: World, src: Endpoint, dst: Endpoint, port: Conta
                 return True
             if dst.key == "external/ingress-address":
                 return port.number in (80, 443)
+            # What a deploy dials on the LAN, read off the config: the servers' API (and
+            # k3s.api-address), every node's SSH, the GPU host's SSH, the state backend.
+            lan = {(n.address, 6443) for n in rack.servers()} | {(n.address, rack.ssh.port) for n in rack.nodes}
+            if rack.k3s.api_address is not None:
+                lan.add((rack.k3s.api_address, 6443))
+            if rack.gpu_host is not None:
+                lan.add((rack.gpu_host.address, rack.gpu_host.ssh_port))
+            if rack.gitea is not None and rack.gitea.runners.state_backend is not None:
+                lan.add((rack.state_backend_ip(), rack.gitea.runners.state_backend.port))
+            if dst.namespace is None and (dst.ip, port.number) in lan:
+                return True
             return dst.key == "external/internet"
         raise AssertionError(f"unexpected workload {src.key} in a governed namespace")
 
@@ -474,7 +494,12 @@ def test_homelab_reachability_matches_config(
     assert m[("apps/bible-api", "apps/bible-auth")] == []
     assert m[("ci-runners/gitea-runner", "ci/gitea")] == ["3000"]
     assert m[("ci-runners/gitea-runner", "data/postgres")] == []
-    assert m[("ci-runners/gitea-runner", "external/rack-cp-1")] == []
+    # the runners reach what a deploy dials, each on its own port only
+    assert m[("ci-runners/gitea-runner", "external/rack-cp-1")] == ["22", "6443"]
+    assert m[("ci-runners/gitea-runner", "external/rack-db-1")] == ["22"]
+    assert m[("ci-runners/gitea-runner", "external/gpu-3090")] == ["22"]
+    assert m[("ci-runners/gitea-runner", "external/state-backend")] == ["9000", "22"]
+    assert m[("apps/bible-api", "external/rack-cp-1")] == []
     assert m[("ci/gitea", "data/mysql")] == []
 
 

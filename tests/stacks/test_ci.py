@@ -5,6 +5,7 @@ config rule that Gitea needs PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from typing import Any
 
 import kubernetes_validate
@@ -12,10 +13,12 @@ import pytest
 
 import stacks.composition as composition
 from components.core.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, HOSTNAME_LABEL
+from components.core.network_policy import Cluster, ContainerPort, Endpoint
 from plan.engine import Recording
 from rack.config import ConfigError, parse_rack
 from rack.loader import Loaded, RackSecrets, unknown_secret
 from stacks.ci import CI_NAMESPACE, RUNNERS_NAMESPACE
+from tests.conftest import ROOT
 from tests.stacks.test_apps import KnownSecrets, manifest, platform_with_endpoints, pod_spec, record_stack
 
 __all__ = ["platform_with_endpoints"]  # a fixture, used by name below
@@ -195,6 +198,11 @@ def test_pods_in_restricted_namespaces_meet_the_restricted_profile(
         "docker: privileged",
         "docker: allowPrivilegeEscalation",
         "docker: capabilities not dropped",
+        # rootless BuildKit: its setuid newuidmap needs escalation and SETUID/SETGID in the
+        # bounding set; creating the user namespace needs seccomp unconfined. Not privileged.
+        "buildkitd: allowPrivilegeEscalation",
+        "buildkitd: capabilities not dropped",
+        "buildkitd: seccomp",
     ]
 
 
@@ -216,3 +224,121 @@ def test_gitea_init_job_uses_the_postgres_servers_own_image() -> None:
     image = job.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == server_image(DatabaseKind.POSTGRES, rack.databases.postgres)
     assert image.startswith("docker.io/pgvector/pgvector:")
+
+
+# --- what CI may reach -----------------------------------------------------------------------------
+
+HOMELAB_RUNNER_LAN_PEERS = {
+    # the ingress (Gitea's external URL and registry): ingress.address
+    ("192.168.10.21/32", 80),
+    ("192.168.10.21/32", 443),
+    # the k3s API: the one server's address (no k3s.api-address in the file)
+    ("192.168.10.11/32", 6443),
+    # SSH (ssh.port 22) to every node, and to the GPU host (gpu-host.ssh-port defaults to 22)
+    ("192.168.10.11/32", 22),
+    ("192.168.10.21/32", 22),
+    ("192.168.10.22/32", 22),
+    ("192.168.10.31/32", 22),
+    ("192.168.10.41/32", 22),
+    ("192.168.10.50/32", 22),
+    # the state backend: gitea.runners.state-backend
+    ("192.168.10.50/32", 9000),
+}
+"""Read off Pulumi.homelab.yaml by hand (the oracle): every address and port CI may reach on the LAN."""
+
+
+def test_the_homelab_file_holds_the_oracle_s_addresses() -> None:
+    text = (ROOT / "Pulumi.homelab.yaml").read_text()
+    for address in {cidr.removesuffix("/32") for cidr, _ in HOMELAB_RUNNER_LAN_PEERS}:
+        assert f"address: {address}" in text, address
+    assert "state-backend: {address: 192.168.10.50, port: 9000}" in text
+    assert "role: server" in text and text.count("role: server") == 1
+
+
+def test_runner_egress_lists_exactly_the_lan_peers_of_the_stack_file(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    rec = record_stack(record, homelab)
+    policy = manifest(rec.by_name("gitea-runners-netpol"))
+    lan: set[tuple[str, int]] = set()
+    internet = []
+    for rule in policy["spec"]["egress"]:
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block is None:
+                continue
+            if block.get("except"):
+                internet.append((block, rule.get("ports")))
+                continue
+            lan |= {(block["cidr"], port["port"]) for port in rule["ports"]}
+    assert lan == HOMELAB_RUNNER_LAN_PEERS
+    ((block, ports),) = internet
+    assert block["cidr"] == "0.0.0.0/0" and ports is None
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(block["except"])
+
+
+def test_runner_reaches_what_it_deploys_and_nothing_else_on_the_lan(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    """The policies evaluated the way the API defines them: the runner pod against every LAN
+    address of the stack file, two it does not name (the router, a stray host), a public address
+    and a database pod, on the ports that matter."""
+    rec = record_stack(record, homelab)
+    runner_ns = [manifest(r) for r in rec.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")]
+    policies = [p for p in runner_ns if p["metadata"]["namespace"] == RUNNERS_NAMESPACE]
+    assert {p["metadata"]["name"] for p in policies} == {"default-deny", "gitea-runner"}
+    labels = manifest(rec.by_name("gitea-runners-deployment"))["spec"]["template"]["metadata"]["labels"]
+    runner = Endpoint(
+        "ci-runners/gitea-runner",
+        ip=IPv4Address("10.42.1.5"),
+        namespace=RUNNERS_NAMESPACE,
+        labels=labels,
+    )
+    ports = tuple(ContainerPort(p) for p in (22, 80, 443, 3306, 5432, 6443, 9000))
+    cluster = Cluster(policies)
+
+    def reachable(ip: str, namespace: str | None = None) -> set[int]:
+        dst = Endpoint(
+            ip,
+            ip=IPv4Address(ip),
+            namespace=namespace,
+            labels={"app.kubernetes.io/name": "postgres"} if namespace else {},
+            ports=ports,
+        )
+        return {p.number for p in ports if cluster.allowed(runner, dst, p)}
+
+    assert reachable("192.168.10.11") == {22, 6443}
+    assert reachable("192.168.10.21") == {22, 80, 443}
+    for agent in ("192.168.10.22", "192.168.10.31", "192.168.10.41"):
+        assert reachable(agent) == {22}, agent
+    assert reachable("192.168.10.50") == {22, 9000}
+    assert reachable("192.168.10.1") == set()
+    assert reachable("192.168.10.99") == set()
+    assert reachable("10.42.2.7", namespace="data") == set()
+    assert reachable("93.184.215.14") == {p.number for p in ports}
+
+
+def test_api_address_and_gpu_ssh_port_reach_the_policy(homelab_raw: dict[str, Any]) -> None:
+    from stacks.ci import api_addresses, ssh_peers
+
+    homelab_raw["k3s"]["api-address"] = "192.168.10.5"
+    homelab_raw["gpu-host"]["ssh-port"] = 2222
+    homelab_raw["ssh"]["port"] = 2200
+    rack = parse_rack(homelab_raw)
+    assert api_addresses(rack) == ["192.168.10.11", "192.168.10.5"]
+    peers = ssh_peers(rack)
+    assert ("192.168.10.50", 2222) in peers
+    assert sorted(a for a, p in peers if p == 2200) == [
+        "192.168.10.11",
+        "192.168.10.21",
+        "192.168.10.22",
+        "192.168.10.31",
+        "192.168.10.41",
+    ]
+
+
+def test_a_state_backend_name_resolves_through_dns_records(homelab_raw: dict[str, Any]) -> None:
+    homelab_raw["dns"]["records"]["minio"] = "192.168.10.60"
+    for written in ("minio", "minio.lab.home.arpa"):
+        homelab_raw["gitea"]["runners"]["state-backend"] = {"address": written, "port": 9000}
+        assert str(parse_rack(homelab_raw).state_backend_ip()) == "192.168.10.60", written

@@ -19,6 +19,7 @@ DOCS = [
         "operations.md",
         "troubleshooting.md",
         "gitea-ci.md",
+        "images.md",
         "init.md",
         "plan-exit-codes.md",
         "trust.md",
@@ -60,7 +61,7 @@ def program(command: str) -> str:
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_every_command_block_is_tested_or_needs_hardware(path: Path) -> None:
     blocks = shell_blocks(path)
-    if path.name != "gitea-ci.md":
+    if path.name not in ("gitea-ci.md", "images.md"):
         assert blocks
     makefile_targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
     for block in blocks:
@@ -132,3 +133,27 @@ def test_pulumi_cli_version_in_the_docs_is_the_pin() -> None:
     for path in DOCS:
         for version in re.findall(r"--version (\d+\.\d+\.\d+)", path.read_text()):
             assert version == pin.group(1), path.name
+
+
+def yaml_blocks(path: Path) -> list[str]:
+    """The ```yaml blocks of a doc, de-indented (they may sit in a list item)."""
+    import textwrap
+
+    return [textwrap.dedent(b) for b in re.findall(r"^ *```yaml\n(.*?)^ *```", path.read_text(), re.S | re.M)]
+
+
+def test_the_image_walkthrough_shows_the_linted_example_and_a_valid_app() -> None:
+    """docs/images.md quotes docs/examples/build-image.yml (actionlint checks that file) word for
+    word, and its app entry is one the config accepts in the sample stack."""
+    import yaml
+
+    from rack.config import parse_rack
+    from tests.conftest import stack_raw
+
+    blocks = yaml_blocks(ROOT / "docs" / "images.md")
+    assert (ROOT / "docs" / "examples" / "build-image.yml").read_text() in blocks
+    (apps,) = [yaml.safe_load(b)["apps"] for b in blocks if b.startswith("apps:")]
+    raw = stack_raw("homelab")
+    raw["apps"] = [*raw["apps"], *apps]
+    rack = parse_rack(raw)
+    assert rack.apps[-1].image == f"git.{rack.domain}/alice/hello:1.0.0"

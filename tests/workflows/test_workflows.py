@@ -29,6 +29,8 @@ PULUMI_FILES = [WORKFLOWS / "deploy.yml", WORKFLOWS / "preview.yml"]
 """The workflows that plan and run Pulumi: make calls, a job summary and an artifact each."""
 RENOVATE = WORKFLOWS / "renovate.yml"
 DOC = ROOT / "docs" / "gitea-ci.md"
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.yml"))
+"""Workflows the docs hand to users (docs/images.md): linted and checked like the rack's own."""
 PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
 
 
@@ -176,11 +178,14 @@ def test_preview_workflow_runs_tests_plan_then_preview_and_publishes() -> None:
     assert set(data["on"]) == {"pull_request"}
     assert data["env"]["STACK"] == "homelab"
     names = [s.get("name", "") for s in steps(path)]
-    order = ["Check out", "Set up Python", "Pulumi CLI version", "Install the Pulumi CLI", "Tests", "Offline plan"]
-    order += ["Load the SSH key", "pulumi preview", "Job summary", "Upload"]
+    order = ["Check out", "Python 3.11", "Pulumi CLI version", "Install the Pulumi CLI", "Tests", "Offline plan"]
+    order += ["Load the SSH key", "pulumi preview", "Comment the preview", "Job summary", "Upload"]
     positions = [next(i for i, n in enumerate(names) if n.startswith(o)) for o in order]
     assert positions == sorted(positions)
-    assert step(path, "Set up Python")["with"]["python-version"] == "3.11"
+    assert data["jobs"]["preview"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    comment = step(path, "Comment the preview")
+    assert comment["if"] == "always()"
+    assert comment["env"]["API_TOKEN"] == "${{ github.token }}"  # the job's own token, no stored secret
     assert step(path, "Tests")["run"].strip() == "make test"
     assert (
         '.venv/bin/python -m plan --config "Pulumi.$STACK.yaml" --json build/plan.json'
@@ -244,10 +249,25 @@ def test_renovate_workflow_allows_the_post_upgrade_commands_of_renovate_json_and
 
 
 def test_both_workflows_share_the_same_setup_steps() -> None:
-    shared = ["Pulumi CLI version", "Install the Pulumi CLI", "Load the SSH key"]
+    shared = ["Python 3.11", "Pulumi CLI version", "Install the Pulumi CLI", "Load the SSH key"]
     for name in shared:
         a, b = step(WORKFLOWS / "preview.yml", name), step(WORKFLOWS / "deploy.yml", name)
         assert a["run"] == b["run"] and a.get("env") == b.get("env"), name
+
+
+def runner_label_names(stack: str) -> set[str]:
+    """The label names the stack's own runners register (`name:docker://image` -> name)."""
+    rack = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["homelab:rack"]
+    return {label.split(":", 1)[0] for label in rack["gitea"]["runners"]["labels"]}
+
+
+@pytest.mark.parametrize("path", [*FILES, *EXAMPLES], ids=lambda p: p.name)
+def test_jobs_run_on_the_rack_s_own_runners_without_setup_python(path: Path) -> None:
+    for name, job in load(path)["jobs"].items():
+        assert job["runs-on"] in runner_label_names("homelab"), f"{path.name}: {name}"
+    for s in steps(path):
+        # actions/setup-python downloads Ubuntu builds: it fails on the runners' Debian job images.
+        assert not s.get("uses", "").startswith("actions/setup-python"), path.name
 
 
 # --- the step scripts, run for real ------------------------------------------------------------------
@@ -414,3 +434,158 @@ def test_the_artifact_holds_what_the_plan_writes(tmp_path: Path) -> None:
         expected_missing = {"build/preview.txt", "build/up.txt"}
         for entry in upload:
             assert (tmp_path / entry).is_file() or entry in expected_missing, f"{path.name}: {entry}"
+
+
+# A test double for the network (this machine reaches no release host): `curl` on PATH that
+# serves files from a local directory by the URL's last path segment and logs every URL. The
+# step's own logic (architecture, checksum lookup, sha256sum, tar, GITHUB_PATH) runs for real.
+FAKE_CURL = """#!/usr/bin/env bash
+out=""; url=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out="$2"; shift 2 ;;
+    --proto) shift 2 ;;
+    -*) shift ;;
+    *) url="$1"; shift ;;
+  esac
+done
+echo "$url" >> "$CURL_LOG"
+src="$SERVED/${url##*/}"
+[ -f "$src" ] || { echo "curl: (22) 404 $url" >&2; exit 22; }
+cp "$src" "$out"
+"""
+
+
+def pulumi_release(served: Path, version: str, arch: str) -> str:
+    """A release as Pulumi lays it out: pulumi/<binaries> in the tarball, sha256 lines in checksums."""
+    import hashlib
+    import tarfile
+
+    tree = served / "tree" / "pulumi"
+    tree.mkdir(parents=True)
+    (tree / "pulumi").write_text(f"#!/bin/sh\necho v{version}\n")
+    (tree / "pulumi").chmod(0o755)
+    (tree / "pulumi-language-python").write_text("#!/bin/sh\n")
+    tarball = f"pulumi-v{version}-linux-{arch}.tar.gz"
+    with tarfile.open(served / tarball, "w:gz") as tar:
+        tar.add(tree, arcname="pulumi")
+    digest = hashlib.sha256((served / tarball).read_bytes()).hexdigest()
+    other = f"pulumi-v{version}-darwin-{arch}.tar.gz"
+    (served / f"pulumi-{version}-checksums.txt").write_text(f"{'0' * 64}  {other}\n{digest}  {tarball}\n")
+    return tarball
+
+
+def test_pulumi_cli_install_checks_the_published_checksum(tmp_path: Path) -> None:
+    script = step(WORKFLOWS / "preview.yml", "Install the Pulumi CLI")["run"]
+    machine = os.uname().machine
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}[machine]
+    served, fake, home = tmp_path / "served", tmp_path / "bin", tmp_path / "home"
+    for d in (served, fake, home):
+        d.mkdir()
+    (fake / "curl").write_text(FAKE_CURL)
+    (fake / "curl").chmod(0o755)
+    tarball = pulumi_release(served, "3.272.0", arch)
+    log, github_path = tmp_path / "curl.log", tmp_path / "github_path"
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "GITHUB_PATH": str(github_path),
+        "PULUMI_VERSION": "3.272.0",
+        "CURL_LOG": str(log),
+        "SERVED": str(served),
+        "TMPDIR": str(tmp_path),
+    }
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().split() == [
+        f"https://get.pulumi.com/releases/sdk/{tarball}",
+        "https://github.com/pulumi/pulumi/releases/download/v3.272.0/pulumi-3.272.0-checksums.txt",
+    ]
+    assert github_path.read_text() == f"{home}/.pulumi-cli\n"
+    assert (home / ".pulumi-cli" / "pulumi-language-python").is_file()
+    assert "v3.272.0" in result.stdout  # the step's own `pulumi version`
+
+    # a tarball that is not the published one installs nothing
+    installed = home / ".pulumi-cli"
+    shutil.rmtree(installed)
+    with open(served / tarball, "ab") as f:
+        f.write(b"tampered")
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode != 0 and "did NOT match" in result.stderr
+    assert not installed.exists()
+
+    # a release whose checksums do not list the tarball
+    (served / "pulumi-3.272.0-checksums.txt").write_text(f"{'0' * 64}  something-else.tar.gz\n")
+    result = bash(script, cwd=tmp_path, env=env)
+    assert result.returncode == 1 and f"the release's checksums list no {tarball}" in result.stderr
+
+
+class GiteaCommentsDouble:
+    """A test double for Gitea's issue-comments endpoint (Gitea itself does not run here): an HTTP
+    server on a free loopback port that records each request and answers with `status`."""
+
+    def __init__(self, status: int) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        double = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                double.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"message": "from the double"}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("status", "code"), [(201, 0), (403, 0), (500, 1)])
+def test_preview_comment_posts_the_diff_with_the_job_token(status: int, code: int, tmp_path: Path) -> None:
+    need("curl", "curl")
+    script = step(WORKFLOWS / "preview.yml", "Comment the preview")["run"]
+    token = "job-token-0123456789abcdef"
+    gitea = GiteaCommentsDouble(status)
+    try:
+        env = {
+            "PATH": os.environ["PATH"],
+            "STACK": "homelab",
+            "API_TOKEN": token,
+            "SERVER_URL": gitea.url,
+            "REPOSITORY": "alice/rack",
+            "PR_NUMBER": "7",
+            "TMPDIR": str(tmp_path),
+        }
+        result = bash(script, cwd=tmp_path, env=env)
+        assert result.returncode == 0 and "nothing to comment" in result.stdout
+        assert gitea.requests == []
+
+        (tmp_path / "build").mkdir()
+        (tmp_path / "build" / "preview.txt").write_text("Previewing update (homelab):\n  + 3 to create\n")
+        result = bash(script, cwd=tmp_path, env=env)
+        assert result.returncode == code, result.stdout + result.stderr
+        (request,) = gitea.requests
+        assert request["path"] == "/api/v1/repos/alice/rack/issues/7/comments"
+        assert request["headers"]["Authorization"] == f"token {token}"
+        body = request["body"]["body"]
+        assert body.startswith("### pulumi preview: stack homelab") and "+ 3 to create" in body
+        assert token not in result.stdout + result.stderr
+        if status == 403:
+            assert "::warning::" in result.stdout
+        if status == 500:
+            assert "HTTP 500" in result.stderr
+    finally:
+        gitea.close()
