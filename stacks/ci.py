@@ -96,11 +96,8 @@ def build_ci(
     metal: MetalLayer,
     system: SystemLayer,
     platform: PlatformLayer,
-    *,
-    rack_ca_cert_pem: pulumi.Input[str] | None = None,
 ) -> CiLayer:
-    """`rack_ca_cert_pem`: the rack CA's certificate that CI jobs trust; None until the CA exists
-    (jobs then trust the public roots only)."""
+    """CI jobs trust the rack CA (`system.ca`) besides the public roots."""
     rack = loaded.rack
     cfg = rack.gitea
     if cfg is None:
@@ -219,7 +216,7 @@ def build_ci(
                     failover_seconds=rack.failover_seconds,
                 ),
                 registration_token=token.value,
-                ca_cert_pem=rack_ca_cert_pem,
+                ca_cert_pem=system.ca.ca_cert_pem if system.ca is not None else None,
             ),
             pulumi.ResourceOptions(
                 providers=[metal.k8s_provider], depends_on=[namespaces[RUNNERS_NAMESPACE], gitea.http_service]
