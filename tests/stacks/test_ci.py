@@ -342,3 +342,14 @@ def test_a_state_backend_name_resolves_through_dns_records(homelab_raw: dict[str
     for written in ("minio", "minio.lab.home.arpa"):
         homelab_raw["gitea"]["runners"]["state-backend"] = {"address": written, "port": 9000}
         assert str(parse_rack(homelab_raw).state_backend_ip()) == "192.168.10.60", written
+
+
+def test_runners_trust_the_rack_ca_of_the_system_layer(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    # The composition hands the system layer's CA to the runners: the CA ConfigMap exists and the
+    # runner pods mount it.
+    rec = record_stack(record, homelab)
+    assert manifest(rec.by_name("gitea-runners-ca"))["metadata"]["name"] == "gitea-runner-ca"
+    pod = pod_spec(manifest(rec.by_name("gitea-runners-deployment")))
+    assert {"name": "rack-ca", "configMap": {"name": "gitea-runner-ca"}} in pod["volumes"]
