@@ -75,6 +75,12 @@ def coredns_binary() -> Path:
     return path
 
 
+def test_the_recorded_corefile_and_the_build_name_the_same_coredns() -> None:
+    """The packaged Corefile is k3s' at the release whose CoreDNS tools/build-coredns.sh builds."""
+    header = "\n".join(line for line in K3S_COREFILE.read_text().splitlines() if line.startswith("#"))
+    assert f"CoreDNS v{coredns_version()} " in header
+
+
 RAW = stack_raw("homelab")
 DOMAIN = RAW["domain"]
 NODE_ADDRESS = RAW["dns"]["address"]
