@@ -32,7 +32,8 @@ Two views, because the same CoreDNS answers pods and the LAN:
 
 Forwarding: each block forwards to `dns.upstream` itself. (A `forward .` in a `*.override` key
 would land in the packaged `.:53` block beside its `forward . /etc/resolv.conf`; CoreDNS
-evaluates forwards in order, k3s#5186, #10951, #12979, fixed by k3s#12980 in later releases. The
+evaluates forwards in order, k3s#5186, #10951, #12979; k3s#12980 moved the packaged forward after
+the import, so releases before it cannot be overridden that way. The
 packaged block's forward reads the node's k3s `resolv-conf`, which the metal layer writes from
 `dns.upstream` on every node: `components.metal.k3s_scripts.render_resolv_conf`.)
 
@@ -166,7 +167,10 @@ def render_lan_service(rack: Rack) -> dict[str, Any] | None:
     ServiceLB's svclb pod forwards the node's port 53 to the Service's cluster IP on port 53
     (`DEST_IPS`/`DEST_PORT` in `newDaemonSet`), and kube-proxy sends that to a CoreDNS pod's
     `LAN_PORT`. The pool label keeps the svclb pod, and so the address in the Service's status,
-    on the node at `dns.address`."""
+    on the node at `dns.address`. It is created after the nodes' labels (the metal layer's
+    NodePatches are in `cluster_ready`): k3s builds the pool into the svclb nodeSelector when it
+    first sees the Service, while `updateDaemonSets`, run when the first enablelb label appears,
+    resets existing svclb selectors to `enablelb` alone."""
     if rack.dns.address is None:
         return None
     return {

@@ -257,8 +257,10 @@ def rack_corefile(directory: Path) -> Path:
     return path
 
 
-def query(ns: str, name: str, port: int, *, tcp: bool, server: str = NODE_ADDRESS) -> dns.message.Message:
-    q = dns.message.make_query(name, dns.rdatatype.A)
+def query(
+    ns: str, name: str, port: int, *, tcp: bool, server: str = NODE_ADDRESS, rdtype: str = "A"
+) -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype)
     ask = dns.query.tcp if tcp else dns.query.udp
     return in_netns(ns, lambda: ask(q, server, port=port, timeout=3))
 
@@ -313,6 +315,17 @@ def test_every_served_name_answers_with_the_stack_files_address(servers: Net, vi
         assert dns.rcode.to_text(msg.rcode()) == "NOERROR", name
         assert a_records(msg) == [address], name
         assert msg.flags & dns.flags.AA, f"{name}: the rack answers its names itself"
+
+
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_a_served_name_has_no_aaaa_but_exists(servers: Net, view: str) -> None:
+    """Resolvers ask A and AAAA together: AAAA of a served name is NOERROR with no answer (the name
+    exists), never NXDOMAIN, and never a question for upstream (which holds no such name)."""
+    ns_of, port = VIEWS[view]
+    for name in served_names():
+        msg = query(ns_of(servers), name, port, tcp=False, rdtype="AAAA")
+        assert dns.rcode.to_text(msg.rcode()) == "NOERROR", name
+        assert msg.answer == [], name
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
