@@ -4,8 +4,10 @@ A k3s server gives every `type: LoadBalancer` Service an address: it runs a `svc
 pod on each eligible node and writes those nodes' IPs into `status.loadBalancer.ingress`. A plain
 kube-apiserver has no such controller, so such a Service would stay `<pending>` and
 pulumi-kubernetes' Service awaiter would time out (Gitea's SSH Service is one). This double writes
-the status ServiceLB would: the InternalIPs of the Ready nodes a svclb pod could run on (only the
-nodes labelled `svccontroller.k3s.cattle.io/enablelb=true` if any node is; never a node with a
+the status ServiceLB would: the InternalIPs of the Ready nodes a svclb pod could run on (when any
+node carries the `svccontroller.k3s.cattle.io/enablelb` label, only the nodes labelled `true`, and
+of those, for a Service labelled `svccontroller.k3s.cattle.io/lbpool=<pool>`, only the nodes with
+the same lbpool label, as `newDaemonSet` builds the svclb nodeSelector; never a node with a
 NoSchedule/NoExecute taint the svclb pods do not tolerate). Services with a `loadBalancerClass`
 are left alone, as ServiceLB leaves them. It runs no pods and forwards no traffic.
 
@@ -21,6 +23,7 @@ import time
 from typing import Any
 
 ENABLE_LB = "svccontroller.k3s.cattle.io/enablelb"
+LB_POOL = "svccontroller.k3s.cattle.io/lbpool"
 TOLERATED = {"CriticalAddonsOnly", "node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane"}
 """Taint keys the svclb DaemonSet tolerates (k3s pkg/cloudprovider/servicelb.go)."""
 
@@ -36,14 +39,21 @@ def kubectl(kubectl_bin: str, kubeconfig: str, *args: str, stdin: str | None = N
     return proc.stdout
 
 
-def eligible_ips(nodes: list[dict[str, Any]]) -> list[str]:
+def eligible_ips(nodes: list[dict[str, Any]], pool_label: str | None = None) -> list[str]:
     def ready(node: dict[str, Any]) -> bool:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
 
     def tolerated(node: dict[str, Any]) -> bool:
         return all(t["key"] in TOLERATED or t["effect"] == "PreferNoSchedule" for t in node["spec"].get("taints", []))
 
-    pool = [n for n in nodes if n["metadata"].get("labels", {}).get(ENABLE_LB) == "true"] or nodes
+    def labels(node: dict[str, Any]) -> dict[str, str]:
+        return dict(node["metadata"].get("labels") or {})
+
+    pool = nodes
+    if any(ENABLE_LB in labels(n) for n in nodes):  # k3s nodeHasDaemonSetLabel: the key on any node
+        pool = [n for n in nodes if labels(n).get(ENABLE_LB) == "true"]
+        if pool_label:
+            pool = [n for n in pool if labels(n).get(LB_POOL) == pool_label]
     ips = []
     for node in pool:
         if not (ready(node) and tolerated(node)) or node["spec"].get("unschedulable"):
@@ -55,11 +65,11 @@ def eligible_ips(nodes: list[dict[str, Any]]) -> list[str]:
 def sync(kubectl_bin: str, kubeconfig: str) -> None:
     nodes = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "nodes", "-o", "json"))["items"]
     services = json.loads(kubectl(kubectl_bin, kubeconfig, "get", "services", "-A", "-o", "json"))["items"]
-    ips = eligible_ips(nodes)
     for svc in services:
         spec = svc["spec"]
         if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass"):
             continue
+        ips = eligible_ips(nodes, (svc["metadata"].get("labels") or {}).get(LB_POOL))
         current = svc.get("status", {}).get("loadBalancer", {}).get("ingress", [])
         if [i.get("ip") for i in current] == ips:
             continue

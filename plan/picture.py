@@ -7,7 +7,8 @@ What it draws, top to bottom like a rack: one box per node (hostname, class, rol
 by class) with CPU and memory bars (requested against allocatable), a disk bar where the node has
 `storage` (the Gi its pinned volumes request against the disk's size, one segment and one chip
 per volume), the ingress host names on the node they resolve to (where ServiceLB takes the
-connection, see `plan.wiring.ingress_json`), and one row per workload placed on it (with its
+connection, see `plan.wiring.ingress_json`), a `dns` line on the node at `rack.dns.address` (the
+LAN's DNS server for the domain, `plan.wiring.lan_dns_json`), and one row per workload placed on it (with its
 replica count there, and the host names that route to it); then the GPU host with its containers
 and the in-cluster Service that points at it; then, if any, the replicas no node could take, the
 link targets the plan does not contain, and an ingress address no node serves. On the right, one
@@ -203,10 +204,12 @@ class Disk:
 @dataclass
 class IngressStrip:
     text: str
-    """The grey line after the `ingress` label."""
+    """The grey line after the label."""
     tooltip: str
     chips: list[Chip]
     y: float = 0.0
+    label: str = "ingress"
+    """`ingress`, or `dns` for the LAN DNS line."""
 
 
 @dataclass
@@ -222,6 +225,8 @@ class Box:
     """(label, requested, allocatable, unit) for a node."""
     disk: Disk | None = None
     ingress: IngressStrip | None = None
+    dns: IngressStrip | None = None
+    """The LAN DNS line, on the node at `rack.dns.address`."""
     empty_text: str = ""
     dashed: bool = False
     y: float = 0.0
@@ -331,6 +336,17 @@ def _ingress_strip(plan: dict[str, Any], served: bool) -> IngressStrip:
     return IngressStrip(text=text, tooltip=tip, chips=_chips(items))
 
 
+def _dns_strip(dns: dict[str, Any]) -> IngressStrip:
+    ports = " + ".join(dns.get("ports") or []) or "no Service"
+    text = f"{dns['zone']} answered on {dns['address']} ({ports}): ServiceLB here → CoreDNS"
+    tip = (
+        f"the LAN's DNS server for {dns['zone']}: ServiceLB's pod on this node holds {ports} and forwards to "
+        f"CoreDNS, which answers the rack's names and forwards names outside the domain to "
+        f"{', '.join(dns.get('upstream') or [])} (docs/lan-dns.md)"
+    )
+    return IngressStrip(text=text, tooltip=tip, chips=[], label="dns")
+
+
 def _node_boxes(plan: dict[str, Any]) -> tuple[list[Box], list[Row]]:
     """The node boxes with their pod rows, plus the rows of replicas no node took."""
     by_node: dict[str | None, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -367,6 +383,7 @@ def _node_boxes(plan: dict[str, Any]) -> tuple[list[Box], list[Row]]:
 
     entry = (plan.get("ingress") or {}).get("node")
     has_routes = bool((plan.get("ingress") or {}).get("routes"))
+    dns = plan.get("dns")
     boxes = []
     for n in plan.get("nodes", []):
         host = n["hostname"]
@@ -386,6 +403,7 @@ def _node_boxes(plan: dict[str, Any]) -> tuple[list[Box], list[Row]]:
                 ],
                 disk=_disk(n, plan),
                 ingress=_ingress_strip(plan, served=True) if has_routes and entry == host else None,
+                dns=_dns_strip(dns) if dns is not None and dns.get("node") == host else None,
                 empty_text=empty,
                 tooltip=f"{host}{address}: capacity {_fmt_cpu(cap['cpu_m'])} CPU, {_fmt_mem(cap['memory_mib'])}; "
                 f"allocatable {_fmt_cpu(alloc['cpu_m'])}, {_fmt_mem(alloc['memory_mib'])}",
@@ -599,6 +617,9 @@ def layout(plan: dict[str, Any]) -> Layout:
             b.ingress.y = ly
             ly += LINE_H
             ly += CHIP_PITCH * _place_chips(b.ingress.chips, MARGIN + INNER_X, ly, BOX_W - 2 * INNER_X)
+        if b.dns:
+            b.dns.y = ly
+            ly += LINE_H
         ry = ly + 2 if ly > y + HEADER_H + 8 else y + HEADER_H + PAD
         for r in b.rows:
             r.y = ry
@@ -738,6 +759,8 @@ def _box_svg(b: Box, lay: Layout) -> list[str]:
         out.extend(_disk_svg(b.disk, lay))
     if b.ingress:
         out.extend(_ingress_svg(b.ingress))
+    if b.dns:
+        out.extend(_ingress_svg(b.dns))
     for r in b.rows:
         out.extend(_row_svg(r, b, lay))
     if not b.rows and b.empty_text:
@@ -790,12 +813,12 @@ def _disk_svg(d: Disk, lay: Layout) -> list[str]:
 
 def _ingress_svg(s: IngressStrip) -> list[str]:
     bx = MARGIN + INNER_X
-    label_w = text_width("ingress", 12, bold=True) + 10
+    label_w = text_width(s.label, 12, bold=True) + 10
     text = fit(s.text, 11, BOX_W - 2 * INNER_X - label_w)
     out = [
-        '<g class="ingress">',
+        f'<g class="{_t(s.label)}">',
         f"<title>{_t(s.tooltip)}</title>",
-        f'<text x="{bx}" y="{_n(s.y + 12)}" font-size="12" font-weight="bold" fill="#374151">ingress</text>',
+        f'<text x="{bx}" y="{_n(s.y + 12)}" font-size="12" font-weight="bold" fill="#374151">{_t(s.label)}</text>',
         f'<text x="{_n(bx + label_w)}" y="{_n(s.y + 12)}" font-size="11" fill="#4b5563">{_t(text)}</text>',
     ]
     for c in s.chips:

@@ -14,7 +14,7 @@ from typing import Any
 from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
-from plan.wiring import INGRESS_TYPE, gitea_database_links, ingress_json, storage_json, volumes_json
+from plan.wiring import INGRESS_TYPE, gitea_database_links, ingress_json, lan_dns_json, storage_json, volumes_json
 from rack.config import Rack
 from rack.k3s_releases import release_warnings
 from rack.loader import Loaded
@@ -100,6 +100,7 @@ class PlanResult:
             "volumes": volumes,
             "ingress": ingress_json(rack, registrations, workloads, sched.nodes),
             "urls": self.urls(),
+            "dns": lan_dns_json(rack, registrations),
             # By URN: the SDK's registration order varies from run to run (it follows asyncio
             # scheduling), and a plan diffed between two commits must show only real changes.
             "resources": [_resource_json(r) for r in sorted(self.recording, key=lambda r: r.urn)],

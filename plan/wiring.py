@@ -7,7 +7,9 @@ Creates nothing in Pulumi. Pure functions of the registered objects (the rendere
 - `storage_json`: a node's `storage` (config: path and size) with the Gi its volumes request;
 - `ingress_json`: every Ingress rule (host -> Service -> the workloads its selector matches) and
   the node the names resolve to (see `ingress_json` for why that node is the one serving them);
-- `gitea_database_links`: Gitea -> the database Service its rendered env points at.
+- `gitea_database_links`: Gitea -> the database Service its rendered env points at;
+- `lan_dns_json`: where the LAN asks for the names under the domain (`rack.dns.address`), the
+  node there and the ports of the registered `coredns-lan` Service.
 """
 
 from __future__ import annotations
@@ -165,6 +167,30 @@ def ingress_json(
         "address_of": at.hostname if at is not None else None,
         "node": at.hostname if serves and at is not None else None,
         "routes": sorted(routes, key=lambda x: (str(x["host"]), str(x["path"]))),
+    }
+
+
+LAN_DNS_SERVICE = ("kube-system", "coredns-lan")
+"""The LoadBalancer Service of components/system/coredns_config.py."""
+
+
+def lan_dns_json(rack: Rack, registrations: list[Registration]) -> dict[str, Any] | None:
+    """The LAN's DNS server for the domain, or null without `rack.dns.address`: the address, the
+    node holding it (the config check guarantees one that ServiceLB serves), and the `port/protocol`
+    pairs of the registered Service (ServiceLB holds those host ports on that node only)."""
+    if rack.dns.address is None:
+        return None
+    at = next((n for n in rack.nodes if n.address == rack.dns.address), None)
+    ports: list[str] = []
+    for r in registrations:
+        if r.type == SERVICE_TYPE and _meta(r) == LAN_DNS_SERVICE:
+            ports = sorted(f"{p.get('port')}/{p.get('protocol', 'TCP').lower()}" for p in r.inputs["spec"]["ports"])
+    return {
+        "address": str(rack.dns.address),
+        "node": at.hostname if at is not None else None,
+        "zone": rack.domain,
+        "ports": ports,
+        "upstream": [str(a) for a in rack.dns.upstream],
     }
 
 

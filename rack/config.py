@@ -460,6 +460,8 @@ class Dns(Model):
     """Resolvers CoreDNS forwards to (every node's k3s `resolv-conf`; the kubelet passes pods at most 3)."""
     records: dict[DnsLabel, Ipv4] = Field(default_factory=dict)
     """Extra names under `domain`, served by the cluster's CoreDNS."""
+    address: Ipv4 | None = None
+    """Optional: a node's address where the LAN asks for the names under `domain` (port 53; docs/lan-dns.md)."""
 
 
 class Ingress(Model):
@@ -1021,6 +1023,21 @@ def rack_problems(rack: Rack) -> list[Issue]:
     for i, app in enumerate(rack.apps):
         if len(set(app.uses)) != len(app.uses):
             issues.append(Issue(f"rack.apps[{i}].uses", "lists a name twice"))
+
+    # the LAN DNS address: ServiceLB answers only on node addresses, and not on a node whose
+    # taint its pods do not tolerate (components/system/coredns_config.py)
+    if rack.dns.address is not None:
+        at = next((n for n in nodes if n.address == rack.dns.address), None)
+        if at is None:
+            problem = f"'{rack.dns.address}' is no node's address: k3s ServiceLB answers only there"
+            issues.append(Issue("rack.dns.address", problem))
+        elif at.node_class == NodeClass.EXPERIMENTAL:
+            issues.append(
+                Issue(
+                    "rack.dns.address",
+                    f"'{rack.dns.address}' is {at.hostname}, an experimental node: its taint keeps ServiceLB off it",
+                )
+            )
 
     # names under the domain
     claimed: dict[str, str] = {}

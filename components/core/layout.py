@@ -69,6 +69,32 @@ def node_labels(*, node_class: NodeClass, role: Role, arch: Arch) -> dict[str, s
     return {CLASS_LABEL: str(node_class), ROLE_LABEL: str(role), ARCH_LABEL: str(arch)}
 
 
+SERVICELB_ENABLE_LABEL = "svccontroller.k3s.cattle.io/enablelb"
+"""k3s ServiceLB: once any node carries this label, svclb pods run only on nodes labelled `true`."""
+SERVICELB_POOL_LABEL = "svccontroller.k3s.cattle.io/lbpool"
+"""k3s ServiceLB: a Service with this label gets svclb pods only on nodes with the same value."""
+LAN_DNS_POOL = "rack-lan-dns"
+"""The ServiceLB pool of the LAN DNS Service: the one node at `rack.dns.address`."""
+
+
+def servicelb_labels(*, lan_dns: bool | None) -> dict[str, str]:
+    """ServiceLB node labels pinning the LAN DNS Service to one node (pure).
+
+    `lan_dns` None: no LAN DNS address, no labels (ServiceLB's default: every node). Otherwise
+    every node is labelled `enablelb=true`, so every other LoadBalancer Service (Traefik, Gitea's
+    SSH) still runs on every node, and the node at the address (`lan_dns` True) also carries the
+    pool label. k3s' `newDaemonSet` (pkg/cloudprovider/servicelb.go) sets the svclb DaemonSet's
+    nodeSelector to `enablelb: "true"` only when some node has the enablelb label, and adds
+    `lbpool: <the Service's lbpool label>` to it; the pool alone, without enablelb on the nodes,
+    would be ignored (docs.k3s.io/networking/networking-services, "ServiceLB node selection")."""
+    if lan_dns is None:
+        return {}
+    labels = {SERVICELB_ENABLE_LABEL: "true"}
+    if lan_dns:
+        labels[SERVICELB_POOL_LABEL] = LAN_DNS_POOL
+    return labels
+
+
 def node_taints(*, node_class: NodeClass, role: Role) -> list[Taint]:
     """Servers keep the control plane free of workloads; experimental nodes repel all but experiments."""
     taints: list[Taint] = []

@@ -28,7 +28,8 @@ hostname, never by list position):
   until the Node is registered; delete cordons, drains and deletes the Node. It depends on the
   node's membership, so on removal the drain runs before the uninstall.
 - `<name>-<hostname>-layout` (kubernetes.core.v1.NodePatch) per node: the labels of the layout
-  vocabulary, reconciled through the API after join (k3s only applies them at registration).
+  vocabulary, reconciled through the API after join (k3s only applies them at registration); with
+  `rack.dns.address`, also the ServiceLB labels that pin the LAN DNS Service to that node.
 - `<name>-<hostname>-taints` (remote.Command on the bootstrap server) per node, after its
   NodePatch: the taints this program owns (`rack.homelab.io/*` and the control-plane taint) made
   exactly the layout's with `kubectl taint`, every other taint left alone. Not in the NodePatch:
@@ -54,6 +55,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from ipaddress import IPv4Address
 from typing import Any
 
 import pulumi
@@ -61,7 +63,7 @@ import pulumi_kubernetes as k8s
 
 from components.core.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.core.kubernetes_object import KubernetesObject
-from components.core.layout import node_labels, node_taints
+from components.core.layout import node_labels, node_taints, servicelb_labels
 from components.core.remote_command import LOGGING_NONE, Connection, RemoteCommand, connection
 from components.metal.k3s_node import K3sNode, K3sNodeArgs
 from components.metal.k3s_scripts import (
@@ -98,15 +100,21 @@ def ssh_connection(rack: Rack, node: Node, private_key: pulumi.Input[str] | None
     )
 
 
-def render_node_layout(node: Node) -> dict[str, Any]:
-    """The Node fields this program applies: class/role/arch labels (pure). Labels are a map, so
-    server-side apply owns only these keys. Taints are the `-taints` command's (`taints_script`)."""
+def render_node_layout(node: Node, *, lan_dns_address: IPv4Address | None = None) -> dict[str, Any]:
+    """The Node fields this program applies: class/role/arch labels, and with `rack.dns.address`
+    the ServiceLB labels pinning the LAN DNS Service to the node at that address
+    (`servicelb_labels`) (pure). Labels are a map, so server-side apply owns only these keys.
+    Taints are the `-taints` command's (`taints_script`)."""
+    lan_dns = None if lan_dns_address is None else node.address == lan_dns_address
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": node.hostname,
-            "labels": node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
+            "labels": {
+                **node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
+                **servicelb_labels(lan_dns=lan_dns),
+            },
             "annotations": {PATCH_FORCE: "true"},
         },
     }
@@ -322,7 +330,7 @@ class K3sCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[k3s_node.install, k3s_node.membership]),
             )
             self.registrations[node.hostname] = registration
-            manifest = render_node_layout(node)
+            manifest = render_node_layout(node, lan_dns_address=rack.dns.address)
             self.layouts[node.hostname] = KubernetesObject(
                 f"{name}-{node.hostname}-layout",
                 manifest,

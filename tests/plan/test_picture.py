@@ -333,6 +333,15 @@ def test_svg_puts_host_names_on_the_node_that_serves_them(homelab_plan: dict[str
     assert len(rows) == len(placed) == 9  # api, auth and social twice; devotional, git, grafana once
 
 
+def test_svg_draws_the_lan_dns_line_on_the_node_at_dns_address(homelab_plan: dict[str, Any]) -> None:
+    groups = node_groups(svg_root(homelab_plan))
+    with_dns = {host for host, g in groups.items() if classed(g, "g", "dns")}
+    assert with_dns == {"rack-pi-1"}  # the stack file's dns.address, 192.168.10.21
+    (line,) = classed(groups["rack-pi-1"], "g", "dns")
+    text = " ".join(t.text or "" for t in line.iter(f"{SVG_NS}text"))
+    assert "lab.home.arpa answered on 192.168.10.21 (53/tcp + 53/udp)" in text
+
+
 def test_an_ingress_address_no_node_serves_gets_its_own_box() -> None:
     root = svg_root(stress_plan(ingress_node=None))
     groups = node_groups(root)

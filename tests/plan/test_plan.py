@@ -54,6 +54,7 @@ def test_homelab_plan_is_valid_and_complete(homelab_plan: PlanResult) -> None:
     assert set(data) == {
         "stack", "nodes", "placements", "external", "backups", "resources", "problems", "links", "volumes", "ingress",
         "urls",
+        "dns",
     }
     assert data["stack"] == "homelab"
     assert [n["hostname"] for n in data["nodes"]] == ["rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1"]

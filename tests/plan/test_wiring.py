@@ -127,6 +127,23 @@ def test_the_node_serving_the_ingress_is_where_servicelb_runs(
     assert ingress["node"] == (hostname if serves else None)
 
 
+def test_the_lan_dns_server_is_the_node_at_dns_address_with_the_services_ports(
+    raw: dict[str, Any], plan: dict[str, Any]
+) -> None:
+    """From the stack file: dns.address 192.168.10.21 is rack-pi-1; ports from the registered Service."""
+    assert raw["dns"]["address"] == "192.168.10.21"
+    assert plan["dns"] == {
+        "address": "192.168.10.21",
+        "node": "rack-pi-1",
+        "zone": "lab.home.arpa",
+        "ports": ["53/tcp", "53/udp"],
+        "upstream": ["1.1.1.1", "9.9.9.9"],
+    }
+    changed = stack_raw("homelab")
+    del changed["dns"]["address"]
+    assert plan_json(changed)["dns"] is None
+
+
 def test_gitea_links_to_the_postgres_its_env_names(raw: dict[str, Any], plan: dict[str, Any]) -> None:
     gitea_links = [link for link in plan["links"] if link["from"] == "ci/gitea"]
     assert gitea_links == [{"from": "ci/gitea", "to": "data/postgres", "uses": "postgres", "kind": "database"}]

@@ -106,7 +106,9 @@ def test_service_in_a_namespace_the_system_layer_owns_reuses_it(
     assert out[0].namespace is None
     namespaces = [r for r in rec.of_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == "apps"]
     (apps_ns,) = namespaces
-    (svc,) = rec.of_type("kubernetes:core/v1:Service")
+    # the GPU layer's Service (the system layer also registers kube-system/coredns-lan)
+    services = rec.of_type("kubernetes:core/v1:Service")
+    (svc,) = [r for r in services if r.inputs["metadata"]["namespace"] != "kube-system"]
     assert svc.inputs["metadata"]["namespace"] == "apps"
     assert apps_ns.urn in svc.depends_on
 

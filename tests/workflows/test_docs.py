@@ -21,6 +21,7 @@ DOCS = [
         "gitea-ci.md",
         "images.md",
         "init.md",
+        "lan-dns.md",
         "plan-exit-codes.md",
         "trust.md",
     )

@@ -493,14 +493,21 @@ def test_names_are_stable_when_the_node_list_is_reordered(record: Callable[..., 
 def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(record: Callable[..., Recording]) -> None:
     rack: Rack = parse_rack(raw_rack())
     rec = build(record, raw_rack())
+    assert str(rack.dns.address) == "192.168.10.21"  # rack-pi-1
     for node in rack.nodes:
-        manifest = render_node_layout(node)
+        manifest = render_node_layout(node, lan_dns_address=rack.dns.address)
         kubernetes_validate.validate(manifest, "1.31", strict=True)
         patch = rec.by_name(f"k3s-{node.hostname}-layout")
         assert patch.inputs["metadata"]["name"] == node.hostname
-        assert patch.inputs["metadata"]["labels"] == node_labels(
-            node_class=node.node_class, role=node.role, arch=node.arch
-        )
+        # With rack.dns.address every node is in ServiceLB's enablelb set (so Traefik and Gitea's
+        # SSH keep every node), and only the node at the address is in the LAN DNS pool.
+        servicelb = {"svccontroller.k3s.cattle.io/enablelb": "true"}
+        if node.hostname == "rack-pi-1":
+            servicelb["svccontroller.k3s.cattle.io/lbpool"] = "rack-lan-dns"
+        assert patch.inputs["metadata"]["labels"] == {
+            **node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
+            **servicelb,
+        }
         assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
         # never spec.taints: an atomic list, a server-side apply would own (and replace) all of it
         assert "spec" not in patch.inputs
@@ -576,3 +583,16 @@ def test_the_provider_gets_a_service_account_token_never_the_admin_certificate(
     assert f"create token {PROGRAM_ACCOUNT} --duration={TOKEN_DAYS * 24}h" in script
     assert "name: cluster-admin" in script and "client-certificate" not in script
     assert rec.by_name("k3s-kubeconfig").inputs["logging"] == "none"
+
+
+def test_without_a_lan_dns_address_no_node_gets_a_servicelb_label(record: Callable[..., Recording]) -> None:
+    """ServiceLB's default (every node) stays untouched: one enablelb label on any node would
+    switch every LoadBalancer Service to the labelled nodes only."""
+    raw = raw_rack()
+    del raw["dns"]["address"]
+    rack: Rack = parse_rack(raw)
+    rec = build(record, raw)
+    for node in rack.nodes:
+        labels = rec.by_name(f"k3s-{node.hostname}-layout").inputs["metadata"]["labels"]
+        assert labels == node_labels(node_class=node.node_class, role=node.role, arch=node.arch)
+        assert not any(k.startswith("svccontroller.k3s.cattle.io/") for k in labels)

@@ -1,0 +1,54 @@
+"""lab/servicelb-double.py: the addresses it writes into a LoadBalancer Service's status follow
+k3s' ServiceLB node selection (pkg/cloudprovider/servicelb.go: `nodeHasDaemonSetLabel`, then
+`newDaemonSet`'s nodeSelector `enablelb: "true"` plus the Service's `lbpool` label), with the
+labels the program's NodePatch writes (components.metal.k3s_cluster.render_node_layout)."""
+
+from __future__ import annotations
+
+import importlib.util
+from ipaddress import IPv4Address
+from types import ModuleType
+from typing import Any
+
+from components.metal.k3s_cluster import render_node_layout
+from rack.config import parse_rack
+from tests.conftest import ROOT, stack_raw
+
+
+def double() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("servicelb_double", ROOT / "lab" / "servicelb-double.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def api_nodes(dns_address: str | None) -> list[dict[str, Any]]:
+    """The homelab's nodes as the API would show them after the NodePatches (Ready, no taints)."""
+    rack = parse_rack(stack_raw("homelab"))
+    address = IPv4Address(dns_address) if dns_address else None
+    return [
+        {
+            "metadata": render_node_layout(n, lan_dns_address=address)["metadata"],
+            "spec": {},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": str(n.address)}],
+            },
+        }
+        for n in rack.nodes
+    ]
+
+
+ALL = ["192.168.10.11", "192.168.10.21", "192.168.10.22", "192.168.10.31", "192.168.10.41"]
+
+
+def test_without_labels_every_node_serves() -> None:
+    assert double().eligible_ips(api_nodes(None)) == ALL
+    assert double().eligible_ips(api_nodes(None), "rack-lan-dns") == ALL  # a pool alone is ignored
+
+
+def test_the_lan_dns_pool_is_the_one_node_and_other_services_keep_every_node() -> None:
+    nodes = api_nodes("192.168.10.21")
+    assert double().eligible_ips(nodes, "rack-lan-dns") == ["192.168.10.21"]
+    assert double().eligible_ips(nodes) == ALL
