@@ -75,6 +75,9 @@ def login_outputs(stack: RackStack, loaded: Loaded) -> dict[str, Any]:
     if stack.observability.grafana_url is not None:
         urls["grafana"] = stack.observability.grafana_url
     out: dict[str, Any] = {"urls": dict(sorted(urls.items()))}
+    if rack.dns.address is not None:
+        # Where the router's conditional forwarder (or the laptop) sends the domain (docs/lan-dns.md).
+        out["dns_address"] = str(rack.dns.address)
     gitea = stack.ci.components.get("gitea")
     if rack.gitea is not None and isinstance(gitea, Gitea):
         out["gitea_admin_user"] = rack.gitea.admin_user

@@ -39,6 +39,7 @@ def test_urls_and_admin_logins_are_outputs(known_secrets: None, homelab: Loaded)
     assert len(outs["urls"]) == 6  # api, auth, social, devotional, gitea, grafana in the sample
     assert outs["gitea_admin_user"] == raw["gitea"].get("admin-user", "gitea-admin")
     assert outs["grafana_admin_user"] == "admin"  # GF_SECURITY_ADMIN_USER, the Grafana image's default
+    assert outs["dns_address"] == raw["dns"]["address"]  # the LAN DNS server the router forwards to
 
     def check(args: list[Any]) -> None:
         gitea, grafana, gitea_secret, grafana_secret = args
