@@ -83,6 +83,7 @@ def build_apps(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform:
                 namespace=system.namespace_of(app.category),
                 failover_seconds=rack.failover_seconds,
                 endpoints=endpoints,
+                registry_host=rack.registry_host(),
             ),
             pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=[namespace]),
         )

@@ -12,6 +12,8 @@ Creates, under the component `homelab:apps:AppWorkload`:
   dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir for /tmp, no API
   token); requests and limits from config (equal: Guaranteed QoS, the last to be evicted when a
   Pi runs short); environment wired from `uses`, passwords only by secretKeyRef;
+  `pulumi.com/skipAwait: "true"` when `pulumi up` should not wait for its rollout (`wait`, see
+  `skips_await`: by default, images from the rack's own registry, which CI may not have built yet);
 - `Service` (ClusterIP) on the app port;
 - `PodDisruptionBudget` (minAvailable: replicas - 1) when replicas >= 2;
 - `NetworkPolicy` `<app>`: ingress from Traefik only when the app has a `host`, egress only to
@@ -42,9 +44,13 @@ from components.core.network_policy import (
     rule,
     tcp,
 )
-from rack.config import App
+from rack.config import App, image_registry
 from rack.endpoints import ServiceEndpoint
 from rack.vocabulary import Category
+
+SKIP_AWAIT = "pulumi.com/skipAwait"
+"""pulumi-kubernetes' annotation: create and update return once the API server accepted the
+object, without waiting for the rollout (the provider's await logic is skipped)."""
 
 RUN_AS_USER = 65532
 """The uid apps run as when the image does not say: the distroless `nonroot` convention."""
@@ -95,6 +101,16 @@ def render_env(app: App, endpoints: Sequence[ServiceEndpoint]) -> list[dict[str,
     return env
 
 
+def skips_await(app: App, registry_host: str | None) -> bool:
+    """Whether `pulumi up` skips waiting for the app's rollout (pure): `wait: false` always,
+    `wait: true` never, `wait: auto` when the image comes from the rack's own registry
+    (`registry_host`, Gitea's): on a fresh rack nobody has built it yet, and waiting on an
+    ImagePullBackOff would stall the first `up` for the provider's 10 minutes, then fail it."""
+    if app.wait == "auto":
+        return registry_host is not None and image_registry(app.image) == registry_host
+    return not app.wait
+
+
 def _probe(app: App, *, period: int, failures: int) -> dict[str, Any]:
     action: dict[str, Any] = (
         {"httpGet": {"path": app.health_path, "port": "http"}} if app.health_path else {"tcpSocket": {"port": "http"}}
@@ -108,6 +124,7 @@ def render_deployment(
     namespace: str,
     failover_seconds: int | None = None,
     env: list[dict[str, Any]] | None = None,
+    skip_await: bool = False,
 ) -> dict[str, Any]:
     """The Deployment manifest of an app (pure)."""
     labels = workload_labels(app.name, app.category)
@@ -141,10 +158,13 @@ def render_deployment(
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
         **pod_placement(app.name, app.category, failover_seconds=failover_seconds),
     }
+    metadata: dict[str, Any] = {"name": app.name, "namespace": namespace, "labels": labels}
+    if skip_await:
+        metadata["annotations"] = {SKIP_AWAIT: "true"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": app.name, "namespace": namespace, "labels": labels},
+        "metadata": metadata,
         "spec": {
             "replicas": app.replicas,
             "selector": {"matchLabels": {WORKLOAD_LABEL: app.name}},
@@ -236,6 +256,8 @@ class AppWorkloadArgs:
     """Not-ready/unreachable toleration for stateless pods (None: Kubernetes' 300 s)."""
     endpoints: list[ServiceEndpoint] = field(default_factory=list)
     """What the app `uses`, resolved (in `uses` order): wires env, the Secret and egress."""
+    registry_host: str | None = None
+    """The rack's own image registry (`rack.registry_host()`): `wait: auto` skips the rollout wait for its images."""
 
 
 class AppWorkload(pulumi.ComponentResource):
@@ -262,7 +284,13 @@ class AppWorkload(pulumi.ComponentResource):
         sec = render_secret(app, namespace=ns, string_data=passwords)
         self.secret = KubernetesObject(f"{name}-secret", sec, child) if sec is not None else None
 
-        dep = render_deployment(app, namespace=ns, failover_seconds=failover, env=render_env(app, args.endpoints))
+        dep = render_deployment(
+            app,
+            namespace=ns,
+            failover_seconds=failover,
+            env=render_env(app, args.endpoints),
+            skip_await=skips_await(app, args.registry_host),
+        )
         self.deployment = KubernetesObject(
             f"{name}-deployment",
             dep,
