@@ -23,6 +23,7 @@ from components.apps.app_workload import (
     render_pdb,
     render_secret,
     render_service,
+    skips_await,
 )
 from components.core.layout import CLASS_LABEL, EXPERIMENTAL_TAINT_KEY
 from plan.engine import Recording
@@ -211,3 +212,38 @@ def test_component_without_passwords_makes_no_secret(record: Callable[..., Recor
 
     rec = record(program)
     assert sorted(r.type.split(":")[-1] for r in rec if r.custom) == ["Deployment", "NetworkPolicy", "Service"]
+
+
+# --- the rollout wait (pulumi-kubernetes' skipAwait) --------------------------------------------
+
+RACK_REGISTRY = "git.lab.home.arpa"
+
+
+@pytest.mark.parametrize(
+    ("wait", "image", "registry", "skipped"),
+    [
+        # auto: only images of the rack's own registry, which CI may not have built yet
+        ("auto", "git.lab.home.arpa/bible/api:1.8.0", RACK_REGISTRY, True),
+        ("auto", "ghcr.io/example/api:3.2.1", RACK_REGISTRY, False),
+        ("auto", "docker.io/library/nginx:1.27.3", RACK_REGISTRY, False),
+        ("auto", "git.lab.home.arpa.example.com/x/y:1.0.0", RACK_REGISTRY, False),  # another host
+        ("auto", "git.lab.home.arpa/bible/api:1.8.0", None, False),  # no Gitea: nothing is the rack's
+        # explicit settings win either way
+        (True, "git.lab.home.arpa/bible/api:1.8.0", RACK_REGISTRY, False),
+        (False, "ghcr.io/example/api:3.2.1", RACK_REGISTRY, True),
+    ],
+)
+def test_which_apps_skip_the_rollout_wait(wait: Any, image: str, registry: str | None, skipped: bool) -> None:
+    a = app(wait=wait, image=image)
+    assert skips_await(a, registry) is skipped
+    dep = validate(render_deployment(a, namespace="apps", skip_await=skips_await(a, registry)))
+    annotations = dep["metadata"].get("annotations", {})
+    # pulumi-kubernetes reads exactly this key and value (the provider's await logic is skipped)
+    assert (annotations.get("pulumi.com/skipAwait") == "true") is skipped
+    assert "annotations" not in dep["spec"]["template"]["metadata"]  # never the pods': no restart
+
+
+def test_wait_is_true_false_or_auto() -> None:
+    with pytest.raises(ValueError, match="wait"):
+        app(wait="sometimes")
+    assert app().wait == "auto"
