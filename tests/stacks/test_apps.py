@@ -569,3 +569,8 @@ def test_homelab_apps_from_the_rack_registry_skip_the_rollout_wait(
     for reg in rec.of_type("kubernetes:apps/v1:Deployment"):
         annotations = manifest(reg)["metadata"].get("annotations", {})
         assert (annotations.get("pulumi.com/skipAwait") == "true") is expected.get(reg.name, False), reg.name
+    # each of them reports its rollout over SSH on the bootstrap server instead
+    reports = {r.name: r for r in rec.of_type("command:remote:Command") if r.name.endswith("-rollout")}
+    assert sorted(reports) == sorted(f"app-{a.name}-rollout" for a in rack.apps if a.image.startswith(prefix))
+    for r in reports.values():
+        assert r.inputs["connection"]["host"] == str(rack.bootstrap().address)

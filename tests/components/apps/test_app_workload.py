@@ -23,9 +23,12 @@ from components.apps.app_workload import (
     render_pdb,
     render_secret,
     render_service,
+    reports_rollout,
     skips_await,
 )
 from components.core.layout import CLASS_LABEL, EXPERIMENTAL_TAINT_KEY
+from components.core.remote_command import connection
+from components.metal.k3s_cluster import NodeAccess
 from plan.engine import Recording
 from rack.config import App
 from rack.endpoints import ServiceEndpoint
@@ -247,3 +250,39 @@ def test_wait_is_true_false_or_auto() -> None:
     with pytest.raises(ValueError, match="wait"):
         app(wait="sometimes")
     assert app().wait == "auto"
+
+
+def test_auto_rack_registry_apps_get_a_rollout_report_on_the_bootstrap_server(
+    record: Callable[..., Recording],
+) -> None:
+    boot = connection(host="192.168.10.11", user="ops")
+
+    def program() -> None:
+        after = pulumi.CustomResource("test:index:Bootstrap", "boot")
+        access = NodeAccess(connection=boot, user="ops", after=after)
+        for name, wait in (("auto", "auto"), ("never", False), ("always", True)):
+            AppWorkload(
+                f"app-{name}",
+                AppWorkloadArgs(
+                    app=app(name=name, image=f"{RACK_REGISTRY}/bible/{name}:1.0.0", wait=wait),
+                    namespace="apps",
+                    registry_host=RACK_REGISTRY,
+                    rollout_access=access,
+                ),
+            )
+
+    rec = record(program)
+    reports = [r for r in rec if r.name.endswith("-rollout")]
+    # only `wait: auto` reports in place of the provider's wait; false waits for nothing, true
+    # leaves the wait to the provider
+    assert [r.name for r in reports] == ["app-auto-rollout"]
+    report = reports[0]
+    assert report.inputs["connection"]["host"] == "192.168.10.11"
+    assert report.inputs["create"] == report.inputs["update"]  # a changed image re-runs it
+    assert f"IMAGE={RACK_REGISTRY}/bible/auto:1.0.0" in report.inputs["create"]
+    assert "sudo -n bash -c" in report.inputs["create"]  # the SSH user is not root
+    deps = {d.split("::")[-1] for d in report.depends_on}
+    assert {"app-auto-deployment", "boot"} <= deps
+    assert "delete" not in report.inputs
+    assert reports_rollout(app(wait="auto", image=f"{RACK_REGISTRY}/x/y:1.0.0"), RACK_REGISTRY)
+    assert not reports_rollout(app(wait="auto", image="ghcr.io/x/y:1.0.0"), RACK_REGISTRY)

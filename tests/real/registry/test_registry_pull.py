@@ -9,7 +9,7 @@ Double: k3s' rendering of registries.yaml into containerd's config (`k3s_render_
 below), written after k3s' own templates: `configs.<host>.auth` into config.toml's
 `plugins."io.containerd.grpc.v1.cri".registry.configs."<host>".auth` with `config_path` set to
 the hosts directory, and `configs.<host>.tls.ca_file` into `certs.d/<host>/hosts.toml` as the
-host entry's `ca` (k3s pkg/agent/templates, HostsTomlTemplate; pkg/agent/containerd/config.go).
+default endpoint's `ca` (k3s pkg/agent/templates; pkg/agent/containerd/config.go and its tests).
 k3s itself is not packaged for Debian.
 
 Everything runs inside a network namespace made here, whose /etc/hosts (`ip netns exec` mounts
@@ -38,6 +38,7 @@ import grpc
 import pytest
 import yaml
 
+from components.apps.app_workload import NOT_IN_REGISTRY
 from components.ci.gitea import PULL_USER
 from components.metal.k3s_scripts import REGISTRY_CA_PATH, HostLayout, render_registries
 from tests.prereq import need, unmet
@@ -167,12 +168,17 @@ def k3s_render_containerd(registries_yaml: str, directory: Path) -> Path:
             lines.append(f'[plugins."io.containerd.grpc.v1.cri".registry.configs."{host}".auth]')
             lines += [f"  {key} = {json.dumps(auth[key])}" for key in ("username", "password") if auth.get(key)]
         tls = config.get("tls") or {}
-        # hosts.toml as k3s' HostsTomlTemplate writes it: the server, then one host entry per
-        # endpoint with its TLS settings (a `[host]` table: Debian's containerd 1.6 needs one).
-        host_lines = [f'server = "https://{host}"', "", f'[host."https://{host}/v2"]']
-        host_lines.append('  capabilities = ["pull", "resolve"]')
+        # hosts.toml: k3s makes a `configs` entry without a mirror the host's default endpoint
+        # `https://<host>/v2` carrying the entry's TLS settings (config.go getHostConfigs, "private
+        # registry with only creds"), written as `server` with its `ca`. Debian's containerd 1.6
+        # refuses a hosts.toml without a `[host]` table ("invalid `host` tree"), so the same
+        # endpoint is written once more as one, with the same settings: every attempt carries
+        # the CA, as with k3s' file on its own containerd.
+        settings = ['capabilities = ["pull", "resolve"]']
         if tls.get("ca_file"):
-            host_lines.append(f"  ca = [{json.dumps(tls['ca_file'])}]")
+            settings.append(f"ca = [{json.dumps(tls['ca_file'])}]")
+        host_lines = [f'server = "https://{host}/v2"', *settings, "", f'[host."https://{host}/v2"]']
+        host_lines += [f"  {line}" for line in settings]
         (hosts / host).mkdir()
         (hosts / host / "hosts.toml").write_text("\n".join(host_lines) + "\n")
     config_path = directory / "config.toml"
@@ -317,7 +323,7 @@ class PullError(Exception):
     """containerd refused the pull (the CRI's error message)."""
 
 
-def node_pull(reg: Registry, name: str, *, password: str, ca_pem: bytes) -> str:
+def node_pull(reg: Registry, name: str, *, password: str, ca_pem: bytes, image: str = IMAGE) -> str:
     """One node: the registries.yaml the program renders (its CA file written where it names it),
     containerd started from what k3s makes of it, one CRI pull. Returns the image ref, or raises
     the pull's gRPC error."""
@@ -333,7 +339,7 @@ def node_pull(reg: Registry, name: str, *, password: str, ca_pem: bytes) -> str:
     with started(reg.exec("containerd", "--config", str(config)), log):
         wait_until(socket.exists, "containerd", log)
         try:
-            return cri_pull(socket, IMAGE)
+            return cri_pull(socket, image)
         except grpc.RpcError as exc:
             raise PullError(str(exc.details())) from None
 
@@ -352,3 +358,18 @@ def test_a_wrong_password_is_refused(registry: Registry) -> None:
 def test_a_registry_certificate_from_another_ca_is_refused(registry: Registry) -> None:
     with pytest.raises(PullError, match="x509: certificate signed by unknown authority"):
         node_pull(registry, "bad-ca", password=PULL_PASSWORD, ca_pem=registry.other_ca_cert.read_bytes())
+
+
+def test_a_tag_nobody_pushed_reads_as_not_in_the_registry(registry: Registry) -> None:
+    """The wording the rollout report of `wait: auto` apps tells "not pushed yet" by, from the
+    other pull errors above."""
+    with pytest.raises(PullError) as error:
+        node_pull(
+            registry,
+            "not-pushed",
+            password=PULL_PASSWORD,
+            ca_pem=registry.ca_cert.read_bytes(),
+            image=f"{HOST}/bible/hello:9.9.9",
+        )
+    assert NOT_IN_REGISTRY in str(error.value)
+    assert "401" not in str(error.value) and "x509" not in str(error.value)
