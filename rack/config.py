@@ -654,7 +654,7 @@ class App(Model):
     health_path: Annotated[str, Field(pattern=r"^/")] | None = None
     """HTTP path the readiness/liveness probes GET (default: a TCP connect to the port)."""
     wait: Literal["auto"] | StrictBool = "auto"
-    """`pulumi up` waits for its rollout: true | false | auto (not for images of Gitea's registry, docs/images.md)."""
+    """Does `pulumi up` wait for the rollout: true | false | auto (true, tolerating unpushed Gitea images)."""
 
 
 GPU_EXPORTER_NAME = "dcgm-exporter"
