@@ -14,7 +14,15 @@ from tests.conftest import ROOT
 
 DOCS = [
     ROOT / "docs" / n
-    for n in ("first-install.md", "operations.md", "troubleshooting.md", "gitea-ci.md", "init.md", "plan-exit-codes.md")
+    for n in (
+        "first-install.md",
+        "operations.md",
+        "troubleshooting.md",
+        "gitea-ci.md",
+        "init.md",
+        "plan-exit-codes.md",
+        "images.md",
+    )
 ]
 SOURCES = [ROOT / "__main__.py", ROOT / "Makefile", *sorted((ROOT / "tools").glob("*.sh"))]
 SOURCES += [p for d in ("rack", "components", "stacks", "plan") for p in sorted((ROOT / d).rglob("*.py"))]
