@@ -24,6 +24,7 @@ from components.apps.app_workload import (
     render_secret,
     render_service,
     reports_rollout,
+    rollout_report_script,
     skips_await,
 )
 from components.core.layout import CLASS_LABEL, EXPERIMENTAL_TAINT_KEY
@@ -286,3 +287,20 @@ def test_auto_rack_registry_apps_get_a_rollout_report_on_the_bootstrap_server(
     assert "delete" not in report.inputs
     assert reports_rollout(app(wait="auto", image=f"{RACK_REGISTRY}/x/y:1.0.0"), RACK_REGISTRY)
     assert not reports_rollout(app(wait="auto", image="ghcr.io/x/y:1.0.0"), RACK_REGISTRY)
+
+
+def test_the_rollout_report_passes_shellcheck() -> None:
+    from components.metal.k3s_scripts import HostLayout
+    from tests.components.metal.test_k3s_scripts import shellcheck
+
+    for layout in (HostLayout(), HostLayout(root="/tmp/hosts/a b", systemd=False)):
+        shellcheck(
+            rollout_report_script(
+                app="bible-api",
+                namespace="apps",
+                image=f"{RACK_REGISTRY}/bible/api:1.8.0",
+                revision="0123456789abcdef",
+                timeout_s=600,
+                layout=layout,
+            )
+        )
