@@ -101,6 +101,16 @@ def _image(value: str) -> str:
     return value
 
 
+def image_registry(image: str) -> str | None:
+    """The registry host of an image reference, as Docker and containerd read it: the first path
+    component when it has a `.` or a `:` or is `localhost` (`git.lab.home.arpa/bible/api:1` ->
+    `git.lab.home.arpa`), else None (Docker Hub: `nginx:1.27`, `grafana/grafana:11`)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
 def _cpu(value: str) -> str:
     cpu_millis(value)
     return value
@@ -676,6 +686,8 @@ class App(Model):
     """Databases / the GPU service it talks to (wires env and allows exactly this traffic)."""
     health_path: Annotated[str, Field(pattern=r"^/")] | None = None
     """HTTP path the readiness/liveness probes GET (default: a TCP connect to the port)."""
+    wait: Literal["auto"] | StrictBool = "auto"
+    """Does `pulumi up` wait for the rollout: true | false | auto (true, tolerating unpushed Gitea images)."""
 
 
 GPU_EXPORTER_NAME = "dcgm-exporter"
@@ -824,6 +836,10 @@ class Rack(Model):
             return backend.address
         label = backend.address.removesuffix(f".{self.domain}")
         return self.dns.records.get(label)
+
+    def registry_host(self) -> str | None:
+        """The rack's own image registry, Gitea's (`<gitea.host>.<domain>`); None without Gitea."""
+        return f"{self.gitea.host}.{self.domain}" if self.gitea is not None else None
 
     def service_names(self) -> list[str]:
         """Names an app may put in `uses`."""
@@ -1023,6 +1039,18 @@ def rack_problems(rack: Rack) -> list[Issue]:
     for i, app in enumerate(rack.apps):
         if len(set(app.uses)) != len(app.uses):
             issues.append(Issue(f"rack.apps[{i}].uses", "lists a name twice"))
+    # images from the rack's own registry need the Gitea that serves it
+    default_registry = f"{Gitea.model_fields['host'].default}.{rack.domain}"
+    if rack.gitea is None:
+        for i, app in enumerate(rack.apps):
+            if image_registry(app.image) == default_registry:
+                issues.append(
+                    Issue(
+                        f"rack.apps[{i}].image",
+                        f"'{app.image}' is in the rack's own registry {default_registry}, but rack.gitea is not "
+                        "configured, so nothing serves it: add rack.gitea or use another registry",
+                    )
+                )
 
     # the LAN DNS address: ServiceLB answers only on node addresses, and not on a node whose
     # taint its pods do not tolerate (components/system/coredns_config.py)

@@ -3,7 +3,8 @@
 Creates, per namespace that holds apps, a default-deny NetworkPolicy (each app's own policy then
 allows exactly its traffic), and per app an AppWorkload wired to what it `uses`: the databases
 the platform layer hands over (`PlatformLayer.endpoints`) and the GPU service
-(`rack.endpoints.inference_endpoint`, a pure function of the config).
+(`rack.endpoints.inference_endpoint`, a pure function of the config); its rollout report (images
+of the rack's own registry) runs over SSH on the bootstrap server (`MetalLayer.node_access`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def build_apps(loaded: Loaded, metal: MetalLayer, system: SystemLayer, platform:
                 namespace=system.namespace_of(app.category),
                 failover_seconds=rack.failover_seconds,
                 endpoints=endpoints,
+                registry_host=rack.registry_host(),
+                rollout_access=metal.node_access.get(rack.bootstrap().hostname),
             ),
             pulumi.ResourceOptions(providers=[metal.k8s_provider], depends_on=[namespace]),
         )

@@ -6,9 +6,11 @@ Creates, when `rack.gitea` is set:
   namespace of its own), each with a default-deny NetworkPolicy;
 - `GeneratedSecret` `gitea-runner-token`: the shared registration token Gitea is started with
   and the runners register with;
+- Gitea's read-only pull account (`rack-puller`), with the password the metal layer generated for
+  every node's registries.yaml;
 - `Gitea` (protected) and, with `runners.replicas > 0`, `GiteaRunners` (egress to the servers'
-  API, every node's and the GPU host's SSH, `gitea.runners.state-backend`; the rack CA, when
-  `build_ci` is handed one, trusted in every job);
+  API, every node's and the GPU host's SSH, `gitea.runners.state-backend`; the rack CA of the
+  system layer trusted in every job);
 - with `rack.backup.offsite`, `GiteaBackup`: Gitea's files copied off-node on `gitea.backup.schedule`.
 
 Gitea's Ingress (`git.<domain>` -> service `gitea` port 3000 in `ci`) is the platform layer's,
@@ -140,7 +142,9 @@ def build_ci(
         version=cfg.version,
         namespace=CI_NAMESPACE,
         fqdn=fqdn,
-        root_url=f"http://{fqdn}/",
+        # https: the ingress serves HTTPS only; Gitea hands this URL to Actions jobs (checkout) and
+        # as the container registry's token realm, so an http:// one makes both follow a redirect.
+        root_url=f"https://{fqdn}/",
         node=node.hostname,
         cpu=cfg.cpu,
         memory=cfg.memory,
@@ -150,6 +154,7 @@ def build_ci(
         postgres_image=pg_server_image(DatabaseKind.POSTGRES, rack.databases.postgres),
         runners_namespace=RUNNERS_NAMESPACE if runners_on else None,
         runner_pod_labels={WORKLOAD_LABEL: runners_mod.NAME} if runners_on else None,
+        pull_user=gitea_mod.PULL_USER if metal.registry_pull_password is not None else None,
     )
     pg_component = platform.components.get("postgres")
     gitea = Gitea(
@@ -161,6 +166,7 @@ def build_ci(
             runner_token=token.value,
             admin_password=loaded.secrets.get("gitea-admin-password"),
             node_access=metal.node_access.get(node.hostname),
+            pull_password=metal.registry_pull_password,
         ),
         pulumi.ResourceOptions(
             providers=[metal.k8s_provider],

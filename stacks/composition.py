@@ -34,7 +34,9 @@ class RackStack:
 
 
 def build(loaded: Loaded) -> RackStack:
-    metal = build_metal(loaded)
+    # rack_ca_pem: the rack CA's certificate for containerd (registries.yaml's ca_file), from the
+    # rack CA component once it is wired in; None until then (the nodes' system stores verify).
+    metal = build_metal(loaded, rack_ca_pem=None)
     system = build_system(loaded, metal)
     platform = build_platform(loaded, metal, system)
     ci = build_ci(loaded, metal, system, platform)

@@ -4,6 +4,10 @@ Creates one `K3sCluster` ("k3s"): every node preflighted, installed, joined, lab
 over SSH, and the cluster's Kubernetes provider built from the kubeconfig read back from the
 bootstrap server (explicit; default providers are disabled, so a forgotten provider fails instead
 of falling back to ~/.kube/config).
+
+With `rack.gitea`, also the `GeneratedSecret` `gitea-pull-password`: the password of Gitea's
+read-only pull account (the CI layer creates the account with it), which every node's
+registries.yaml carries for the rack's own registry `<gitea.host>.<domain>`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess
+from components.ci import gitea as gitea_mod
+from components.core import GeneratedSecret, GeneratedSecretArgs
+from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess, RegistryAccess
 from rack.loader import Loaded
 
 
@@ -27,9 +33,22 @@ class MetalLayer:
     """Resources that must exist before anything is applied to the cluster."""
     node_access: dict[str, NodeAccess] = field(default_factory=dict)
     """SSH to each node by hostname, for host steps of later layers (volume directories)."""
+    registry_pull_password: pulumi.Output[str] | None = None
+    """With Gitea: the read-only pull account's password (secret) every node's registries.yaml holds."""
 
 
-def build_metal(loaded: Loaded) -> MetalLayer:
+def build_metal(loaded: Loaded, rack_ca_pem: pulumi.Input[str] | None = None) -> MetalLayer:
+    """`rack_ca_pem`: the rack CA's certificate (PEM) containerd verifies the rack's registry with
+    (written to REGISTRY_CA_PATH on every node); None: the nodes' system stores verify it."""
+    rack = loaded.rack
+    registry: RegistryAccess | None = None
+    pull_password: pulumi.Output[str] | None = None
+    host = rack.registry_host()
+    if host is not None:
+        pull_password = GeneratedSecret("gitea-pull-password", GeneratedSecretArgs(length=32)).value
+        registry = RegistryAccess(
+            host=host, username=gitea_mod.PULL_USER, password=pull_password, ca_cert_pem=rack_ca_pem
+        )
     cluster = K3sCluster(
         "k3s",
         K3sClusterArgs(
@@ -40,6 +59,7 @@ def build_metal(loaded: Loaded) -> MetalLayer:
             layouts={n.hostname: HostLayout(systemd=False) for n in loaded.rack.nodes}
             if loaded.init_system == "none"
             else {},
+            registry=registry,
         ),
     )
     return MetalLayer(
@@ -47,4 +67,5 @@ def build_metal(loaded: Loaded) -> MetalLayer:
         kubeconfig=cluster.kubeconfig,
         cluster_ready=cluster.ready,
         node_access=cluster.access,
+        registry_pull_password=pull_password,
     )

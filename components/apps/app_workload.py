@@ -12,6 +12,15 @@ Creates, under the component `homelab:apps:AppWorkload`:
   dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir for /tmp, no API
   token); requests and limits from config (equal: Guaranteed QoS, the last to be evicted when a
   Pi runs short); environment wired from `uses`, passwords only by secretKeyRef;
+  `pulumi.com/skipAwait: "true"` when `pulumi up` should not wait for its rollout (`wait`, see
+  `skips_await`: by default, images from the rack's own registry, which CI may not have built yet);
+- with `wait: auto` and an image from the rack's own registry, `<app>-rollout` (remote.Command on
+  the bootstrap server, after the Deployment): reports the rollout in place of the provider's wait
+  (`rollout_report_script`): it waits for the rollout of this Deployment and fails the way the
+  provider's wait would, except when the image is not in the registry yet (CI has not pushed it):
+  then it says so and succeeds, and the Deployment starts the pods once the image is there. Its
+  text names the image and a digest of the manifest, so it re-runs with every change that rolls
+  the pods. No delete;
 - `Service` (ClusterIP) on the app port;
 - `PodDisruptionBudget` (minAvailable: replicas - 1) when replicas >= 2;
 - `NetworkPolicy` `<app>`: ingress from Traefik only when the app has a `host`, egress only to
@@ -23,7 +32,10 @@ Kubernetes OpenAPI schema without a cluster.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +54,16 @@ from components.core.network_policy import (
     rule,
     tcp,
 )
-from rack.config import App
+from components.core.remote_command import RemoteCommand
+from components.metal.k3s_cluster import NodeAccess
+from components.metal.k3s_scripts import HostLayout, remote_command
+from rack.config import App, image_registry
 from rack.endpoints import ServiceEndpoint
 from rack.vocabulary import Category
+
+SKIP_AWAIT = "pulumi.com/skipAwait"
+"""pulumi-kubernetes' annotation: create and update return once the API server accepted the
+object, without waiting for the rollout (the provider's await logic is skipped)."""
 
 RUN_AS_USER = 65532
 """The uid apps run as when the image does not say: the distroless `nonroot` convention."""
@@ -95,6 +114,89 @@ def render_env(app: App, endpoints: Sequence[ServiceEndpoint]) -> list[dict[str,
     return env
 
 
+def skips_await(app: App, registry_host: str | None) -> bool:
+    """Whether `pulumi up` skips waiting for the app's rollout (pure): `wait: false` always,
+    `wait: true` never, `wait: auto` when the image comes from the rack's own registry
+    (`registry_host`, Gitea's): on a fresh rack nobody has built it yet, and waiting on an
+    ImagePullBackOff would stall the first `up` for the provider's 10 minutes, then fail it."""
+    if app.wait == "auto":
+        return registry_host is not None and image_registry(app.image) == registry_host
+    return not app.wait
+
+
+ROLLOUT_TIMEOUT_S = 600
+"""How long the rollout report waits: the provider's own default for a Deployment (10 minutes)."""
+NOT_IN_REGISTRY = "not found"
+"""What containerd's pull error says when the registry has no such image or tag (a 404 from the
+registry: `...: not found`), as opposed to `401 Unauthorized` or an x509 error."""
+
+
+def reports_rollout(app: App, registry_host: str | None) -> bool:
+    """Whether the `<app>-rollout` step reports the rollout in place of the provider's wait (pure):
+    `wait: auto` and an image of the rack's own registry."""
+    return app.wait == "auto" and skips_await(app, registry_host)
+
+
+def rollout_report_script(
+    *, app: str, namespace: str, image: str, revision: str, timeout_s: int, layout: HostLayout
+) -> str:
+    """Runs on the bootstrap server (`k3s kubectl`) after the Deployment is applied: waits up to
+    `timeout_s` for `kubectl rollout status` to succeed. While a pod of the app waits on pulling
+    `image` (ErrImagePull / ImagePullBackOff), the newest pull error decides: "not found" (the
+    registry has no such image yet) ends the wait successfully, saying what to push; any other
+    (401, certificate) fails naming it. `revision` (a digest of the Deployment) is only there to
+    make the text change with every change that rolls the pods."""
+    q = shlex.quote
+    waiting = (
+        '{range .items[*]}{range .status.containerStatuses[*]}{.image}{"\\t"}{.state.waiting.reason}'
+        '{"\\t"}{.state.waiting.message}{"\\n"}{end}{end}'
+    )
+    events = '{range .items[*]}{.message}{"\\n"}{end}'
+    return f"""set -euo pipefail
+R={q(layout.root)}
+K="$R/usr/local/bin/k3s"
+APP={q(app)}
+NS={q(namespace)}
+IMAGE={q(image)}
+# rollout report for Deployment revision {revision}
+say() {{ printf '%s: %s\\n' "$APP" "$*"; }}
+fail() {{ printf '%s: %s\\n' "$APP" "$*" >&2; exit 1; }}
+pull_error() {{
+  # The newest pull error of this image, while a pod of the app waits on pulling it.
+  local waiting
+  waiting="$("$K" kubectl -n "$NS" get pods -l {q(WORKLOAD_LABEL)}="$APP" -o jsonpath={q(waiting)} |
+    awk -F '\\t' -v image="$IMAGE" '$1 == image && ($2 == "ErrImagePull" || $2 == "ImagePullBackOff")')" ||
+    return 0  # the API did not answer this time: the next round asks again
+  [ -n "$waiting" ] || return 0
+  {{
+    printf '%s\\n' "$waiting" | awk -F '\\t' '$2 == "ErrImagePull" {{ print $3 }}'
+    "$K" kubectl -n "$NS" get events --field-selector reason=Failed --sort-by=.metadata.creationTimestamp \\
+      -o jsonpath={q(events)} | grep -F "\\"$IMAGE\\"" || :
+  }} | tail -n 1
+}}
+waited=0
+while :; do
+  if "$K" kubectl -n "$NS" rollout status deployment/"$APP" --timeout=5s >/dev/null 2>&1; then
+    say "rolled out: $IMAGE"
+    exit 0
+  fi
+  error="$(pull_error)"
+  if [ -n "$error" ]; then
+    case "$error" in
+      *{q(NOT_IN_REGISTRY)}*)
+        say "$IMAGE is not in the registry yet: push it (docs/images.md); the pods start once it is there"
+        exit 0 ;;
+      *) fail "cannot pull $IMAGE: $error" ;;
+    esac
+  fi
+  [ "$waited" -lt {timeout_s} ] ||
+    fail "not rolled out after {timeout_s} s: see kubectl -n $NS describe deployment $APP"
+  sleep 2
+  waited=$((waited + 7))
+done
+"""
+
+
 def _probe(app: App, *, period: int, failures: int) -> dict[str, Any]:
     action: dict[str, Any] = (
         {"httpGet": {"path": app.health_path, "port": "http"}} if app.health_path else {"tcpSocket": {"port": "http"}}
@@ -108,6 +210,7 @@ def render_deployment(
     namespace: str,
     failover_seconds: int | None = None,
     env: list[dict[str, Any]] | None = None,
+    skip_await: bool = False,
 ) -> dict[str, Any]:
     """The Deployment manifest of an app (pure)."""
     labels = workload_labels(app.name, app.category)
@@ -141,10 +244,13 @@ def render_deployment(
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
         **pod_placement(app.name, app.category, failover_seconds=failover_seconds),
     }
+    metadata: dict[str, Any] = {"name": app.name, "namespace": namespace, "labels": labels}
+    if skip_await:
+        metadata["annotations"] = {SKIP_AWAIT: "true"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": app.name, "namespace": namespace, "labels": labels},
+        "metadata": metadata,
         "spec": {
             "replicas": app.replicas,
             "selector": {"matchLabels": {WORKLOAD_LABEL: app.name}},
@@ -236,6 +342,12 @@ class AppWorkloadArgs:
     """Not-ready/unreachable toleration for stateless pods (None: Kubernetes' 300 s)."""
     endpoints: list[ServiceEndpoint] = field(default_factory=list)
     """What the app `uses`, resolved (in `uses` order): wires env, the Secret and egress."""
+    registry_host: str | None = None
+    """The rack's own image registry (`rack.registry_host()`): `wait: auto` skips the rollout wait for its images."""
+    rollout_access: NodeAccess | None = None
+    """SSH to the bootstrap server, where the rollout report runs `k3s kubectl` (None: no report step)."""
+    rollout_layout: HostLayout = field(default_factory=HostLayout)
+    """The bootstrap server's host layout ("" root on a real Pi)."""
 
 
 class AppWorkload(pulumi.ComponentResource):
@@ -249,6 +361,8 @@ class AppWorkload(pulumi.ComponentResource):
     """Its disruption budget (replicas >= 2), else None."""
     network_policy: KubernetesObject
     """Its allow-list."""
+    rollout: RemoteCommand | None
+    """The rollout report (`wait: auto`, an image of the rack's registry, with `rollout_access`), else None."""
 
     def __init__(self, name: str, args: AppWorkloadArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:apps:AppWorkload", name, None, opts)
@@ -262,12 +376,37 @@ class AppWorkload(pulumi.ComponentResource):
         sec = render_secret(app, namespace=ns, string_data=passwords)
         self.secret = KubernetesObject(f"{name}-secret", sec, child) if sec is not None else None
 
-        dep = render_deployment(app, namespace=ns, failover_seconds=failover, env=render_env(app, args.endpoints))
+        dep = render_deployment(
+            app,
+            namespace=ns,
+            failover_seconds=failover,
+            env=render_env(app, args.endpoints),
+            skip_await=skips_await(app, args.registry_host),
+        )
         self.deployment = KubernetesObject(
             f"{name}-deployment",
             dep,
             pulumi.ResourceOptions(parent=self, depends_on=[self.secret] if self.secret is not None else []),
         )
+        self.rollout = None
+        access = args.rollout_access
+        if access is not None and reports_rollout(app, args.registry_host):
+            revision = hashlib.sha256(json.dumps(dep, sort_keys=True).encode()).hexdigest()[:16]
+            script = rollout_report_script(
+                app=app.name,
+                namespace=ns,
+                image=app.image,
+                revision=revision,
+                timeout_s=ROLLOUT_TIMEOUT_S,
+                layout=args.rollout_layout,
+            )
+            self.rollout = RemoteCommand(
+                f"{name}-rollout",
+                connection=access.connection,
+                create=remote_command(script, user=access.user),
+                update=remote_command(script, user=access.user),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment, access.after]),
+            )
         svc = render_service(app, namespace=ns)
         self.service = KubernetesObject(f"{name}-service", svc, child)
         pdb = render_pdb(app, namespace=ns)
@@ -281,5 +420,6 @@ class AppWorkload(pulumi.ComponentResource):
                 "service": self.service,
                 "pdb": self.pdb,
                 "network_policy": self.network_policy,
+                "rollout": self.rollout,
             }
         )

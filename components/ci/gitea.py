@@ -3,7 +3,8 @@
 Creates, under `homelab:ci:Gitea` (protected by construction, like every stateful service: the
 component and so its children carry `protect=True`):
 - `GeneratedSecret`s for the database password, `SECRET_KEY`, `INTERNAL_TOKEN` and the admin
-  password (unless the user set `homelab:gitea-admin-password`);
+  password (unless the user set `homelab:gitea-admin-password`); the read-only pull account's
+  password is handed in (the metal layer's, which every node's registries.yaml carries);
 - `Secret` `gitea` (those values plus the runners' registration token) and `Secret`
   `gitea-db-admin` (the PostgreSQL admin credential the init Job needs) in Gitea's namespace;
 - `PinnedVolume` `gitea-data` on the configured reliable node (Retain, node affinity);
@@ -13,7 +14,8 @@ component and so its children carry `protect=True`):
 - `Deployment` `gitea` (one replica, `Recreate`: the volume is ReadWriteOnce and two Giteas on
   one data directory corrupt it), pinned to the volume's node, rootless image, restricted Pod
   Security profile, readiness/liveness/startup probes on `/api/healthz`; init containers run
-  the migrations and create or reset the admin account, and (Gitea < 1.23 only) seed the
+  the migrations, create or reset the admin account and the pull account (`PULL_USER`: a plain
+  user, no org membership, so it can read packages and never write them), and (Gitea < 1.23 only) seed the
   runners' shared registration token into the database;
 - `Service` `gitea` (ClusterIP, HTTP 3000: the Ingress the platform layer makes points at it)
   and `Service` `gitea-ssh` (`LoadBalancer` through k3s ServiceLB on port 2222: on port 22 the
@@ -67,6 +69,14 @@ UID = 1000
 DATA_DIR = "/data"
 SECRET_NAME = "gitea"
 DB_ADMIN_SECRET_NAME = "gitea-db-admin"
+PULL_USER = "rack-puller"
+"""The read-only account every node pulls the rack's own images with (registries.yaml). A plain
+user, member of no organization: Gitea gives a signed-in non-member read access, never write, to
+the packages of an organization or user whose visibility is public or limited, and nothing of a
+private one (services/context/package.go, determineAccessMode). So app images go under a
+`limited` (or public) organization; anonymous pulls stay refused (REQUIRE_SIGNIN_VIEW)."""
+PULL_PASSWORD_KEY = "pull-password"
+"""Key of the pull account's password in the `gitea` Secret."""
 RUNNER_TOKEN_KEY = "runner-token"
 """Key of the runners' registration token in the `gitea` Secret."""
 RUNNER_TOKEN_ENV_SINCE = (1, 23)
@@ -158,6 +168,23 @@ fi
 """
 
 
+def render_pull_account_script() -> str:
+    """Init-container script, after the admin's: create the read-only pull account (a plain user,
+    no admin, no organization) or reset its password to the configured one. Reads the login,
+    password and email from GITEA_PULL_*."""
+    return """set -eu
+if gitea admin user list | awk 'NR > 1 { print $2 }' | grep -qxF "$GITEA_PULL_USERNAME"; then
+  gitea admin user change-password --username "$GITEA_PULL_USERNAME" --password "$GITEA_PULL_PASSWORD" \\
+    --must-change-password=false
+  echo "pull account $GITEA_PULL_USERNAME: password reset to the configured one"
+else
+  gitea admin user create --username "$GITEA_PULL_USERNAME" --password "$GITEA_PULL_PASSWORD" \\
+    --email "$GITEA_PULL_EMAIL" --must-change-password=false
+  echo "pull account $GITEA_PULL_USERNAME: created"
+fi
+"""
+
+
 def _secret_env(name: str, key: str, secret: str = SECRET_NAME) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
@@ -198,6 +225,8 @@ class GiteaSettings:
     """Namespace of the runners (None: no runners, nothing to let in)."""
     runner_pod_labels: Mapping[str, str] | None = None
     """Pod labels of the runners."""
+    pull_user: str | None = None
+    """Login of the read-only pull account (None: no pull account; its password is the Secret's `pull-password`)."""
 
 
 def gitea_labels() -> dict[str, str]:
@@ -275,6 +304,22 @@ def render_deployment(s: GiteaSettings, *, claim_name: str) -> dict[str, Any]:
             "volumeMounts": mounts,
         }
     ]
+    if s.pull_user is not None:
+        init.append(
+            {
+                "name": "pull-account",
+                "image": image(s.version),
+                "command": ["/bin/sh", "-c", render_pull_account_script()],
+                "env": [
+                    *env,
+                    *_value_env({"GITEA_PULL_USERNAME": s.pull_user, "GITEA_PULL_EMAIL": f"{s.pull_user}@{s.fqdn}"}),
+                    _secret_env("GITEA_PULL_PASSWORD", PULL_PASSWORD_KEY),
+                ],
+                "resources": _resources(s.cpu, s.memory),
+                "securityContext": restricted_container_security(),
+                "volumeMounts": mounts,
+            }
+        )
     if not reads_runner_token_env(s.version):
         init.append(
             {
@@ -474,6 +519,8 @@ class GiteaArgs:
     """User-supplied admin password (homelab:gitea-admin-password); None: generated."""
     node_access: NodeAccess | None = None
     """SSH to the volume's node (the metal layer's), so its directory is created before use."""
+    pull_password: pulumi.Input[str] | None = None
+    """The read-only pull account's password (secret), with `settings.pull_user`."""
 
 
 class Gitea(pulumi.ComponentResource):
@@ -518,6 +565,10 @@ class Gitea(pulumi.ComponentResource):
             "admin-password": admin.value,
             RUNNER_TOKEN_KEY: pulumi.Output.secret(args.runner_token),
         }
+        if s.pull_user is not None:
+            if args.pull_password is None:
+                raise ValueError("a pull account needs its password (GiteaArgs.pull_password)")
+            values[PULL_PASSWORD_KEY] = pulumi.Output.secret(args.pull_password)
         sec = render_secret(s.namespace, SECRET_NAME, values)
         self.secret = KubernetesObject(f"{name}-secret", sec, child)
         adm = render_secret(s.namespace, DB_ADMIN_SECRET_NAME, {"password": pulumi.Output.secret(s.postgres.password)})

@@ -6,7 +6,8 @@ hostname, never by list position):
 - `<name>-agent-token` (GeneratedSecret): the secret of k3s' agent token, set on every server
   (`agent-token-file`). Agents join with it and never hold the server token, which unlocks the
   cluster CA keys and bootstrap data (k3s docs, cli/token).
-- `<name>-<hostname>` (K3sNode) per node: preflight, membership, air-gap copies, install, upgrade.
+- `<name>-<hostname>` (K3sNode) per node: preflight, membership, air-gap copies, install, upgrade
+  (with `registry`, each node's registries.yaml and rack CA file, rolled out with the upgrade).
   The bootstrap server is `rack.bootstrap()` (explicit in config, never "first in the list").
 - `<name>-join-token` (remote.Command on the bootstrap server): reads back the full-format server
   token (`K10<ca-hash>::server:...`, which pins the cluster CA) that the other servers join with;
@@ -65,7 +66,7 @@ from components.core.generated_secret import GeneratedSecret, GeneratedSecretArg
 from components.core.kubernetes_object import KubernetesObject
 from components.core.layout import node_labels, node_taints, servicelb_labels
 from components.core.remote_command import LOGGING_NONE, Connection, RemoteCommand, connection
-from components.metal.k3s_node import K3sNode, K3sNodeArgs
+from components.metal.k3s_node import K3sNode, K3sNodeArgs, RegistryAccess
 from components.metal.k3s_scripts import (
     SERVER_TOKEN_FILE,
     HostLayout,
@@ -152,6 +153,8 @@ class K3sClusterArgs:
     """Per-hostname host layout; hosts not listed use the real one (root "")."""
     today: date | None = None
     """The date the provider's credential period is computed from (None: today)."""
+    registry: RegistryAccess | None = None
+    """The rack's own registry every node pulls from (registries.yaml and the CA file); None: none."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class K3sCluster(pulumi.ComponentResource):
                 token=self.token,
                 agent_token=agent_secret,
                 layout=layout_of(boot),
+                registry=args.registry,
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -278,6 +282,7 @@ class K3sCluster(pulumi.ComponentResource):
                         api_connection=conn(boot),
                         api_layout=layout_of(boot),
                         api_after=[boot_node.install],
+                        registry=args.registry,
                     ),
                     pulumi.ResourceOptions(parent=self),
                 )

@@ -17,9 +17,11 @@ cluster names the node `<cluster>-<hostname>`):
   not on `k3s.version` yet, cordon it (annotated as the upgrade's) and drain it through the
   eviction API (PodDisruptionBudgets honoured) within `k3s.upgrade.drain-timeout-seconds`.
 - `upgrade` (remote.Command): create = update = converge to `k3s.version`, the rendered
-  config.yaml and resolv.conf (`dns.upstream`) and the token files (servers: agent-token-file;
-  agents: the agent token as their join token), restarting k3s only if one changed. The same
-  stdin as the install. No delete.
+  config.yaml and resolv.conf (`dns.upstream`), the token files (servers: agent-token-file;
+  agents: the agent token as their join token) and, with a `registry`, registries.yaml (the rack's
+  own registry with the pull account's credentials, 0600) and the rack CA's certificate
+  containerd verifies it with, restarting k3s only if one changed. The same stdin as the
+  install (secrets and registry files travel there, never in the command text). No delete.
 - `ready` (remote.Command on the bootstrap server, after the upgrade): the gate. Waits until the
   Node is Ready with its kubelet on `k3s.version` (`k3s.upgrade.ready-timeout-seconds`), then
   uncordons it if the drain cordoned it. It fails naming what it waited for, so the nodes after
@@ -29,6 +31,7 @@ cluster names the node `<cluster>-<hostname>`):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ import pulumi
 
 from components.core.remote_command import Connection, CopyToRemote, RemoteCommand
 from components.metal.k3s_scripts import (
+    REGISTRY_CA_PATH,
     HostLayout,
     airgap_binary_name,
     config_yaml,
@@ -46,6 +50,7 @@ from components.metal.k3s_scripts import (
     preflight_script,
     remote_command,
     render_config,
+    render_registries,
     render_resolv_conf,
     staging_dir,
     uninstall_script,
@@ -55,6 +60,51 @@ from components.metal.k3s_scripts import (
 )
 from rack.config import InstallSource, Node, Rack
 from rack.vocabulary import Role
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryAccess:
+    """How every node pulls from the rack's own registry (k3s registries.yaml)."""
+
+    host: str
+    """The registry's host name (`<gitea.host>.<domain>`): the first part of its images' names."""
+    username: str
+    """The read-only pull account."""
+    password: pulumi.Input[str]
+    """Its password (secret)."""
+    ca_cert_pem: pulumi.Input[str] | None = None
+    """The rack CA's certificate (PEM), written to REGISTRY_CA_PATH and named as `tls.ca_file`;
+    None: containerd verifies the registry against the node's system store."""
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> pulumi.Output[str]:
+    """Stdin lines 3 and 4 of the install and upgrade steps (secret): registries.yaml and the CA
+    certificate, each base64 on one line (an empty line 4: no CA file)."""
+    ca_file = REGISTRY_CA_PATH if registry.ca_cert_pem is not None else None
+
+    def lines(values: list[str]) -> str:
+        password, ca = values
+        text = render_registries(
+            host=registry.host, username=registry.username, password=password, ca_file=ca_file, layout=layout
+        )
+        return f"{_b64(text)}\n{_b64(ca) if ca else ''}\n"
+
+    return pulumi.Output.secret(pulumi.Output.all(registry.password, registry.ca_cert_pem or "").apply(lines))
+
+
+def registry_fingerprint(registry: RegistryAccess | None) -> pulumi.Output[str]:
+    """What the registry files converge to, without the password: host, user and CA (pure of
+    secrets), so the gate re-runs when they change. A new password alone restarts k3s (stdin
+    changed) without re-running the gate."""
+    if registry is None:
+        return pulumi.Output.from_input("")
+    return pulumi.Output.all(registry.host, registry.username, registry.ca_cert_pem or "").apply(
+        lambda v: hashlib.sha256("\n".join(v).encode()).hexdigest()
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +132,8 @@ class K3sNodeArgs:
     """The bootstrap server's host layout (None: this node's)."""
     api_after: Sequence[pulumi.Resource] = field(default_factory=list)
     """What makes the API answer (the bootstrap server's install), before this node's drain."""
+    registry: RegistryAccess | None = None
+    """The rack's own registry (registries.yaml and the CA file); None: no registries.yaml of ours."""
 
 
 class K3sNode(pulumi.ComponentResource):
@@ -170,13 +222,18 @@ class K3sNode(pulumi.ComponentResource):
             )
             for script in (install_script, upgrade_script)
         )
-        # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret.
+        # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret,
+        # then with a registry registries.yaml and the CA certificate (base64; agents leave line 2 empty).
         lines: pulumi.Output[str]
         if node.role == Role.SERVER:
             assert args.agent_token is not None, "every server is given the agent token"
             lines = pulumi.Output.all(args.token, args.agent_token).apply(lambda ts: f"{ts[0]}\n{ts[1]}\n")
+        elif args.registry is not None:
+            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n\n")
         else:
             lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n")
+        if args.registry is not None:
+            lines = pulumi.Output.all(lines, registry_stdin(args.registry, layout)).apply(lambda p: p[0] + p[1])
         stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
         self.install = RemoteCommand(
             f"{name}-install",
@@ -221,18 +278,24 @@ class K3sNode(pulumi.ComponentResource):
                 depends_on=[self.install, *self.copies, *args.upgrade_after, self.drain],
             ),
         )
-        self.ready = RemoteCommand(
-            f"{name}-ready",
-            connection=api_conn,
-            create=run(
+        upgrade_digest = hashlib.sha256(upgrade_text.encode()).hexdigest()[:16]
+
+        def gate_text(registry_digest: str) -> str:
+            converges = upgrade_digest if not registry_digest else f"{upgrade_digest}+{registry_digest[:16]}"
+            return run(
                 upgrade_gate_script(
                     hostname=node.hostname,
                     version=k3s.version,
-                    converges=hashlib.sha256(upgrade_text.encode()).hexdigest()[:16],
+                    converges=converges,
                     timeout_s=gate.ready_timeout_seconds,
                     layout=api_layout,
                 )
-            ),
+            )
+
+        self.ready = RemoteCommand(
+            f"{name}-ready",
+            connection=api_conn,
+            create=registry_fingerprint(args.registry).apply(gate_text),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upgrade]),
         )
         self.register_outputs(

@@ -51,6 +51,16 @@ RESOLV_CONF_PATH = "/etc/rancher/k3s/resolv.conf"
 with `dnsPolicy: Default`, CoreDNS among them (its `forward . /etc/resolv.conf`). k3s uses a
 file given this way as is, without its loopback checks (k3s docs, advanced: Configuring DNS
 Resolution)."""
+REGISTRIES_PATH = "/etc/rancher/k3s/registries.yaml"
+"""k3s' private registry file (k3s docs, Private Registry Configuration): the rack's own registry
+with the pull account's credentials, so it holds a password: 0600, written from stdin. k3s renders
+it into containerd's config when it starts, so a change restarts k3s."""
+REGISTRY_CA_PATH = "/etc/rancher/k3s/rack-ca.crt"
+"""The rack CA's certificate, which registries.yaml's `tls.ca_file` names: containerd verifies the
+registry with this file (the system store is the node-trust step's; containerd needs a path)."""
+REGISTRIES_HEADER = "# Written by homelab-rack: the rack's own registry (rack.gitea). Changes here are overwritten.\n"
+"""The first line of the registries.yaml this program writes: without a registry to configure it
+removes only a file that starts with it, never one the user wrote."""
 SERVER_TOKEN_FILE = "/var/lib/rancher/k3s/server/token"
 """Written by a k3s server: the full-format token (`K10<ca-hash>::server:<secret>`), which pins the CA."""
 SERVER_AGENT_TOKEN_FILE = "/var/lib/rancher/k3s/server/agent-token"
@@ -134,6 +144,21 @@ def system_reserved_arg(rack: Rack) -> str:
 def render_resolv_conf(rack: Rack) -> str:
     """The resolv.conf every node writes at RESOLV_CONF_PATH: one `nameserver` per `dns.upstream` (pure)."""
     return "".join(f"nameserver {address}\n" for address in rack.dns.upstream)
+
+
+def render_registries(
+    *, host: str, username: str, password: str, ca_file: str | None, layout: HostLayout = HostLayout()
+) -> str:
+    """The registries.yaml every node writes at REGISTRIES_PATH (pure): `host` (the rack's own
+    registry, `<gitea.host>.<domain>`) over HTTPS with basic auth, verified with `ca_file` when
+    given (else with the node's system store). No `mirrors` entry: an image named after the host
+    is pulled from the host itself (containerd's default endpoint `https://<host>/v2`); a mirror
+    would only add an endpoint for some other registry's names. The result holds the password:
+    it travels on stdin only."""
+    config: dict[str, Any] = {"auth": {"username": username, "password": password}}
+    if ca_file is not None:
+        config["tls"] = {"ca_file": layout.path(ca_file)}
+    return REGISTRIES_HEADER + yaml.safe_dump({"configs": {host: config}}, sort_keys=True, default_flow_style=False)
 
 
 def render_config(rack: Rack, node: Node, layout: HostLayout = HostLayout()) -> dict[str, Any]:
@@ -355,6 +380,8 @@ touch "$PENDING"
         # Config changes are the upgrade's job: here the files are written only where missing.
         config_guard = 'if [ ! -f "$CONFIG" ] && write_if_changed "$CONFIG"'
         resolv_guard = 'if [ ! -f "$RESOLV" ] && write_if_changed "$RESOLV"'
+        # Written where missing (a first join starts k3s with them); changed by the upgrade step.
+        registries_guard = "if write_missing_from_stdin"
     else:
         head = """\
 [ -x "$BIN/k3s" ] && [ -f "$UNINSTALL" ] || fail "k3s is not installed here: the install step must succeed first"
@@ -373,6 +400,7 @@ read_secrets
         )
         config_guard = 'if write_if_changed "$CONFIG"'
         resolv_guard = 'if write_if_changed "$RESOLV"'
+        registries_guard = "if file_from_stdin"
     agent_token_var = f'AGENT_TOKEN="$R"{q(AGENT_TOKEN_FILE)}\n' if role == Role.SERVER else ""
     return (
         _prelude(hostname, layout)
@@ -382,6 +410,8 @@ BIN="$R/usr/local/bin"
 ETC="$R/etc/rancher/k3s"
 CONFIG="$R"{q(CONFIG_FILE)}
 RESOLV="$R"{q(RESOLV_CONF_PATH)}
+REGISTRIES="$R"{q(REGISTRIES_PATH)}
+REGISTRY_CA="$R"{q(REGISTRY_CA_PATH)}
 TOKEN_FILE="$R"{q(TOKEN_FILE)}
 {agent_token_var}UNINSTALL="$BIN/{uninstall}"
 STAGE="$R"{q(STAGING)}/"$VERSION"
@@ -414,6 +444,18 @@ secret_to() {{
     fail "no $3 on stdin (line $1)"
   write_if_changed "$2" 0600 < <(sed -n "$1p" "$SECRETS")
 }}
+# Line $1 of stdin, base64, decoded into file $2 (mode $3) when it differs; an empty line removes
+# the file when it is ours ($4: a first line to recognise it by, "" for any). True when it changed.
+file_from_stdin() {{
+  if ! awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS"; then
+    [ -f "$2" ] || return 1
+    if [ -n "$4" ] && [ "$(head -n 1 "$2")" != "$4" ]; then return 1; fi
+    rm -f "$2" || fail "cannot remove $2"
+    return 0
+  fi
+  write_if_changed "$2" "$3" < <(sed -n "$1p" "$SECRETS" | base64 -d)
+}}
+write_missing_from_stdin() {{ [ ! -f "$2" ] && file_from_stdin "$@"; }}
 
 {head}mkdir -p "$ETC" "$BIN" "$STAGE"
 # The pending marker survives a failure half-way, so a re-run restarts k3s even though the files
@@ -427,6 +469,9 @@ then touch "$PENDING"; fi
 {resolv_conf_text.rstrip()}
 HOMELAB_K3S_RESOLV
 then touch "$PENDING"; fi
+# The rack's registry (stdin line 3) and its CA (line 4): containerd gets them when k3s starts.
+{registries_guard} 3 "$REGISTRIES" 0600 {q(REGISTRIES_HEADER.rstrip(chr(10)))}; then touch "$PENDING"; fi
+{registries_guard} 4 "$REGISTRY_CA" 0644 ""; then touch "$PENDING"; fi
 if [ "$(installed_version)" != "$VERSION" ]; then touch "$PENDING"; fi
 
 if [ -e "$PENDING" ]; then

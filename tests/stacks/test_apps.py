@@ -578,3 +578,24 @@ def test_every_app_gets_a_policy_selecting_only_it(
         pol = manifest(rec.by_name(f"app-{app.name}-netpol"))
         assert pol["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": app.name}}
         assert bool(pol["spec"]["ingress"]) == (app.host is not None)
+
+
+def test_homelab_apps_from_the_rack_registry_skip_the_rollout_wait(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    """`wait: auto` (the sample's default): Deployments of images under `<gitea.host>.<domain>/`
+    (from the stack file) carry pulumi-kubernetes' skipAwait; every other Deployment waits."""
+    rack = homelab.rack
+    assert rack.gitea is not None
+    prefix = f"{rack.gitea.host}.{rack.domain}/"
+    rec = record_stack(record, homelab)
+    expected = {f"app-{a.name}-deployment": a.image.startswith(prefix) for a in rack.apps}
+    assert any(expected.values())
+    for reg in rec.of_type("kubernetes:apps/v1:Deployment"):
+        annotations = manifest(reg)["metadata"].get("annotations", {})
+        assert (annotations.get("pulumi.com/skipAwait") == "true") is expected.get(reg.name, False), reg.name
+    # each of them reports its rollout over SSH on the bootstrap server instead
+    reports = {r.name: r for r in rec.of_type("command:remote:Command") if r.name.endswith("-rollout")}
+    assert sorted(reports) == sorted(f"app-{a.name}-rollout" for a in rack.apps if a.image.startswith(prefix))
+    for r in reports.values():
+        assert r.inputs["connection"]["host"] == str(rack.bootstrap().address)

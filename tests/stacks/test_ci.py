@@ -4,12 +4,14 @@ config rule that Gitea needs PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 import stacks.composition as composition
 from components.core.layout import CLASS_LABEL, CONTROL_PLANE_TAINT_KEY, HOSTNAME_LABEL
@@ -353,3 +355,38 @@ def test_runners_trust_the_rack_ca_of_the_system_layer(
     assert manifest(rec.by_name("gitea-runners-ca"))["metadata"]["name"] == "gitea-runner-ca"
     pod = pod_spec(manifest(rec.by_name("gitea-runners-deployment")))
     assert {"name": "rack-ca", "configMap": {"name": "gitea-runner-ca"}} in pod["volumes"]
+
+
+def test_the_pull_account_and_every_node_share_one_generated_password(
+    record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
+) -> None:
+    rack = homelab.rack
+    assert rack.gitea is not None
+    registry = f"{rack.gitea.host}.{rack.domain}"  # from the stack file: git.lab.home.arpa
+    rec = record_stack(record, homelab)
+    password = manifest(rec.by_name("gitea-secret"))["stringData"]["pull-password"]
+    assert password == "generated-gitea-pull-password-value"
+    assert "stringData" in rec.by_name("gitea-secret").secret_paths
+    for node in rack.nodes:
+        upgrade = rec.by_name(f"k3s-{node.hostname}-upgrade")
+        assert "stdin" in upgrade.secret_paths
+        registries = yaml.safe_load(base64.b64decode(upgrade.inputs["stdin"].split("\n")[2]))
+        assert registries["configs"][registry]["auth"] == {"username": "rack-puller", "password": password}
+    deployment = manifest(rec.by_name("gitea-deployment"))
+    spec = pod_spec(deployment)
+    init = {c["name"]: c for c in spec["initContainers"]}
+    env = {e["name"]: e for e in init["pull-account"]["env"]}
+    assert env["GITEA_PULL_USERNAME"]["value"] == "rack-puller"
+    assert env["GITEA_PULL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "gitea", "key": "pull-password"}
+    main = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    # the ingress serves HTTPS only: jobs' checkout and the registry's token realm use this URL
+    assert main["GITEA__server__ROOT_URL"] == f"https://{registry}/"
+    assert password not in str(deployment)
+
+
+def test_a_rack_without_gitea_writes_no_registries(record: Callable[..., Recording], lab_bare: Loaded) -> None:
+    rec = record_stack(record, lab_bare)
+    assert not [r for r in rec if r.name == "gitea-pull-password"]
+    for node in lab_bare.rack.nodes:
+        lines = rec.by_name(f"k3s-{node.hostname}-upgrade").inputs["stdin"].split("\n")
+        assert len(lines) <= 3  # the tokens only: no registries.yaml, no CA

@@ -23,8 +23,13 @@ from components.apps.app_workload import (
     render_pdb,
     render_secret,
     render_service,
+    reports_rollout,
+    rollout_report_script,
+    skips_await,
 )
 from components.core.layout import CLASS_LABEL, EXPERIMENTAL_TAINT_KEY
+from components.core.remote_command import connection
+from components.metal.k3s_cluster import NodeAccess
 from plan.engine import Recording
 from rack.config import App
 from rack.endpoints import ServiceEndpoint
@@ -211,3 +216,91 @@ def test_component_without_passwords_makes_no_secret(record: Callable[..., Recor
 
     rec = record(program)
     assert sorted(r.type.split(":")[-1] for r in rec if r.custom) == ["Deployment", "NetworkPolicy", "Service"]
+
+
+# --- the rollout wait (pulumi-kubernetes' skipAwait) --------------------------------------------
+
+RACK_REGISTRY = "git.lab.home.arpa"
+
+
+@pytest.mark.parametrize(
+    ("wait", "image", "registry", "skipped"),
+    [
+        # auto: only images of the rack's own registry, which CI may not have built yet
+        ("auto", "git.lab.home.arpa/bible/api:1.8.0", RACK_REGISTRY, True),
+        ("auto", "ghcr.io/example/api:3.2.1", RACK_REGISTRY, False),
+        ("auto", "docker.io/library/nginx:1.27.3", RACK_REGISTRY, False),
+        ("auto", "git.lab.home.arpa.example.com/x/y:1.0.0", RACK_REGISTRY, False),  # another host
+        ("auto", "git.lab.home.arpa/bible/api:1.8.0", None, False),  # no Gitea: nothing is the rack's
+        # explicit settings win either way
+        (True, "git.lab.home.arpa/bible/api:1.8.0", RACK_REGISTRY, False),
+        (False, "ghcr.io/example/api:3.2.1", RACK_REGISTRY, True),
+    ],
+)
+def test_which_apps_skip_the_rollout_wait(wait: Any, image: str, registry: str | None, skipped: bool) -> None:
+    a = app(wait=wait, image=image)
+    assert skips_await(a, registry) is skipped
+    dep = validate(render_deployment(a, namespace="apps", skip_await=skips_await(a, registry)))
+    annotations = dep["metadata"].get("annotations", {})
+    # pulumi-kubernetes reads exactly this key and value (the provider's await logic is skipped)
+    assert (annotations.get("pulumi.com/skipAwait") == "true") is skipped
+    assert "annotations" not in dep["spec"]["template"]["metadata"]  # never the pods': no restart
+
+
+def test_wait_is_true_false_or_auto() -> None:
+    with pytest.raises(ValueError, match="wait"):
+        app(wait="sometimes")
+    assert app().wait == "auto"
+
+
+def test_auto_rack_registry_apps_get_a_rollout_report_on_the_bootstrap_server(
+    record: Callable[..., Recording],
+) -> None:
+    boot = connection(host="192.168.10.11", user="ops")
+
+    def program() -> None:
+        after = pulumi.CustomResource("test:index:Bootstrap", "boot")
+        access = NodeAccess(connection=boot, user="ops", after=after)
+        for name, wait in (("auto", "auto"), ("never", False), ("always", True)):
+            AppWorkload(
+                f"app-{name}",
+                AppWorkloadArgs(
+                    app=app(name=name, image=f"{RACK_REGISTRY}/bible/{name}:1.0.0", wait=wait),
+                    namespace="apps",
+                    registry_host=RACK_REGISTRY,
+                    rollout_access=access,
+                ),
+            )
+
+    rec = record(program)
+    reports = [r for r in rec if r.name.endswith("-rollout")]
+    # only `wait: auto` reports in place of the provider's wait; false waits for nothing, true
+    # leaves the wait to the provider
+    assert [r.name for r in reports] == ["app-auto-rollout"]
+    report = reports[0]
+    assert report.inputs["connection"]["host"] == "192.168.10.11"
+    assert report.inputs["create"] == report.inputs["update"]  # a changed image re-runs it
+    assert f"IMAGE={RACK_REGISTRY}/bible/auto:1.0.0" in report.inputs["create"]
+    assert "sudo -n bash -c" in report.inputs["create"]  # the SSH user is not root
+    deps = {d.split("::")[-1] for d in report.depends_on}
+    assert {"app-auto-deployment", "boot"} <= deps
+    assert "delete" not in report.inputs
+    assert reports_rollout(app(wait="auto", image=f"{RACK_REGISTRY}/x/y:1.0.0"), RACK_REGISTRY)
+    assert not reports_rollout(app(wait="auto", image="ghcr.io/x/y:1.0.0"), RACK_REGISTRY)
+
+
+def test_the_rollout_report_passes_shellcheck() -> None:
+    from components.metal.k3s_scripts import HostLayout
+    from tests.components.metal.test_k3s_scripts import shellcheck
+
+    for layout in (HostLayout(), HostLayout(root="/tmp/hosts/a b", systemd=False)):
+        shellcheck(
+            rollout_report_script(
+                app="bible-api",
+                namespace="apps",
+                image=f"{RACK_REGISTRY}/bible/api:1.8.0",
+                revision="0123456789abcdef",
+                timeout_s=600,
+                layout=layout,
+            )
+        )

@@ -156,6 +156,7 @@ def test_network_policies() -> None:
     "script",
     [
         g.render_configure_script(),
+        g.render_pull_account_script(),
         g.render_runner_token_script(),
         g.render_db_init_script(database="gitea", user="gitea"),
     ],
@@ -223,3 +224,60 @@ def test_configured_admin_password_is_used_not_generated(record: Callable[..., R
     rec = record(_program("user-chosen-admin-pw"), preview=False)
     assert manifest(rec.by_name("gitea-secret"))["stringData"]["admin-password"] == "user-chosen-admin-pw"
     assert not [r for r in rec if r.name == "gitea-admin-password-value"]
+
+
+# --- the read-only pull account ---------------------------------------------------------------
+
+
+def test_the_pull_account_is_made_after_the_admin_from_the_secret() -> None:
+    dep = validate(g.render_deployment(settings(pull_user=g.PULL_USER), claim_name="gitea-data"))
+    init = dep["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init][:2] == ["configure", "pull-account"]  # after the migrations
+    pull = init[1]
+    env = env_of(pull)
+    assert env["GITEA_PULL_USERNAME"]["value"] == "rack-puller"
+    assert env["GITEA_PULL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "gitea", "key": "pull-password"}
+    assert pull["securityContext"] == init[0]["securityContext"]
+    without = g.render_deployment(settings(), claim_name="gitea-data")
+    assert "pull-account" not in [c["name"] for c in without["spec"]["template"]["spec"]["initContainers"]]
+
+
+# A TEST DOUBLE of the `gitea` CLI (not packaged for Debian): `admin user list` prints the table
+# Gitea prints (ID, Username, Email, IsActive, IsAdmin, 2FA), every other call is recorded.
+FAKE_GITEA = """#!/bin/sh
+if [ "$1 $2 $3" = "admin user list" ]; then
+  printf 'ID   Username     Email                    IsActive IsAdmin 2FA\\n'
+  printf '1    gitea-admin  gitea-admin@git.test     true     true    false\\n'
+  [ -f "$GITEA_DOUBLE_DIR/puller" ] && printf '2    rack-puller  rack-puller@git.test     true     false   false\\n'
+  exit 0
+fi
+echo "$*" >>"$GITEA_DOUBLE_DIR/calls"
+[ "$3" = create ] && touch "$GITEA_DOUBLE_DIR/puller"
+exit 0
+"""
+
+
+def test_the_pull_account_script_creates_it_once_then_resets_its_password(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "gitea").write_text(FAKE_GITEA)
+    (tmp_path / "bin" / "gitea").chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "GITEA_DOUBLE_DIR": str(tmp_path),
+        "GITEA_PULL_USERNAME": "rack-puller",
+        "GITEA_PULL_PASSWORD": "pull-pw",
+        "GITEA_PULL_EMAIL": "rack-puller@git.test",
+    }
+    for _ in range(2):
+        result = subprocess.run(
+            ["/bin/sh", "-c", g.render_pull_account_script()], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "admin user create --username rack-puller --password pull-pw --email rack-puller@git.test"
+        " --must-change-password=false",
+        "admin user change-password --username rack-puller --password pull-pw --must-change-password=false",
+    ]
+    assert "--admin" not in calls[0]  # a plain user
+    assert "password reset" in result.stdout

@@ -9,10 +9,12 @@ steps on the critical path, computed from the recorded depends_on graph.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import itertools
 import math
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import kubernetes_validate
 import pulumi
 import pytest
+import yaml
 
 from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
 from components.metal.k3s_cluster import (
@@ -29,7 +32,14 @@ from components.metal.k3s_cluster import (
     upgrade_batches,
     upgrade_order,
 )
-from components.metal.k3s_scripts import PROGRAM_ACCOUNT, RENEW_EVERY_DAYS, TOKEN_DAYS, credential_period
+from components.metal.k3s_node import RegistryAccess
+from components.metal.k3s_scripts import (
+    PROGRAM_ACCOUNT,
+    REGISTRY_CA_PATH,
+    RENEW_EVERY_DAYS,
+    TOKEN_DAYS,
+    credential_period,
+)
 from plan.engine import DefaultMocks, Recording, Registration
 from rack.config import Rack, parse_rack
 from tests.conftest import stack_raw
@@ -596,3 +606,73 @@ def test_without_a_lan_dns_address_no_node_gets_a_servicelb_label(record: Callab
         labels = rec.by_name(f"k3s-{node.hostname}-layout").inputs["metadata"]["labels"]
         assert labels == node_labels(node_class=node.node_class, role=node.role, arch=node.arch)
         assert not any(k.startswith("svccontroller.k3s.cattle.io/") for k in labels)
+
+
+# --- the rack's registry: registries.yaml and the CA file on every node ------------------------
+
+PULL_PASSWORD = "pull-password-0123456789abcdefghij"
+CA_ONE = "-----BEGIN CERTIFICATE-----\nMIIBrackCAone\n-----END CERTIFICATE-----\n"
+CA_TWO = "-----BEGIN CERTIFICATE-----\nMIIBrackCAtwo\n-----END CERTIFICATE-----\n"
+HOSTS = ("rack-cp-1", "rack-pi-1", "rack-pi-2", "rack-db-1", "rack-lab-1")
+
+
+def build_with_registry(record: Callable[..., Recording], ca: str | None) -> Recording:
+    rack = parse_rack(raw_rack())
+
+    def program() -> None:
+        registry = RegistryAccess(
+            host="git.lab.home.arpa",
+            username="rack-puller",
+            password=pulumi.Output.secret(PULL_PASSWORD),
+            ca_cert_pem=ca,
+        )
+        K3sCluster("k3s", K3sClusterArgs(rack=rack, registry=registry))
+
+    return record(program, preview=False, mocks=ReadBackMocks())
+
+
+def test_every_node_gets_registries_and_the_ca_on_stdin_never_in_command_text(
+    record: Callable[..., Recording],
+) -> None:
+    rec = build_with_registry(record, CA_ONE)
+    for host in HOSTS:
+        for step in ("install", "upgrade"):
+            r = rec.by_name(f"k3s-{host}-{step}")
+            assert "stdin" in r.secret_paths and r.redacted["stdin"] == "[secret]"
+            lines = r.inputs["stdin"].split("\n")
+            # line 1 the join token; line 2 the agent token's secret on servers, empty on agents
+            assert (lines[1] == AGENT_SECRET) == (host == "rack-cp-1") and (lines[1] == "") == (host != "rack-cp-1")
+            registries = yaml.safe_load(base64.b64decode(lines[2]))
+            # the shape of k3s' registries.yaml (k3s docs, Private Registry Configuration)
+            assert registries["configs"] == {
+                "git.lab.home.arpa": {
+                    "auth": {"username": "rack-puller", "password": PULL_PASSWORD},
+                    "tls": {"ca_file": REGISTRY_CA_PATH},
+                }
+            }
+            assert base64.b64decode(lines[3]).decode() == CA_ONE
+    for r in rec:
+        assert PULL_PASSWORD not in repr(r.redacted), r.name
+        for field in ("create", "update", "delete"):
+            assert PULL_PASSWORD not in str(r.inputs.get(field, "")), (r.name, field)
+
+
+def test_a_new_ca_rolls_through_the_upgrade_steps_and_their_gates_only(record: Callable[..., Recording]) -> None:
+    before = build_with_registry(record, CA_ONE)
+    after = build_with_registry(record, CA_TWO)
+    old = {r.name: r.inputs for r in before}
+    changed = {r.name for r in after if old.get(r.name) != r.inputs}
+    # install's stdin changes too, but ignore_changes=["stdin"] keeps it out of the diff; the gate
+    # ("ready") re-runs so each node is Ready again before the next one restarts
+    expected = {f"k3s-{h}-{s}" for h in HOSTS for s in ("upgrade", "install", "ready")}
+    assert changed == expected
+
+
+def test_without_a_registry_stdin_and_gates_are_what_they_were(record: Callable[..., Recording]) -> None:
+    """A rack without Gitea sees no change at all from this feature (no spurious restart)."""
+    plain = build(record, raw_rack(), preview=False, mocks=ReadBackMocks())
+    for host in HOSTS[1:]:
+        assert plain.by_name(f"k3s-{host}-upgrade").inputs["stdin"] == AGENT_FULL_TOKEN + "\n"
+    gate = plain.by_name("k3s-rack-pi-1-ready").inputs["create"]
+    # the digest of the upgrade text alone, as before registries (no "+<registry digest>")
+    assert re.search(r"# gate for the upgrade step converging to [0-9a-f]{16}\n", gate)

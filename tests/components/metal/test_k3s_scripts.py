@@ -4,6 +4,7 @@ uninstall guard, the command wrapper and the kubeconfig rewrite."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import subprocess
@@ -15,6 +16,9 @@ import yaml
 
 from components.core.layout import CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT, node_labels
 from components.metal.k3s_scripts import (
+    REGISTRIES_HEADER,
+    REGISTRIES_PATH,
+    REGISTRY_CA_PATH,
     HostLayout,
     airgap_binary_name,
     config_yaml,
@@ -27,6 +31,7 @@ from components.metal.k3s_scripts import (
     registration_script,
     remote_command,
     render_config,
+    render_registries,
     render_resolv_conf,
     rewrite_kubeconfig,
     staging_dir,
@@ -393,3 +398,131 @@ def test_uninstall_on_a_clean_host_is_a_no_op(tmp_path: Path) -> None:
         result = run_bash(script)
         assert result.returncode == 0, result.stderr
         assert "not installed here: nothing to do" in result.stdout
+
+
+# --- registries.yaml: rendered, then written by the upgrade step's real bash ---------------------
+
+
+def test_registries_yaml_has_the_shape_k3s_documents() -> None:
+    """k3s docs, Private Registry Configuration: `configs.<host>.auth.{username,password}` and
+    `configs.<host>.tls.ca_file`; no mirror is needed for images named after the registry."""
+    text = render_registries(host="git.lab.home.arpa", username="puller", password="pw", ca_file=REGISTRY_CA_PATH)
+    assert text.startswith(REGISTRIES_HEADER)
+    assert yaml.safe_load(text) == {
+        "configs": {
+            "git.lab.home.arpa": {
+                "auth": {"username": "puller", "password": "pw"},
+                "tls": {"ca_file": "/etc/rancher/k3s/rack-ca.crt"},
+            }
+        }
+    }
+    no_ca = yaml.safe_load(render_registries(host="git.x.test", username="u", password="p", ca_file=None))
+    assert no_ca == {"configs": {"git.x.test": {"auth": {"username": "u", "password": "p"}}}}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class FakeAgent:
+    """An installed k3s agent under a root directory, for the upgrade step's real bash: a stand-in
+    `k3s` that prints the version and an air-gap `install.sh` that counts its runs (each run is
+    k3s' restart) and writes the kubelet kubeconfig the step waits for. TEST DOUBLES of k3s and its
+    installer, as small as the script's checks allow."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.layout = HostLayout(root=str(root), systemd=False)
+        binary = f"#!/bin/sh\necho 'k3s version {VERSION} (fake)'\n"
+        for path, text in (
+            ("usr/local/bin/k3s", binary),
+            ("usr/local/bin/k3s-agent-uninstall.sh", "#!/bin/sh\n"),
+            (f"var/tmp/homelab-k3s/{VERSION}/k3s", binary),
+            (
+                f"var/tmp/homelab-k3s/{VERSION}/install.sh",
+                f"echo restart >>'{root}/restarts'\n"
+                f"mkdir -p '{root}/var/lib/rancher/k3s/agent'\n"
+                f"echo kubeconfig >'{root}/var/lib/rancher/k3s/agent/kubelet.kubeconfig'\n",
+            ),
+        ):
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+            (root / path).chmod(0o755)
+        (root / "etc/rancher/k3s").mkdir(parents=True, exist_ok=True)
+        (root / "etc/rancher/k3s/join-token").write_text("K10agent::node:secret\n")
+        rack = homelab()
+        node = rack.node("rack-pi-1")
+        assert node is not None
+        self.script = upgrade_script(
+            hostname=node.hostname,
+            role=node.role,
+            version=VERSION,
+            config_text=config_yaml(render_config(rack, node, self.layout)),
+            resolv_conf_text=render_resolv_conf(rack),
+            source=InstallSource.AIRGAP,
+            layout=self.layout,
+        )
+
+    def upgrade(self, registries: str | None, ca: str | None) -> subprocess.CompletedProcess[str]:
+        # Agents' stdin: the agent token, an empty line 2, registries.yaml and the CA (base64).
+        stdin = "K10agent::node:secret\n"
+        if registries is not None:
+            stdin += f"\n{_b64(registries)}\n{_b64(ca) if ca else ''}\n"
+        result = run_bash(self.script, stdin)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    def restarts(self) -> int:
+        path = self.root / "restarts"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def file(self, path: str) -> Path:
+        return Path(self.layout.path(path))
+
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+def registries(password: str, layout: HostLayout) -> str:
+    return render_registries(
+        host="git.lab.home.arpa", username="rack-puller", password=password, ca_file=REGISTRY_CA_PATH, layout=layout
+    )
+
+
+def test_upgrade_writes_registries_and_ca_and_restarts_k3s_only_when_they_change(tmp_path: Path) -> None:
+    agent = FakeAgent(tmp_path)
+    agent.upgrade(None, None)  # config.yaml and resolv.conf are new: one restart, no registry yet
+    assert agent.restarts() == 1 and not agent.file(REGISTRIES_PATH).exists()
+
+    text = registries("pw-1", agent.layout)
+    agent.upgrade(text, CA_PEM)
+    assert agent.restarts() == 2
+    assert agent.file(REGISTRIES_PATH).read_text() == text
+    assert agent.file(REGISTRY_CA_PATH).read_text() == CA_PEM
+    # The password is in registries.yaml: root only. The CA is public.
+    assert agent.file(REGISTRIES_PATH).stat().st_mode & 0o777 == 0o600
+    assert agent.file(REGISTRY_CA_PATH).stat().st_mode & 0o777 == 0o644
+
+    agent.upgrade(text, CA_PEM)  # nothing changed: k3s keeps running
+    assert agent.restarts() == 2
+
+    agent.upgrade(registries("pw-2", agent.layout), CA_PEM)  # a new password: k3s must re-read it
+    assert agent.restarts() == 3 and "pw-2" in agent.file(REGISTRIES_PATH).read_text()
+
+    agent.upgrade(registries("pw-2", agent.layout), CA_PEM.replace("fake", "other"))  # a new CA
+    assert agent.restarts() == 4 and "other" in agent.file(REGISTRY_CA_PATH).read_text()
+
+    agent.upgrade(None, None)  # Gitea left the config: our files go, k3s restarts without them
+    assert agent.restarts() == 5
+    assert not agent.file(REGISTRIES_PATH).exists() and not agent.file(REGISTRY_CA_PATH).exists()
+
+
+def test_upgrade_without_a_registry_leaves_a_registries_yaml_it_did_not_write(tmp_path: Path) -> None:
+    agent = FakeAgent(tmp_path)
+    agent.upgrade(None, None)
+    own = "mirrors:\n  docker.io:\n    endpoint: [https://mirror.example]\n"
+    agent.file(REGISTRIES_PATH).write_text(own)
+    agent.upgrade(None, None)
+    assert agent.file(REGISTRIES_PATH).read_text() == own
+    assert agent.restarts() == 1
+
