@@ -11,7 +11,7 @@ import pulumi
 
 from components.ci import Gitea
 from components.observability import GRAFANA_ADMIN_USER, Grafana
-from components.system import routes
+from components.system import new_rack_ca, routes
 from rack.loader import Loaded
 from stacks.apps import AppsLayer, build_apps
 from stacks.ci import CiLayer, build_ci
@@ -34,10 +34,12 @@ class RackStack:
 
 
 def build(loaded: Loaded) -> RackStack:
-    # rack_ca_pem: the rack CA's certificate for containerd (registries.yaml's ca_file), from the
-    # rack CA component once it is wired in; None until then (the nodes' system stores verify).
-    metal = build_metal(loaded, rack_ca_pem=None)
-    system = build_system(loaded, metal)
+    # The rack CA comes first: containerd on every node trusts it for the rack's registry
+    # (registries.yaml's ca_file, written with k3s' files), and the system layer signs Traefik's
+    # default certificate with it and puts it in each node's trust store.
+    rack_ca = new_rack_ca()
+    metal = build_metal(loaded, rack_ca)
+    system = build_system(loaded, metal, rack_ca)
     platform = build_platform(loaded, metal, system)
     ci = build_ci(loaded, metal, system, platform)
     apps = build_apps(loaded, metal, system, platform)

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.ci import gitea as gitea_mod
-from components.core import GeneratedSecret, GeneratedSecretArgs
+from components.core import CaCertificate, GeneratedSecret, GeneratedSecretArgs
 from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess, RegistryAccess
 from rack.loader import Loaded
 
@@ -37,8 +37,8 @@ class MetalLayer:
     """With Gitea: the read-only pull account's password (secret) every node's registries.yaml holds."""
 
 
-def build_metal(loaded: Loaded, rack_ca_pem: pulumi.Input[str] | None = None) -> MetalLayer:
-    """`rack_ca_pem`: the rack CA's certificate (PEM) containerd verifies the rack's registry with
+def build_metal(loaded: Loaded, rack_ca: CaCertificate | None = None) -> MetalLayer:
+    """`rack_ca`: the rack CA, whose certificate containerd verifies the rack's registry with
     (written to REGISTRY_CA_PATH on every node); None: the nodes' system stores verify it."""
     rack = loaded.rack
     registry: RegistryAccess | None = None
@@ -47,7 +47,11 @@ def build_metal(loaded: Loaded, rack_ca_pem: pulumi.Input[str] | None = None) ->
     if host is not None:
         pull_password = GeneratedSecret("gitea-pull-password", GeneratedSecretArgs(length=32)).value
         registry = RegistryAccess(
-            host=host, username=gitea_mod.PULL_USER, password=pull_password, ca_cert_pem=rack_ca_pem
+            host=host,
+            username=gitea_mod.PULL_USER,
+            password=pull_password,
+            ca_cert_pem=rack_ca.cert_pem if rack_ca is not None else None,
+            ca_identity=rack_ca.identity if rack_ca is not None else None,
         )
     cluster = K3sCluster(
         "k3s",

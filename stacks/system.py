@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.core import CATEGORY_LABEL, NAMESPACES, KubernetesObject, namespace_labels, render_namespace
+from components.core import (
+    CATEGORY_LABEL,
+    NAMESPACES,
+    CaCertificate,
+    KubernetesObject,
+    namespace_labels,
+    render_namespace,
+)
 from components.system import (
     GITEA_NAMESPACE,
     CorednsConfig,
@@ -85,7 +92,7 @@ def ingress_hosts(rack: Rack) -> dict[str, str]:
     return {r.host: r.backend for r in routes(rack)}
 
 
-def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
+def build_system(loaded: Loaded, metal: MetalLayer, rack_ca: CaCertificate) -> SystemLayer:
     rack = loaded.rack
     opts = pulumi.ResourceOptions(provider=metal.k8s_provider, depends_on=metal.cluster_ready)
     namespaces = {
@@ -108,7 +115,7 @@ def build_system(loaded: Loaded, metal: MetalLayer) -> SystemLayer:
     dns = CorednsConfig("coredns", CorednsConfigArgs(rack=rack), component_opts)
     ca = RackCa(
         "rack-ca",
-        RackCaArgs(rack=rack, node_access=metal.node_access),
+        RackCaArgs(rack=rack, ca=rack_ca, node_access=metal.node_access),
         component_opts,
     )
     traefik = TraefikConfig(

@@ -2,6 +2,7 @@
 generated secrets, the layout's labels/taints/placement terms, and NetworkPolicy rendering.
 """
 
+from components.core.certificates import CaCertificate
 from components.core.generated_secret import GeneratedSecret, GeneratedSecretArgs
 from components.core.kubernetes_object import KubernetesObject
 from components.core.layout import (
@@ -18,6 +19,7 @@ __all__ = [
     "CATEGORY_LABEL",
     "NAMESPACES",
     "WORKLOAD_LABEL",
+    "CaCertificate",
     "GeneratedSecret",
     "GeneratedSecretArgs",
     "KubernetesObject",

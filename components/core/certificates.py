@@ -265,6 +265,9 @@ class CaCertificate(dynamic.Resource):
     def __init__(self, name: str, *, common_name: str, validity_days: int, opts: pulumi.ResourceOptions):
         props = {"common_name": common_name, "validity_days": validity_days, "cert_pem": None, "private_key_pem": None}
         super().__init__(_CaProvider(), name, props, opts)
+        self.identity = common_name
+        """What names this CA, known before `up` (its certificate is not): a new CA is made only
+        when the common name changes (`diff`), so whatever must follow the CA can key on it."""
 
 
 class ServingCertificate(dynamic.Resource):

@@ -75,6 +75,10 @@ class RegistryAccess:
     ca_cert_pem: pulumi.Input[str] | None = None
     """The rack CA's certificate (PEM), written to REGISTRY_CA_PATH and named as `tls.ca_file`;
     None: containerd verifies the registry against the node's system store."""
+    ca_identity: str | None = None
+    """What names that CA, known at preview (`CaCertificate.identity`, its common name: the CA is
+    replaced only when it changes); the gates' fingerprint keys on it, not on the certificate,
+    which is unknown until the first `up` made it."""
 
 
 def _b64(text: str) -> str:
@@ -102,7 +106,7 @@ def registry_fingerprint(registry: RegistryAccess | None) -> pulumi.Output[str]:
     changed) without re-running the gate."""
     if registry is None:
         return pulumi.Output.from_input("")
-    return pulumi.Output.all(registry.host, registry.username, registry.ca_cert_pem or "").apply(
+    return pulumi.Output.all(registry.host, registry.username, registry.ca_identity or "").apply(
         lambda v: hashlib.sha256("\n".join(v).encode()).hexdigest()
     )
 

@@ -4,7 +4,7 @@ rack CA Traefik serves by default and every node trusts, and the ingresses for t
 
 from components.system.coredns_config import CorednsConfig, CorednsConfigArgs
 from components.system.ingress_routes import GITEA_NAMESPACE, IngressRoutes, IngressRoutesArgs, routes
-from components.system.rack_ca import RackCa, RackCaArgs
+from components.system.rack_ca import RackCa, RackCaArgs, new_rack_ca
 from components.system.traefik_config import TraefikConfig, TraefikConfigArgs
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "RackCaArgs",
     "TraefikConfig",
     "TraefikConfigArgs",
+    "new_rack_ca",
     "routes",
 ]

@@ -77,15 +77,28 @@ def render_tls_secret(cert_pem: str, key_pem: str) -> dict[str, Any]:
     }
 
 
+def new_rack_ca(name: str = "rack-ca", common_name: str | None = None) -> CaCertificate:
+    """The rack's CA, `<name>-ca`, its key a secret output. `common_name` None:
+    `<CA_COMMON_NAME_PREFIX> (<stack>)`; a change of it replaces the CA, and every client must then
+    trust the new one. Made first in the composition: the metal layer writes its certificate for
+    containerd (registries.yaml), `RackCa` signs the serving certificate with it."""
+    return CaCertificate(
+        f"{name}-ca",
+        common_name=common_name or f"{CA_COMMON_NAME_PREFIX} ({pulumi.get_stack()})",
+        validity_days=CA_VALIDITY_DAYS,
+        opts=pulumi.ResourceOptions(additional_secret_outputs=["private_key_pem"]),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class RackCaArgs:
     rack: Rack
     """The validated rack (domain, ingress address, nodes)."""
     node_access: Mapping[str, NodeAccess] = field(default_factory=dict)
     """SSH to each node (hostname -> access); a node listed here gets the CA in its trust store."""
-    common_name: str | None = None
-    """The CA's subject common name (None: `<CA_COMMON_NAME_PREFIX> (<stack>)`). A change replaces
-    the CA: every client must then trust the new one."""
+    ca: CaCertificate
+    """The rack CA (`new_rack_ca`): made before the metal layer, whose nodes' containerd trusts it
+    for the rack's registry before this component exists."""
 
 
 class RackCa(pulumi.ComponentResource):
@@ -108,12 +121,7 @@ class RackCa(pulumi.ComponentResource):
     def __init__(self, name: str, args: RackCaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:system:RackCa", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.ca = CaCertificate(
-            f"{name}-ca",
-            common_name=args.common_name or f"{CA_COMMON_NAME_PREFIX} ({pulumi.get_stack()})",
-            validity_days=CA_VALIDITY_DAYS,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
-        )
+        self.ca = args.ca
         self.ca_cert_pem = self.ca.cert_pem
         dns_names, ip_addresses = serving_names(args.rack)
         self.serving = ServingCertificate(

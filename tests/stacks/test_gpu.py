@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from components.gpu.gpu_container_spec import HOST_LABEL, IMAGE_LABEL
+from components.system import new_rack_ca
 from plan.engine import Recording
 from plan.result import external_containers
 from rack.loader import Loaded
@@ -24,7 +25,7 @@ DOCKER_PREFIXES = ("docker:", "pulumi:providers:docker", "homelab:gpu:")
 def gpu_layer_only(loaded: Loaded, out: list[GpuLayer]) -> Callable[[], None]:
     def program() -> None:
         metal = build_metal(loaded)
-        system = build_system(loaded, metal)
+        system = build_system(loaded, metal, new_rack_ca())
         out.append(build_gpu(loaded, metal, system))
 
     return program

@@ -17,6 +17,7 @@ import pytest
 
 from components.core.layout import HOSTNAME_LABEL, WORKLOAD_LABEL
 from components.platform.pinned_volume import pinned_node
+from components.system import new_rack_ca
 from plan.engine import DefaultMocks, Recording, Registration, run_program
 from rack.config import DatabaseKind
 from rack.loader import Loaded, RackSecrets
@@ -42,7 +43,7 @@ def run(loaded: Loaded, *, preview: bool = True) -> tuple[Recording, PlatformLay
 
     def program() -> None:
         metal = build_metal(loaded)
-        out["platform"] = build_platform(loaded, metal, build_system(loaded, metal))
+        out["platform"] = build_platform(loaded, metal, build_system(loaded, metal, new_rack_ca()))
 
     rec = run_program(program, preview=preview, mocks=GeneratedSecretMocks())
     return rec, out["platform"]

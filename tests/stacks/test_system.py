@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.system import new_rack_ca
 from plan.engine import Recording
 from rack.loader import Loaded
 from stacks.metal import build_metal
@@ -19,7 +20,7 @@ def run(record: Any, loaded: Loaded) -> tuple[Recording, dict[str, SystemLayer]]
     out: dict[str, SystemLayer] = {}
 
     def program() -> None:
-        out["system"] = build_system(loaded, build_metal(loaded))
+        out["system"] = build_system(loaded, build_metal(loaded), new_rack_ca())
 
     return record(program), out
 

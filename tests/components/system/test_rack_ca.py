@@ -19,7 +19,7 @@ from pulumi.runtime import mocks as _mocks
 import stacks.composition as composition
 from components.core.trust import RACK_CA_PATH, trust_script, untrust_script
 from components.metal.k3s_scripts import remote_command
-from components.system import RackCa, RackCaArgs
+from components.system import RackCa, RackCaArgs, new_rack_ca
 from plan.engine import Recording, RecordingMonitor
 from rack.loader import Loaded
 from stacks.metal import build_metal
@@ -33,7 +33,7 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 
 @pytest.fixture
 def system(record: Callable[..., Recording], homelab: Loaded) -> Recording:
-    return record(lambda: build_system(homelab, build_metal(homelab)))
+    return record(lambda: build_system(homelab, build_metal(homelab), new_rack_ca()))
 
 
 def test_the_ca_and_the_leaf_keep_their_keys_secret(system: Recording) -> None:
@@ -95,7 +95,7 @@ def test_the_secret_holds_the_leaf_and_its_key(record: Callable[..., Recording],
     """With the providers run (as `up` runs them): the Secret's data is the serving certificate
     and its own key, signed by the CA, and the CA's key is in no Kubernetes object."""
     mocks = ProviderRunningMocks()
-    rec = record(lambda: RackCa("rack-ca", RackCaArgs(rack=homelab.rack)), mocks=mocks, preview=False)
+    rec = record(lambda: RackCa("rack-ca", RackCaArgs(rack=homelab.rack, ca=new_rack_ca())), mocks=mocks, preview=False)
     data = rec.by_name("rack-ca-secret").inputs["data"]
     cert_pem = base64.b64decode(data["tls.crt"]).decode()
     key_pem = base64.b64decode(data["tls.key"]).decode()
