@@ -525,3 +525,41 @@ pulumi.runtime.invoke("command:remote:run", {{"connection": {{"host": "127.0.0.1
     )
     text = engine.run("preview", ok=False)
     assert 'unknown function "command:remote:run"' in text, text[-3000:]
+
+
+# -- the program on the conformant provider ----------------------------------------------------
+
+
+def test_the_programs_wrappers_keep_read_backs_secret_and_copy_to_the_exact_path(
+    sshd: Sshd, engine: Engine, tmp_path: Path
+) -> None:
+    """What the program relies on, through its own wire-level wrappers (components/core/
+    remote_command.py) rather than the SDK classes: a read-back registered as k3s_cluster.py does
+    (logging none, additional_secret_outputs stdout) is secret in the state, where upstream would
+    leave it plain otherwise (see the first test); an air-gap copy as k3s_node.py makes it (a
+    FileAsset to `<staging>/<version>/k3s`, parents missing) lands at that exact path, and the
+    install script's own chmod is what makes it executable (upstream does not copy modes)."""
+    binary = tmp_path / "k3s-arm64"
+    binary.write_text("#!/bin/sh\necho k3s\n")
+    binary.chmod(0o755)
+    stage = sshd.dir / "var" / "tmp" / "homelab-k3s" / "v1.36.4+k3s1"
+    engine.program(
+        f"""
+import pulumi
+from components.core.remote_command import LOGGING_NONE, CopyToRemote, RemoteCommand, connection
+
+conn = connection(host="127.0.0.1", port={sshd.port}, user="root",
+                  host_key={sshd.host_keys["ssh-ed25519"]!r}, private_key=pulumi.Output.secret({sshd.private_key!r}))
+RemoteCommand("token", connection=conn, create="echo K10abc::server:s3cret", logging=LOGGING_NONE,
+              opts=pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+RemoteCommand("plain", connection=conn, create="echo preflight ok")
+CopyToRemote("binary", connection=conn, source=pulumi.FileAsset({str(binary)!r}), remote_path={str(stage / "k3s")!r})
+"""
+    )
+    text = engine.up()
+    assert "s3cret" not in text
+    out = engine.outputs()
+    assert is_secret(out["token"]["stdout"]) and is_secret(out["token"]["connection"])
+    assert out["plain"]["stdout"] == "preflight ok"
+    assert (stage / "k3s").read_text() == binary.read_text()
+    assert (stage / "k3s").stat().st_mode & 0o111 == 0
