@@ -538,7 +538,8 @@ def test_the_programs_wrappers_keep_read_backs_secret_and_copy_to_the_exact_path
     (logging none, additional_secret_outputs stdout) is secret in the state, where upstream would
     leave it plain otherwise (see the first test); an air-gap copy as k3s_node.py makes it (a
     FileAsset to `<staging>/<version>/k3s`, parents missing) lands at that exact path, and the
-    install script's own chmod is what makes it executable (upstream does not copy modes)."""
+    install script's own chmod is what makes it executable (upstream does not copy modes); and a
+    second preview plans no change."""
     binary = tmp_path / "k3s-arm64"
     binary.write_text("#!/bin/sh\necho k3s\n")
     binary.chmod(0o755)
@@ -563,3 +564,5 @@ CopyToRemote("binary", connection=conn, source=pulumi.FileAsset({str(binary)!r})
     assert out["plain"]["stdout"] == "preflight ok"
     assert (stage / "k3s").read_text() == binary.read_text()
     assert (stage / "k3s").stat().st_mode & 0o111 == 0
+    # Check hands back what it was given (connection marked secret): a second run plans nothing.
+    engine.run("preview", "--expect-no-changes")
