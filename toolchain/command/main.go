@@ -180,8 +180,8 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 		c, ok := news["connection"]
 		if !ok || c.IsNull() {
 			fail("connection", "missing required property 'connection'")
-		} else if c.IsObject() {
-			if h, ok := c.ObjectValue()["host"]; !ok || h.IsNull() {
+		} else if pc := plain(c); pc.IsObject() {
+			if h, ok := pc.ObjectValue()["host"]; !ok || h.IsNull() {
 				fail("connection.host", "missing required property 'connection.host'")
 			}
 		}
@@ -384,7 +384,6 @@ func (p *commandProvider) Invoke(ctx context.Context, req *pulumirpc.InvokeReque
 	case fLocalRun:
 		stdout, stderr, err = p.runLocal(ctx, "", spec, script)
 	default: // provider.go:90-94: local.Run is the only function; there is no remote run
-
 		return nil, fmt.Errorf("unknown function %q", req.GetTok())
 	}
 	if err != nil {
@@ -646,7 +645,7 @@ func parseConn(v resource.PropertyValue) (conn, error) {
 func (c conn) clientConfig() (*ssh.ClientConfig, error) {
 	cfg := &ssh.ClientConfig{
 		User:            c.user,
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), //nolint:gosec // upstream without hostKey: connection.go:95-98
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),                   //nolint:gosec // upstream without hostKey: connection.go:95-98
 		Timeout:         time.Duration(c.perDialTimeout) * time.Second, // connection.go:104; 0 = none
 	}
 	if c.hostKey != "" {
