@@ -415,6 +415,38 @@ remote.Command("two", connection=remote.ConnectionArgs(host="127.0.0.1", port={t
     assert expected - 0.1 <= default.accepted[-1] - default.accepted[0] <= expected + 3.0, waits
 
 
+# -- lifecycle -----------------------------------------------------------------------------------
+
+
+def test_a_preview_never_dials_and_a_trigger_change_replaces_running_the_old_delete(sshd: Sshd, engine: Engine) -> None:
+    """remote/commandController.go:44-46 and :71-73: a preview returns before any connection.
+    common/inputs.go:10: `triggers` is replaceOnChanges, so a change replaces the command (create
+    first, then delete); the delete runs the state's, i.e. the OLD, `delete` (:85-92)."""
+    unreachable = RefusingServer()
+    log = sshd.dir / "lifecycle.log"
+    try:
+        engine.program(
+            header(sshd)
+            + f"""
+v = pulumi.Config().require("v")
+remote.Command("cmd", connection={connection_py(sshd)}, triggers=[v],
+               create=f"echo create-{{v}} >> {log}", delete=f"echo delete-{{v}} >> {log}")
+remote.Command("never", connection=remote.ConnectionArgs(host="127.0.0.1", port={unreachable.port}), create="true")
+"""
+        )
+        engine.run("config", "set", "v", "1")
+        engine.run("preview")
+        assert unreachable.accepted == [] and not log.exists()
+    finally:
+        unreachable.close()
+    engine.program((engine.proj / "__main__.py").read_text().split('remote.Command("never"')[0])
+    engine.up()
+    engine.run("config", "set", "v", "2")
+    replaced = engine.up()
+    assert "replaced" in replaced, replaced[-3000:]
+    assert log.read_text().split() == ["create-1", "create-2", "delete-1"]
+
+
 # -- CopyToRemote ------------------------------------------------------------------------------
 
 

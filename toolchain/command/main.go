@@ -38,10 +38,12 @@
 //     server (mode from its umask, not the local mode) :271-289.
 //   - Invokes: command:local:run only; there is no command:remote:run
 //     (provider.go:90-94).
+//   - Preview never runs or connects (remote/commandController.go:44-46,
+//     :71-73); a `triggers` change replaces (common/inputs.go:10) and the
+//     replaced resource runs its OLD `delete` (commandController.go:85-92).
 //
-// Also as upstream, not covered by the conformance suite: preview never runs
-// or connects; a `triggers` change replaces and the replaced resource runs its
-// OLD `delete`; stdout/stderr trailing newline trimmed; user root, port 22,
+// Also as upstream, not covered by the conformance suite: any other input
+// change updates; stdout/stderr trailing newline trimmed; user root, port 22,
 // perDialTimeout 15 s by default; no host-key check without hostKey; errors
 // carry the command text and its combined output; Read returns the state
 // unchanged. Not implemented: local.Command assetPaths/archivePaths (an
