@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Builds the offline Pulumi toolchain from Go modules into a cache directory
-# keyed by the pins (see versions.env), outside the repository:
+# keyed by the pins (see versions.env), outside the repository. Each part
+# (cli, python, command, kubernetes: lib.sh) is built and cached under its own
+# key, so a change to one part rebuilds that part only; <key>/bin assembles
+# them (hard links):
 #
+#   ${HOMELAB_TOOLCHAIN_CACHE:-$HOME/.cache/homelab-rack/toolchain}/parts/<part>-<part key>/bin
 #   ${HOMELAB_TOOLCHAIN_CACHE:-$HOME/.cache/homelab-rack/toolchain}/<key>/bin
 #     pulumi                           CLI + engine          (pkg/v3 + sdk/v3)
 #     pulumi-language-python           Python language host  (toolchain/python)
@@ -95,11 +99,7 @@ if [[ -f "$dest/.complete" ]]; then # built while we waited
 fi
 
 mod_before=$(du_mb "$modcache")
-work="$dest.partial"
-rm -rf "$work"
-mkdir -p "$work/bin" "$work/src"
-out="$work/bin"
-say "building into $dest (key $key, go $gover, GOMODCACHE $modcache)"
+say "assembling $dest (key $key, go $gover, GOMODCACHE $modcache)"
 
 step() {
 	local name=$1
@@ -112,35 +112,44 @@ step() {
 }
 
 # 1. CLI + engine.
-step pulumi go -C "$TOOLCHAIN_DIR/cli" build \
-	-ldflags "$ldflags -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$TOOLCHAIN_PULUMI" \
-	-o "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+build_cli() {
+	step pulumi go -C "$TOOLCHAIN_DIR/cli" build \
+		-ldflags "$ldflags -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$TOOLCHAIN_PULUMI" \
+		-o "$1/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+}
 
 # 2. Python language host, plus the two Python shims from the sdk/v3 module.
-step pulumi-language-python go -C "$TOOLCHAIN_DIR/python" build \
-	-ldflags "$ldflags -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$TOOLCHAIN_PULUMI_LANGUAGE_PYTHON" \
-	-o "$out/pulumi-language-python" .
-sdkdir=$(go -C "$TOOLCHAIN_DIR/python" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
-[[ -n "$sdkdir" && -d "$sdkdir/python" ]] || die "sdk/v3 module has no python/ folder ($sdkdir)"
-install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$out/pulumi-language-python-exec"
-install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" "$out/pulumi-resource-pulumi-python"
+build_python() {
+	local out=$1 sdkdir
+	step pulumi-language-python go -C "$TOOLCHAIN_DIR/python" build \
+		-ldflags "$ldflags -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$TOOLCHAIN_PULUMI_LANGUAGE_PYTHON" \
+		-o "$out/pulumi-language-python" .
+	sdkdir=$(go -C "$TOOLCHAIN_DIR/python" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+	[[ -n "$sdkdir" && -d "$sdkdir/python" ]] || die "sdk/v3 module has no python/ folder ($sdkdir)"
+	install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$out/pulumi-language-python-exec"
+	install -m 0755 "$sdkdir/python/dist/pulumi-resource-pulumi-python" "$out/pulumi-resource-pulumi-python"
+}
 
 # 3. Command provider (stand-in, see toolchain/command/main.go).
-step pulumi-resource-command go -C "$TOOLCHAIN_DIR/command" build \
-	-ldflags "$ldflags -X main.Version=$TOOLCHAIN_PULUMI_COMMAND" \
-	-o "$out/pulumi-resource-command" .
+build_command() {
+	step pulumi-resource-command go -C "$TOOLCHAIN_DIR/command" build \
+		-ldflags "$ldflags -X main.Version=$TOOLCHAIN_PULUMI_COMMAND" \
+		-o "$1/pulumi-resource-command" .
+}
 
 # 4. Kubernetes provider: upstream's main embeds generated files, so build our
 # main in a staging copy next to schema/mapping files made from the module's
 # committed schema.json and terraform-mapping.json (as upstream's generate.go
 # does: schema version set, both minified).
-k8s_src="$work/src/kubernetes"
-mkdir -p "$k8s_src"
-cp "$TOOLCHAIN_DIR/kubernetes/go.mod" "$TOOLCHAIN_DIR/kubernetes/go.sum" "$TOOLCHAIN_DIR/kubernetes/main.go" "$k8s_src/"
-k8sdir=$(go -C "$k8s_src" list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
-[[ -f "$k8sdir/cmd/pulumi-resource-kubernetes/schema.json" ]] || go -C "$k8s_src" mod download github.com/pulumi/pulumi-kubernetes/provider/v4
-k8sdir=$(go -C "$k8s_src" list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
-python3 - "$k8sdir/cmd/pulumi-resource-kubernetes" "$k8s_src" "$TOOLCHAIN_PULUMI_KUBERNETES" <<'PY' ||
+build_kubernetes() {
+	local out=$1 k8s_src k8sdir
+	k8s_src="$(dirname "$out")/src/kubernetes"
+	mkdir -p "$k8s_src"
+	cp "$TOOLCHAIN_DIR/kubernetes/go.mod" "$TOOLCHAIN_DIR/kubernetes/go.sum" "$TOOLCHAIN_DIR/kubernetes/main.go" "$k8s_src/"
+	k8sdir=$(go -C "$k8s_src" list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+	[[ -f "$k8sdir/cmd/pulumi-resource-kubernetes/schema.json" ]] || go -C "$k8s_src" mod download github.com/pulumi/pulumi-kubernetes/provider/v4
+	k8sdir=$(go -C "$k8s_src" list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+	python3 - "$k8sdir/cmd/pulumi-resource-kubernetes" "$k8s_src" "$TOOLCHAIN_PULUMI_KUBERNETES" <<'PY' ||
 import json, sys
 src, dst, version = sys.argv[1:4]
 schema = json.load(open(f"{src}/schema.json"))
@@ -149,22 +158,48 @@ json.dump(schema, open(f"{dst}/schema-embed.json", "w"), separators=(",", ":"))
 mapping = json.load(open(f"{src}/terraform-mapping.json"))
 json.dump(mapping, open(f"{dst}/terraform-mapping-embed.json", "w"), separators=(",", ":"))
 PY
-	die "preparing kubernetes schema files"
-step pulumi-resource-kubernetes go -C "$k8s_src" build \
-	-ldflags "$ldflags -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$TOOLCHAIN_PULUMI_KUBERNETES" \
-	-o "$out/pulumi-resource-kubernetes" .
+		die "preparing kubernetes schema files"
+	step pulumi-resource-kubernetes go -C "$k8s_src" build \
+		-ldflags "$ldflags -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$TOOLCHAIN_PULUMI_KUBERNETES" \
+		-o "$out/pulumi-resource-kubernetes" .
+	rm -rf "$(dirname "$out")/src"
+}
 
-rm -rf "$work/src"
+# Each part: reused when its key's folder is complete, else built there.
+work="$dest.partial"
+rm -rf "$work"
+mkdir -p "$work/bin"
+built=()
+for part in $TOOLCHAIN_PARTS; do
+	pdir=$(toolchain_part_dir "$part")
+	if [[ -f "$pdir/.complete" ]]; then
+		say "  $part: cached at $pdir"
+	else
+		rm -rf "$pdir.partial"
+		mkdir -p "$pdir.partial/bin"
+		ps=$(date +%s)
+		"build_$part" "$pdir.partial/bin"
+		echo "# $part built $(date -u +%Y-%m-%dT%H:%M:%SZ) with go $gover in $(($(date +%s) - ps))s" >"$pdir.partial/built"
+		touch "$pdir.partial/.complete"
+		rm -rf "$pdir"
+		mv "$pdir.partial" "$pdir"
+		built+=("$part")
+	fi
+	# Hard links (same file system), else copies: not symlinks, because the CLI finds the
+	# language host next to its own resolved path.
+	cp -l "$pdir/bin/"* "$work/bin/" 2>/dev/null || cp -p "$pdir/bin/"* "$work/bin/"
+done
+
 {
 	cat "$TOOLCHAIN_DIR/versions.env"
-	echo "# built $(date -u +%Y-%m-%dT%H:%M:%SZ) with go $gover in $(elapsed)s"
+	echo "# assembled $(date -u +%Y-%m-%dT%H:%M:%SZ) with go $gover in $(elapsed)s; built: ${built[*]:-nothing}"
 } >"$work/versions.env"
 touch "$work/.complete"
 rm -rf "$dest"
 mv "$work" "$dest"
 
 mod_after=$(du_mb "$modcache")
-say "built in $(elapsed)s (cold for this key; Go build cache $(go env GOCACHE) is reused across keys)"
+say "built ${built[*]:-nothing} in $(elapsed)s (each part cached under its own key; Go build cache $(go env GOCACHE) is reused across keys)"
 say "Go module cache ${mod_before} MB -> ${mod_after} MB (+$((mod_after - mod_before)) MB downloaded)"
 say "bin size $(du -sh "$bin" | cut -f1): $bin"
 say "cached at $bin"

@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from shutil import copytree
+from shutil import which as shutil_which
 
 import pytest
 
@@ -122,6 +124,54 @@ def test_cache_key_is_stable_and_names_the_inputs(tmp_path: Path) -> None:
     assert "versions.env" in inputs and "cli/go.sum" in inputs and "kubernetes/main.go" in inputs
     for f in inputs:
         assert (TC / f).is_file(), f
+
+
+def test_each_part_has_its_own_key_so_a_change_rebuilds_only_that_part(tmp_path: Path) -> None:
+    """The CLI alone takes ~18 minutes cold: a change to the command provider must not rebuild it."""
+    copy = tmp_path / "toolchain"
+    copytree(TC, copy)
+    env = clean_env(tmp_path)
+    script = ". lib.sh && for p in $TOOLCHAIN_PARTS; do echo $p $(toolchain_part_key $p); done && toolchain_key"
+
+    def keys() -> tuple[dict[str, str], str]:
+        r = bash(script, env, cwd=copy)
+        assert r.returncode == 0, r.stderr
+        *parts, whole = r.stdout.split("\n")[:-1]
+        return dict(line.split() for line in parts), whole
+
+    before, whole_before = keys()
+    assert set(before) == {"cli", "python", "command", "kubernetes"}
+    assert len(set(before.values())) == 4
+    with (copy / "command" / "main.go").open("a") as f:
+        f.write("\n// changed\n")
+    after, whole_after = keys()
+    assert after["command"] != before["command"] and whole_after != whole_before
+    assert {k: v for k, v in after.items() if k != "command"} == {k: v for k, v in before.items() if k != "command"}
+    # A pin moves only the parts built from it.
+    versions_env = copy / "versions.env"
+    versions_env.write_text(
+        versions_env.read_text().replace("TOOLCHAIN_PULUMI_KUBERNETES=", "TOOLCHAIN_PULUMI_KUBERNETES=9")
+    )
+    moved, _ = keys()
+    assert [k for k in moved if moved[k] != after[k]] == ["kubernetes"]
+
+
+def test_build_sh_assembles_cached_parts_without_building(tmp_path: Path) -> None:
+    go = shutil_which("go")
+    if go is None:
+        pytest.skip("go not on PATH")
+    env = clean_env(tmp_path, f"{Path(go).parent}:/usr/bin:/bin")
+    parts = bash(". toolchain/lib.sh && for p in $TOOLCHAIN_PARTS; do toolchain_part_dir $p; done", env).stdout.split()
+    for part in parts:
+        (Path(part) / "bin").mkdir(parents=True)
+        (Path(part) / "bin" / Path(part).name.split("-")[0]).write_text("#!/bin/sh\n")
+        (Path(part) / ".complete").touch()
+    r = bash("bash toolchain/build.sh", env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "built nothing" in r.stdout and " ..." not in r.stdout
+    bin_dir = Path(bash(". toolchain/lib.sh && toolchain_bin", env).stdout.strip())
+    assert sorted(f.name for f in bin_dir.iterdir()) == ["cli", "command", "kubernetes", "python"]
+    assert (bin_dir.parent / ".complete").is_file()
 
 
 def test_build_sh_is_a_no_op_when_cached(tmp_path: Path) -> None:

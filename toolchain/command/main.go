@@ -1,33 +1,54 @@
 // Command pulumi-resource-command is a stand-in for the Pulumi Command
-// provider (pulumi-command v1.2.x), written for this repository's offline
-// toolchain.
+// provider, written for this repository's offline toolchain. Real racks run
+// upstream's pulumi-command; this one conforms to pulumi-command v1.2.1 on the
+// points below (each cited as file:line at tag v1.2.1 of
+// github.com/pulumi/pulumi-command, paths under provider/pkg/provider/, or of
+// pulumi-go-provider v1.3.0, which v1.2.1 builds on) and is held to them by
+// tests/toolchain/test_command_conformance.py against a real sshd.
 //
 // Why it exists: upstream's provider module
 // (github.com/pulumi/pulumi-command/provider) is not served by the Go module
 // proxy reachable here (403 for every version; its releases are tagged on the
 // repository root, so the submodule has no semver tags either). The Python SDK
 // pulumi-command==1.2.1 only speaks the provider gRPC protocol, so this
-// provider implements the same resource tokens and property names with the
-// same observable behaviour the rack program relies on:
+// provider implements the same resource tokens and property names.
 //
-//   - command:local:Command, command:remote:Command,
-//     command:remote:CopyToRemote, command:remote:CopyFile and the
-//     command:local:run / command:remote:run invokes (no assetPaths /
-//     archivePaths globbing: asking for it is an error, not a silent no-op).
-//   - Preview never runs or connects; stdout/stderr are unknown until create.
-//   - Any input change runs `update` (or `create` when `update` is unset); a
-//     change to `triggers` replaces the resource, and the replaced resource
-//     runs its OLD `delete`.
-//   - Outputs are the inputs plus stdout/stderr, trailing newline trimmed;
-//     PULUMI_COMMAND_STDOUT/STDERR carry the previous output into update and
-//     delete when addPreviousOutputInEnv (default true).
-//   - Read returns the state unchanged: refresh re-runs nothing.
-//   - Remote: user defaults to root, port 22, dialErrorLimit 10,
-//     perDialTimeout 15 s; no host-key check unless connection.hostKey is set;
-//     environment goes through SSH Setenv (needs AcceptEnv on the server);
-//     optional bastion via connection.proxy; key, password and agent auth.
-//   - Errors carry the command text and its combined output.
-//   - stdout/stderr are marked secret when any input is secret.
+// Conforming points (tested):
+//   - Secrets: an output is secret only when the same-named input is
+//     (pulumi-go-provider infer/resource.go:592-630, :772-807); stdout/stderr
+//     have no same-named input, so they are secret only through the engine's
+//     additionalSecretOutputs. `connection` is secret (remote/command.go:46,
+//     copy.go:37 `provider:"secret"`, applied in Check: infer/apply_secrets.go:29).
+//   - Setenv: a refused `environment` variable fails the command with an error
+//     diagnostic; refused PULUMI_COMMAND_STDOUT/STDERR (set on update and
+//     delete when the previous output is non-empty) are a warning
+//     (remote/commandOutputs.go:42-71, :110-126).
+//   - SSH agent: agentSocketPath, else a non-empty SSH_AUTH_SOCK, is dialled;
+//     a failure is an error (remote/connection.go:131-145,
+//     remote/connection_unix.go:12-21).
+//   - Host keys: with hostKey set, FixedHostKey and HostKeyAlgorithms = that
+//     key's type only (remote/connection.go:88-104).
+//   - Dial retries: dialErrorLimit (default 10, -1 unlimited) failed dials
+//     after the first, waiting 0.1 s x1.5 each time (max 5 s): 11 dials and
+//     ~11.3 s of waiting by default (remote/connection.go:150-187, :245-255;
+//     sdk/v3 go/common/util/retry/until.go:40-42).
+//   - CopyToRemote over SFTP: path rules of remote/copyController.go:221-269,
+//     text assets :33-62, Check :72-115, update copies only when the source
+//     hash or remotePath changed :137-154; files are created by the SFTP
+//     server (mode from its umask, not the local mode) :271-289.
+//   - Invokes: command:local:run only; there is no command:remote:run
+//     (provider.go:90-94).
+//   - Preview never runs or connects (remote/commandController.go:44-46,
+//     :71-73); a `triggers` change replaces (common/inputs.go:10) and the
+//     replaced resource runs its OLD `delete` (commandController.go:85-92).
+//
+// Also as upstream, not covered by the conformance suite: any other input
+// change updates; stdout/stderr trailing newline trimmed; user root, port 22,
+// perDialTimeout 15 s by default; no host-key check without hostKey; errors
+// carry the command text and its combined output; Read returns the state
+// unchanged. Not implemented: local.Command assetPaths/archivePaths (an
+// error), upstream's exact preview computedness of update outputs, its
+// retried NewClientConn through a proxy.
 package main
 
 import (
@@ -38,6 +59,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -49,6 +71,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -71,7 +94,6 @@ const (
 	tCopyToRemote  = "command:remote:CopyToRemote"
 	tCopyFile      = "command:remote:CopyFile"
 	fLocalRun      = "command:local:run"
-	fRemoteRun     = "command:remote:run"
 
 	envStdout = "PULUMI_COMMAND_STDOUT"
 	envStderr = "PULUMI_COMMAND_STDERR"
@@ -147,7 +169,8 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 	fail := func(prop, reason string) {
 		failures = append(failures, &pulumirpc.CheckFailure{Property: prop, Reason: reason})
 	}
-	switch t := resourceType(req.GetUrn()); t {
+	t := resourceType(req.GetUrn())
+	switch t {
 	case tLocalCommand:
 		for _, k := range []string{"assetPaths", "archivePaths"} {
 			if v, ok := news[resource.PropertyKey(k)]; ok && !v.IsNull() {
@@ -159,8 +182,8 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 		c, ok := news["connection"]
 		if !ok || c.IsNull() {
 			fail("connection", "missing required property 'connection'")
-		} else if c.IsObject() {
-			if h, ok := c.ObjectValue()["host"]; !ok || h.IsNull() {
+		} else if pc := plain(c); pc.IsObject() {
+			if h, ok := pc.ObjectValue()["host"]; !ok || h.IsNull() {
 				fail("connection.host", "missing required property 'connection.host'")
 			}
 		}
@@ -173,6 +196,14 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 					fail(k, "missing required property '"+k+"'")
 				}
 			}
+			// remote/copyController.go:101-112: a path or text asset, or a path archive.
+			if src := plain(news["source"]); src.IsAsset() {
+				if a := src.AssetValue(); !a.IsPath() && !a.IsText() {
+					fail("asset", "asset must be a path-based file asset or a text asset")
+				}
+			} else if src.IsArchive() && !src.ArchiveValue().IsPath() {
+				fail("archive", "archive must be a path to a file or directory")
+			}
 		}
 		if t == tCopyFile {
 			for _, k := range []string{"localPath", "remotePath"} {
@@ -184,7 +215,20 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 	default:
 		return nil, fmt.Errorf("unknown resource type %q", t)
 	}
-	return &pulumirpc.CheckResponse{Inputs: req.GetNews(), Failures: failures}, nil
+	if t == tLocalCommand {
+		return &pulumirpc.CheckResponse{Inputs: req.GetNews(), Failures: failures}, nil
+	}
+	// `connection` is tagged provider:"secret" (remote/command.go:46, copy.go:37,
+	// copyfile.go:33); Check marks it secret whatever the program sent
+	// (pulumi-go-provider infer/apply_secrets.go:29, infer/resource.go:1022).
+	if c, ok := news["connection"]; ok && !c.IsNull() && !c.IsSecret() {
+		news["connection"] = resource.MakeSecret(c)
+	}
+	checked, err := marshal(news)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CheckResponse{Inputs: checked, Failures: failures}, nil
 }
 
 func checkLogging(news resource.PropertyMap, fail func(string, string)) {
@@ -341,9 +385,7 @@ func (p *commandProvider) Invoke(ctx context.Context, req *pulumirpc.InvokeReque
 	switch req.GetTok() {
 	case fLocalRun:
 		stdout, stderr, err = p.runLocal(ctx, "", spec, script)
-	case fRemoteRun:
-		stdout, stderr, err = p.runRemote(ctx, "", args, spec, script)
-	default:
+	default: // provider.go:90-94: local.Run is the only function; there is no remote run
 		return nil, fmt.Errorf("unknown function %q", req.GetTok())
 	}
 	if err != nil {
@@ -372,7 +414,6 @@ func (p *commandProvider) apply(
 	t := string(urn.Type())
 	switch t {
 	case tLocalCommand, tRemoteCommand:
-		secret := inputs.ContainsSecrets()
 		if preview {
 			outs["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
 			outs["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
@@ -400,11 +441,22 @@ func (p *commandProvider) apply(
 				return nil, err
 			}
 		}
-		outs["stdout"] = maybeSecret(resource.NewStringProperty(stdout), secret)
-		outs["stderr"] = maybeSecret(resource.NewStringProperty(stderr), secret)
+		// An output is secret only when the same-named input is (pulumi-go-provider
+		// infer/resource.go:592-630 with the default flow of :772-807): the inputs
+		// copied into outs keep their own secret-ness, and stdout/stderr have no
+		// same-named input, so they are plain here. additionalSecretOutputs
+		// (engine side) is how a program makes them secret.
+		outs["stdout"] = resource.NewStringProperty(stdout)
+		outs["stderr"] = resource.NewStringProperty(stderr)
 		return outs, nil
 	case tCopyToRemote, tCopyFile:
 		if preview {
+			return outs, nil
+		}
+		// remote/copyController.go:148: an update copies again only when the
+		// source's hash or remotePath changed.
+		if op == "update" && t == tCopyToRemote && olds != nil &&
+			sourceHash(olds) == sourceHash(inputs) && str(olds, "remotePath") == str(inputs, "remotePath") {
 			return outs, nil
 		}
 		return outs, p.copyToRemote(ctx, urn, inputs)
@@ -413,11 +465,24 @@ func (p *commandProvider) apply(
 	}
 }
 
-func maybeSecret(v resource.PropertyValue, secret bool) resource.PropertyValue {
-	if secret {
-		return resource.MakeSecret(v)
+// sourceHash is the hash of a CopyToRemote source (remote/copy.go:77-82).
+func sourceHash(m resource.PropertyMap) string {
+	src := plain(m["source"])
+	switch {
+	case src.IsAsset():
+		a := src.AssetValue()
+		if a.Hash == "" {
+			_ = a.EnsureHash()
+		}
+		return a.Hash
+	case src.IsArchive():
+		a := src.ArchiveValue()
+		if a.Hash == "" {
+			_ = a.EnsureHash()
+		}
+		return a.Hash
 	}
-	return v
+	return ""
 }
 
 type cmdSpec struct {
@@ -551,6 +616,8 @@ type conn struct {
 	port, dialErrorLimit, perDialTimeout                                int
 }
 
+// parseConn reads a connection with upstream's defaults: user root, port 22,
+// dialErrorLimit 10, perDialTimeout 15 s (remote/connection.go:31-34, :54-83).
 func parseConn(v resource.PropertyValue) (conn, error) {
 	c := conn{port: 22, user: "root", dialErrorLimit: 10, perDialTimeout: 15}
 	pv := plain(v)
@@ -576,17 +643,22 @@ func parseConn(v resource.PropertyValue) (conn, error) {
 	return c, nil
 }
 
+// clientConfig is remote/connection.go:85-148.
 func (c conn) clientConfig() (*ssh.ClientConfig, error) {
-	cfg := &ssh.ClientConfig{User: c.user, HostKeyCallback: ssh.InsecureIgnoreHostKey()} //nolint:gosec // upstream default
-	if c.perDialTimeout > 0 {
-		cfg.Timeout = time.Duration(c.perDialTimeout) * time.Second
+	cfg := &ssh.ClientConfig{
+		User:            c.user,
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),                   //nolint:gosec // upstream without hostKey: connection.go:95-98
+		Timeout:         time.Duration(c.perDialTimeout) * time.Second, // connection.go:104; 0 = none
 	}
 	if c.hostKey != "" {
 		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(c.hostKey))
 		if err != nil {
-			return nil, fmt.Errorf("parsing connection.hostKey: %w", err)
+			return nil, fmt.Errorf("failed to parse host key: %w", err)
 		}
+		// connection.go:93-94: the pinned key, and only its type offered as host-key
+		// algorithm (an ssh-rsa pin asks for SHA-1 RSA signatures).
 		cfg.HostKeyCallback = ssh.FixedHostKey(pk)
+		cfg.HostKeyAlgorithms = []string{pk.Type()}
 	}
 	if c.privateKey != "" {
 		var signer ssh.Signer
@@ -597,7 +669,7 @@ func (c conn) clientConfig() (*ssh.ClientConfig, error) {
 			signer, err = ssh.ParsePrivateKey([]byte(c.privateKey))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("parsing connection.privateKey: %w", err)
+			return nil, err
 		}
 		cfg.Auth = append(cfg.Auth, ssh.PublicKeys(signer))
 	}
@@ -612,23 +684,61 @@ func (c conn) clientConfig() (*ssh.ClientConfig, error) {
 				return answers, nil
 			}))
 	}
+	// connection.go:131-145, connection_unix.go:12-21: agentSocketPath, else a
+	// non-empty SSH_AUTH_SOCK, is dialled, and failing to reach it is an error
+	// (before any dial of the host, so it is not retried).
 	sock := c.agentSocket
 	if sock == "" {
 		sock = os.Getenv("SSH_AUTH_SOCK")
 	}
 	if sock != "" {
-		if ac, err := net.Dial("unix", sock); err == nil {
-			cfg.Auth = append(cfg.Auth, ssh.PublicKeysCallback(agent.NewClient(ac).Signers))
+		ac, err := net.Dial("unix", sock)
+		if err != nil {
+			return nil, err
 		}
+		cfg.Auth = append(cfg.Auth, ssh.PublicKeysCallback(agent.NewClient(ac).Signers))
 	}
 	return cfg, nil
 }
 
 func (c conn) addr() string { return net.JoinHostPort(c.host, strconv.Itoa(c.port)) }
 
-// dial connects with retries (dialErrorLimit attempts, -1 = unlimited),
-// through the bastion when connection.proxy is set.
-func dial(ctx context.Context, connection resource.PropertyValue) (*ssh.Client, error) {
+// statusf reports progress as upstream's InfoStatusf does (an ephemeral status line).
+type statusf func(format string, args ...any)
+
+// dialWithRetry is remote/connection.go:150-187 over sdk/v3's retry.Until
+// (go/common/util/retry/until.go:40-42, :63-113): the first try plus
+// maxAttempts retries (-1: unlimited), waiting 0.1 s, then x1.5 each time,
+// at most 5 s; the error says "after <maxAttempts> failed attempts".
+func dialWithRetry[T any](ctx context.Context, status statusf, msg string, maxAttempts int, f func() (T, error)) (T, error) {
+	var zero T
+	delay := 100 * time.Millisecond
+	for try := 0; ; try++ {
+		result, err := f()
+		if err == nil {
+			return result, nil
+		}
+		dials := try + 1
+		if maxAttempts > -1 && dials > maxAttempts { // connection.go:252-255
+			return zero, fmt.Errorf("after %d failed attempts: %w", try, err)
+		}
+		limit := "inf"
+		if maxAttempts != -1 {
+			limit = strconv.Itoa(maxAttempts)
+		}
+		status("%s %d/%s failed: retrying", msg, dials, limit)
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(time.Duration(float64(delay)*1.5), 5*time.Second)
+	}
+}
+
+// dial connects (remote/connection.go:189-243), through the bastion when
+// connection.proxy is set.
+func dial(ctx context.Context, status statusf, connection resource.PropertyValue) (*ssh.Client, error) {
 	target, err := parseConn(connection)
 	if err != nil {
 		return nil, err
@@ -637,57 +747,65 @@ func dial(ctx context.Context, connection resource.PropertyValue) (*ssh.Client, 
 	if err != nil {
 		return nil, err
 	}
-	var proxy *conn
-	var proxyCfg *ssh.ClientConfig
-	if pv, ok := plain(connection).ObjectValue()["proxy"]; ok && !pv.IsNull() {
-		pc, err := parseConn(pv)
-		if err != nil {
-			return nil, fmt.Errorf("connection.proxy: %w", err)
-		}
-		proxy = &pc
-		if proxyCfg, err = pc.clientConfig(); err != nil {
-			return nil, err
-		}
+	pv, hasProxy := plain(connection).ObjectValue()["proxy"]
+	if !hasProxy || pv.IsNull() {
+		return dialWithRetry(ctx, status, "Dial", target.dialErrorLimit, func() (*ssh.Client, error) {
+			return ssh.Dial("tcp", target.addr(), targetCfg)
+		})
 	}
-	var lastErr error
-	for attempt := 1; target.dialErrorLimit < 0 || attempt <= max(target.dialErrorLimit, 1); attempt++ {
-		var client *ssh.Client
-		if proxy == nil {
-			client, lastErr = ssh.Dial("tcp", target.addr(), targetCfg)
-		} else {
-			client, lastErr = dialVia(proxy, proxyCfg, target, targetCfg)
-		}
-		if lastErr == nil {
-			return client, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(min(attempt, 5)) * time.Second):
-		}
-	}
-	return nil, fmt.Errorf("dial ssh %s@%s: failed after %d attempts: %w",
-		target.user, target.addr(), max(target.dialErrorLimit, 1), lastErr)
-}
-
-func dialVia(proxy *conn, proxyCfg *ssh.ClientConfig, target conn, targetCfg *ssh.ClientConfig) (*ssh.Client, error) {
-	bastion, err := ssh.Dial("tcp", proxy.addr(), proxyCfg)
+	proxy, err := parseConn(pv)
 	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", proxy.addr(), err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	nc, err := bastion.Dial("tcp", target.addr())
+	proxyCfg, err := proxy.clientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	bastion, err := dialWithRetry(ctx, status, "Dial proxy", proxy.dialErrorLimit, func() (*ssh.Client, error) {
+		return ssh.Dial("tcp", proxy.addr(), proxyCfg)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	nc, err := dialWithRetry(ctx, status, "Dial from proxy", target.dialErrorLimit, func() (net.Conn, error) {
+		return bastion.Dial("tcp", target.addr())
+	})
 	if err != nil {
 		bastion.Close()
-		return nil, err
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	cc, chans, reqs, err := ssh.NewClientConn(nc, target.addr(), targetCfg)
 	if err != nil {
 		bastion.Close()
-		return nil, err
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return ssh.NewClient(cc, chans, reqs), nil
 }
 
+func (p *commandProvider) status(ctx context.Context, urn resource.URN) statusf {
+	return func(format string, args ...any) {
+		if p.host != nil {
+			_ = p.host.LogStatus(ctx, diag.Info, urn, fmt.Sprintf(format, args...))
+		}
+	}
+}
+
+func (p *commandProvider) log(ctx context.Context, sev diag.Severity, urn resource.URN, msg string) {
+	if p.host != nil {
+		_ = p.host.Log(ctx, sev, urn, msg)
+	}
+}
+
+// setenvRefused is upstream's diagnostic for a refused Setenv
+// (remote/commandOutputs.go:110-126).
+func (p *commandProvider) setenvRefused(ctx context.Context, urn resource.URN, sev diag.Severity, key string, err error) error {
+	p.log(ctx, sev, urn, fmt.Sprintf(`Unable to set '%s'. This only works if your SSH server is configured to accept
+	these variables via AcceptEnv. Alternatively, if a Bash-like shell runs the command on the remote host, you could
+	prefix the command itself with the variables in the form 'VAR=value command'`, key))
+	return fmt.Errorf("could not set environment variable %q: %w", key, err)
+}
+
+// runRemote is remote/commandOutputs.go:30-108.
 func (p *commandProvider) runRemote(
 	ctx context.Context, urn resource.URN, m resource.PropertyMap, s cmdSpec, script string,
 ) (string, string, error) {
@@ -695,7 +813,7 @@ func (p *commandProvider) runRemote(
 	if !ok {
 		return "", "", errors.New("missing connection")
 	}
-	client, err := dial(ctx, connection)
+	client, err := dial(ctx, p.status(ctx, urn), connection)
 	if err != nil {
 		return "", "", err
 	}
@@ -705,16 +823,23 @@ func (p *commandProvider) runRemote(
 		return "", "", err
 	}
 	defer session.Close()
-	// Like upstream: Setenv errors are ignored; the variable only arrives
-	// when the server's AcceptEnv allows it.
-	for k, v := range s.env {
-		_ = session.Setenv(k, v)
+	// commandOutputs.go:42-49: a refused `environment` variable fails the command.
+	for _, k := range sortedKeys(s.env) {
+		if err := session.Setenv(k, s.env[k]); err != nil {
+			return "", "", p.setenvRefused(ctx, urn, diag.Error, k, err)
+		}
 	}
+	// commandOutputs.go:51-71: the previous output, when non-empty, optimistically;
+	// refused, it is a warning and the command runs.
 	if s.prevStdout != "" {
-		_ = session.Setenv(envStdout, s.prevStdout)
+		if err := session.Setenv(envStdout, s.prevStdout); err != nil {
+			_ = p.setenvRefused(ctx, urn, diag.Warning, envStdout, err)
+		}
 	}
 	if s.prevStderr != "" {
-		_ = session.Setenv(envStderr, s.prevStderr)
+		if err := session.Setenv(envStderr, s.prevStderr); err != nil {
+			_ = p.setenvRefused(ctx, urn, diag.Warning, envStderr, err)
+		}
 	}
 	if s.stdin != "" {
 		session.Stdin = strings.NewReader(s.stdin)
@@ -733,98 +858,176 @@ func (p *commandProvider) runRemote(
 	return strings.TrimSuffix(stdout.String(), "\n"), strings.TrimSuffix(stderr.String(), "\n"), nil
 }
 
-// copyToRemote copies a file asset, or a directory / file archive, to
-// remotePath by streaming each file through `cat` over SSH (no SFTP
-// subsystem needed). Like upstream, archives are copied, not unpacked:
-// a directory archive is recreated under remotePath.
-func (p *commandProvider) copyToRemote(ctx context.Context, urn resource.URN, m resource.PropertyMap) error {
-	remotePath := str(m, "remotePath")
-	type item struct{ local, remote string }
-	var items []item
-	if string(urn.Type()) == tCopyFile {
-		items = append(items, item{str(m, "localPath"), remotePath})
-	} else {
-		src := plain(m["source"])
-		switch {
-		case src.IsAsset():
-			a := src.AssetValue()
-			if a.Path == "" {
-				if !a.IsText() {
-					return errors.New("CopyToRemote: only file and string assets are supported")
-				}
-				return p.writeRemote(ctx, m, remotePath, strings.NewReader(a.Text), 0o644)
-			}
-			items = append(items, item{a.Path, remotePath})
-		case src.IsArchive():
-			a := src.ArchiveValue()
-			if a.Path == "" {
-				return errors.New("CopyToRemote: only FileArchive sources are supported")
-			}
-			info, err := os.Stat(a.Path)
-			if err != nil {
-				return err
-			}
-			if !info.IsDir() {
-				items = append(items, item{a.Path, path.Join(remotePath, filepath.Base(a.Path))})
-				break
-			}
-			base := filepath.Base(filepath.Clean(a.Path))
-			err = filepath.Walk(a.Path, func(f string, fi os.FileInfo, err error) error {
-				if err != nil || fi.IsDir() {
-					return err
-				}
-				rel, err := filepath.Rel(a.Path, f)
-				if err != nil {
-					return err
-				}
-				items = append(items, item{f, path.Join(remotePath, base, filepath.ToSlash(rel))})
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		default:
-			return errors.New("CopyToRemote: source must be an asset or archive")
-		}
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	for _, it := range items {
-		f, err := os.Open(it.local)
-		if err != nil {
-			return err
-		}
-		info, _ := f.Stat()
-		err = p.writeRemote(ctx, m, it.remote, f, info.Mode().Perm())
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	sort.Strings(keys)
+	return keys
 }
 
-func (p *commandProvider) writeRemote(ctx context.Context, m resource.PropertyMap, dest string, r io.Reader, mode os.FileMode) error {
-	client, err := dial(ctx, m["connection"])
+// copyToRemote copies over SFTP (the server's sftp subsystem), as
+// remote/copyController.go:156-191 and copyfileController.go do.
+func (p *commandProvider) copyToRemote(ctx context.Context, urn resource.URN, m resource.PropertyMap) error {
+	client, err := dial(ctx, p.status(ctx, urn), m["connection"])
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	session, err := client.NewSession()
+	sc, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		return err
 	}
-	defer session.Close()
-	session.Stdin = r
-	var out bytes.Buffer
-	session.Stdout, session.Stderr = &out, &out
-	q := shellQuote(dest)
-	script := fmt.Sprintf("mkdir -p %s && cat > %s && chmod %o %s", shellQuote(path.Dir(dest)), q, mode, q)
-	if err := session.Run(script); err != nil {
-		return fmt.Errorf("%w: copying to %s:\n%s", err, dest, out.String())
+	defer sc.Close()
+	remotePath := str(m, "remotePath")
+	if string(urn.Type()) == tCopyFile {
+		// copyfileController.go: sftp Create at remotePath, no parent directories.
+		return copyFile(sc, str(m, "localPath"), remotePath)
+	}
+	src := plain(m["source"])
+	switch {
+	case src.IsAsset() && src.AssetValue().IsText():
+		return copyText(sc, src.AssetValue().Text, remotePath)
+	case src.IsAsset():
+		return sftpCopy(sc, src.AssetValue().Path, remotePath)
+	case src.IsArchive():
+		return sftpCopy(sc, src.ArchiveValue().Path, remotePath)
+	}
+	return errors.New("CopyToRemote: source must be an asset or archive")
+}
+
+// remoteStat returns nil, nil when the path does not exist (copyController.go:193-201).
+func remoteStat(sc *sftp.Client, p string) (fs.FileInfo, error) {
+	info, err := sc.Stat(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("failed to stat remote path %s: %w", p, err)
+	}
+	if err != nil {
+		return nil, nil
+	}
+	return info, nil
+}
+
+// copyText is copyController.go:33-62: never into an existing directory;
+// parents created.
+func copyText(sc *sftp.Client, content, dest string) error {
+	st, err := remoteStat(sc, dest)
+	if err != nil {
+		return err
+	}
+	if st != nil && st.IsDir() {
+		return fmt.Errorf("remote path %s is a directory; when using a text asset, remotePath must be a file path", dest)
+	}
+	if err := sc.MkdirAll(path.Dir(dest)); err != nil {
+		return fmt.Errorf("failed to create parent directories for %s: %w", dest, err)
+	}
+	f, err := sc.Create(dest)
+	if err != nil {
+		return fmt.Errorf("failed to create remote file %s: %w", dest, err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte(content)); err != nil {
+		return fmt.Errorf("failed to write text content to remote path %s: %w", dest, err)
 	}
 	return nil
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// sftpCopy is copyController.go:203-269:
+//
+//	source | dest exists as dir | dest does not exist | dest exists as file
+//	dir    | dest/dir           | dest/dir            | error
+//	dir/   | dest/x for x in dir| dest/dir            | error
+//	file   | dest/file          | dest                | dest (overwritten)
+//
+// ("dir/" into a missing dest: dest is created, then the contents copied into it.)
+func sftpCopy(sc *sftp.Client, sourcePath, destPath string) error {
+	srcInfo, err := os.Stat(sourcePath)
+	if err != nil {
+		return err
+	}
+	destStat, err := remoteStat(sc, destPath)
+	if err != nil {
+		return err
+	}
+	dest := destPath
+	if !srcInfo.IsDir() {
+		if destStat != nil && destStat.IsDir() {
+			dest = path.Join(dest, filepath.Base(sourcePath))
+		} else if destStat == nil {
+			if err := sc.MkdirAll(path.Dir(dest)); err != nil {
+				return fmt.Errorf("failed to create parent directories for %s: %w", dest, err)
+			}
+		}
+		return copyFile(sc, sourcePath, dest)
+	}
+	if destStat == nil {
+		if err := sc.MkdirAll(dest); err != nil {
+			return fmt.Errorf("failed to create remote directory %s: %w", dest, err)
+		}
+	}
+	if !strings.HasSuffix(sourcePath, "/") {
+		dest = path.Join(dest, filepath.Base(sourcePath))
+		st, err := remoteStat(sc, dest)
+		if err != nil {
+			return err
+		}
+		if st != nil && !st.IsDir() {
+			return fmt.Errorf("remote path %s exists but is not a directory", dest)
+		}
+		if st == nil {
+			if err := sc.Mkdir(dest); err != nil {
+				return fmt.Errorf("failed to create remote directory %s: %w", dest, err)
+			}
+		}
+	}
+	return copyDir(sc, sourcePath, dest)
+}
+
+// copyFile is copyController.go:271-289: sftp Create (O_RDWR|O_CREATE|O_TRUNC,
+// no mode sent), so a new file gets the server's default mode, an existing one
+// keeps its own; the local mode is not copied.
+func copyFile(sc *sftp.Client, src, dst string) error {
+	local, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	remote, err := sc.Create(dst)
+	if err != nil {
+		return fmt.Errorf("failed to create remote file %s: %w", dst, err)
+	}
+	defer remote.Close()
+	if _, err := remote.ReadFrom(local); err != nil {
+		return fmt.Errorf("failed to copy file %s to remote path %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// copyDir is copyController.go:291-320.
+func copyDir(sc *sftp.Client, src, dst string) error {
+	return fs.WalkDir(os.DirFS(src), ".", func(rel string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		remotePath := path.Join(dst, filepath.ToSlash(rel))
+		if !d.IsDir() {
+			return copyFile(sc, filepath.Join(src, rel), remotePath)
+		}
+		st, err := remoteStat(sc, remotePath)
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			if err := sc.Mkdir(remotePath); err != nil {
+				return fmt.Errorf("failed to create remote directory %s: %w", remotePath, err)
+			}
+		} else if !st.IsDir() {
+			return fmt.Errorf("remote path %s exists but is not a directory", remotePath)
+		}
+		return nil
+	})
+}
 
 // ---- property helpers ------------------------------------------------------
 
