@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess
+from components.metal import K3sCluster, K3sClusterArgs, NodeAccess
 from rack.loader import Loaded
 
 
@@ -36,10 +36,6 @@ def build_metal(loaded: Loaded) -> MetalLayer:
             rack=loaded.rack,
             ssh_private_key=loaded.secrets.get("ssh-private-key"),
             token=loaded.secrets.get("k3s-token"),
-            # `homelab:init-system: none` (the lab's hosts): the same paths, no systemd unit to check.
-            layouts={n.hostname: HostLayout(systemd=False) for n in loaded.rack.nodes}
-            if loaded.init_system == "none"
-            else {},
         ),
     )
     return MetalLayer(
