@@ -128,7 +128,9 @@ host_start() {
     ns="$(ns_of "$name")"
     hd="$LAB_HOSTS_DIR/$name"
     [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] || die "host $name is already running"
-    setsid ip netns exec "$ns" unshare --mount --propagation private -- \
+    # Not `ip netns exec`: it remounts /sys without the cgroup hierarchies nspawn needs; nspawn
+    # joins the namespace itself (--network-namespace-path).
+    LAB_HOST_NETNS="$ns" setsid unshare --mount --propagation private -- \
         "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" "$(cat "$LAB_RUN/rootfs")" "$LAB_DATASTORE" "$storage" \
         </dev/null >>"$hd/console.log" 2>&1 &
     if [[ "$role" == server ]]; then
@@ -145,12 +147,21 @@ host_stop() {
     host_cgroups_remove "$1"
 }
 
-# The cgroups lab-host-init.sh made for a host (and what its systemd made under them), once empty.
+# The cgroups lab-host-init.sh made for a host (and what its systemd made under them): whatever
+# still runs in them (systemd-nspawn, which lives outside the host's network namespace) is
+# killed, then they are removed.
 host_cgroups_remove() {
-    local hierarchy dir
+    local hierarchy dir pids
     for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
         dir="$hierarchy/lab-hosts/${1:-}"
         [[ -d "$dir" ]] || continue
+        for _ in $(seq 50); do
+            pids="$(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+            [[ -n "${pids// /}" ]] || break
+            # shellcheck disable=SC2086
+            kill -KILL $pids 2>/dev/null || true
+            sleep 0.1
+        done
         find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || log "WARNING: cgroup $dir is not empty"
     done
     rm -rf "/run/systemd/nspawn/propagate/${1:-}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Boot one lab host. lab-up runs it inside the host's network namespace and a fresh, private
-# mount namespace (`ip netns exec NS unshare --mount --propagation private`):
+# Boot one lab host. lab-up runs it in a fresh, private mount namespace
+# (`unshare --mount --propagation private`); nspawn puts the host in its network namespace:
 #
 #   - the host's disk: a copy-on-write overlay of the lab's Debian root filesystem
 #     (lab/rootfs.sh: systemd, stock openssh-server, sudo, user pi), whose writes land in
@@ -43,4 +43,5 @@ binds=(--bind-ro="$lab_bin:/opt/lab/bin" --bind="$datastore:/var/lib/lab-datasto
 [[ "$storage" == - ]] || binds+=(--bind="$hd/storage:$storage")
 # --register=no --keep-unit: the machine runs no systemd of its own to register with.
 exec systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$name" \
+    --network-namespace-path="/run/netns/${LAB_HOST_NETNS:?}" \
     --directory="$hd/root" --console=read-only --link-journal=no "${binds[@]}"
