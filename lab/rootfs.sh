@@ -15,9 +15,10 @@ command -v mmdebstrap >/dev/null || { echo "rootfs: no mmdebstrap (apt-get insta
 SUITE=bookworm
 MIRROR="${HOMELAB_LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # What a Raspberry Pi OS Lite host has that the program and the k3s double use: systemd (init,
-# systemctl, logind through PAM as on a Pi), OpenSSH, sudo, curl, python3 (the double), iproute2,
+# systemctl, logind through PAM as on a Pi), OpenSSH, sudo, curl, python3 and python3-yaml (the
+# double), iproute2,
 # procps, util-linux (mountpoint, for the preflight).
-PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,sudo,curl,ca-certificates,python3,iproute2,procps,util-linux
+PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,openssh-server,sudo,curl,ca-certificates,python3,python3-yaml,iproute2,procps,util-linux
 
 cache="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}"
 key="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"

@@ -129,9 +129,10 @@ def test_a_server_skips_a_key_it_does_not_know(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("registries", "why"),
     [
-        ('mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000\n', "unclosed quote"),
+        ('mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000\n', "while scanning a quoted scalar"),
         ("mirror:\n  registry.lab.test:\n    endpoint: [https://10.0.0.5:5000]\n", "field mirror not found"),
-        ("mirrors:\n\tregistry.lab.test: {}\n", "a tab in the indentation"),
+        ("mirrors:\n\tregistry.lab.test: {}\n", "found character '\\t'"),
+        ("mirrors:\n- registry.lab.test\n", "mirrors: cannot unmarshal list into a map"),
     ],
 )
 def test_a_malformed_registries_yaml_fails_the_start(cluster: tuple[Path, Path], registries: str, why: str) -> None:
