@@ -56,7 +56,11 @@ def _configure(root: Path, config: str, token: str, registries: str | None = Non
 
 def _start(root: Path, role: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(root / "usr/local/bin/k3s"), role], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}
+        [str(root / "usr/local/bin/k3s"), role],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
     )
 
 
@@ -129,7 +133,10 @@ def test_a_server_skips_a_key_it_does_not_know(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("registries", "why"),
     [
-        ('mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000\n', "while scanning a quoted scalar"),
+        (
+            'mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000\n',
+            "while scanning a quoted scalar",
+        ),
         ("mirror:\n  registry.lab.test:\n    endpoint: [https://10.0.0.5:5000]\n", "field mirror not found"),
         ("mirrors:\n\tregistry.lab.test: {}\n", "found character '\\t'"),
         ("mirrors:\n- registry.lab.test\n", "mirrors: cannot unmarshal list into a map"),
@@ -146,8 +153,8 @@ def test_a_malformed_registries_yaml_fails_the_start(cluster: tuple[Path, Path],
 def test_a_well_formed_registries_yaml_is_accepted(cluster: tuple[Path, Path]) -> None:
     server, agent = cluster
     good = (
-        "mirrors:\n  registry.lab.test:\n    endpoint:\n      - \"https://10.0.0.5:5000\"\n"
-        "configs:\n  \"10.0.0.5:5000\":\n    tls:\n      ca_file: /etc/ssl/lab-ca.crt\n"
+        'mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000"\n'
+        'configs:\n  "10.0.0.5:5000":\n    tls:\n      ca_file: /etc/ssl/lab-ca.crt\n'
     )
     _configure(agent, AGENT_CONFIG, _agent_token(server), good)
     started = _start(agent, "agent")
