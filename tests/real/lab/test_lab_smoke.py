@@ -193,10 +193,13 @@ def test_failed_lab_up_tears_down_what_it_made(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.broken.yaml"
     node = {"hostname": "lab-dup-1", "address": "10.77.0.51", "role": "server"}
     stack.write_text(json.dumps({"config": {"homelab:rack": {"domain": "lab.test", "nodes": [node, node]}}}))
+    hardware = tmp_path / "hosts.env"  # the lab's hardware table (lab/hosts.env) for this host
+    hardware.write_text("lab-dup-1 2 4Gi\n")
     up = subprocess.run(
         [str(REPO / "lab" / "lab-up.sh")],
         capture_output=True, text=True, timeout=7200,
-        env={**os.environ, "HOMELAB_LAB_STACK": str(stack), "HOMELAB_LAB_EXTRA_HOSTS": ""},
+        env={**os.environ, "HOMELAB_LAB_STACK": str(stack), "HOMELAB_LAB_EXTRA_HOSTS": "",
+             "HOMELAB_LAB_HARDWARE": str(hardware)},
     )  # fmt: skip
     try:
         assert up.returncode != 0
