@@ -11,6 +11,8 @@ LAB_STACK="${HOMELAB_LAB_STACK:-$LAB_REPO/Pulumi.lab.yaml}"
 # space-separated hostname:address:role.
 LAB_EXTRA_HOSTS="${HOMELAB_LAB_EXTRA_HOSTS-lab-gen-4:10.77.0.24:agent}"
 LAB_PYTHON="${HOMELAB_LAB_PYTHON:-$LAB_REPO/.venv/bin/python}"
+# Who the program logs in as: Raspberry Pi OS's user, with passwordless sudo (lab/rootfs.sh).
+LAB_SSH_USER=pi
 
 LAB_BRIDGE=labbr0
 LAB_BRIDGE_ADDR=10.77.0.1
@@ -31,29 +33,39 @@ LAB_RUN="$LAB_DIR/run"
 LAB_PKI="$LAB_DIR/pki"
 LAB_HOSTS_DIR="$LAB_DIR/hosts"
 LAB_ETCD_DATA="$LAB_DIR/etcd"
+# What the k3s double's servers and joiners share, as k3s servers share their datastore: the
+# cluster CA's hash and the supervisor's users (mounted in every host at /var/lib/lab-datastore).
+LAB_DATASTORE="$LAB_DIR/datastore"
 LAB_MADE_FILES=(env.sh id_ed25519 id_ed25519.pub known_hosts hosts.json admin.kubeconfig agent.sock)
 
 log() { echo "lab: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # "hostname address role cpu memory storage-path" per line: the stack file's nodes, then the
-# spare hosts (cpu/memory: the simulated hardware, the config's capacity; storage "-" if none).
+# spare hosts; cpu/memory: the simulated hardware from lab/hosts.env (not the config's capacity);
+# storage "-" if none.
+LAB_HARDWARE="${HOMELAB_LAB_HARDWARE:-$lab_here/hosts.env}"
 lab_hosts() {
     [[ -f "$LAB_STACK" ]] || die "no stack file $LAB_STACK"
-    "$LAB_PYTHON" - "$LAB_STACK" <<'PY'
+    local name addr role storage cpu memory extra
+    while read -r name addr role storage; do
+        read -r cpu memory < <(awk -v h="$name" '$1 == h { print $2, $3; found = 1 } END { exit !found }' "$LAB_HARDWARE") ||
+            die "host $name has no hardware line in $LAB_HARDWARE"
+        echo "$name $addr $role $cpu $memory $storage"
+    done < <(
+        "$LAB_PYTHON" - "$LAB_STACK" <<'PY'
 import sys
 import yaml
 with open(sys.argv[1]) as f:
     rack = yaml.safe_load(f)["config"]["homelab:rack"]
 for node in rack["nodes"]:
-    capacity = node.get("capacity") or {}
     storage = (node.get("storage") or {}).get("path") or "-"
-    print(node["hostname"], node["address"], node["role"], capacity.get("cpu", "2"), capacity.get("memory", "4Gi"), storage)
+    print(node["hostname"], node["address"], node["role"], storage)
 PY
-    local extra
-    for extra in $LAB_EXTRA_HOSTS; do
-        echo "${extra//:/ } 2 4Gi -"
-    done
+        for extra in $LAB_EXTRA_HOSTS; do
+            echo "${extra//:/ } -"
+        done
+    )
 }
 
 ns_of() { echo "$LAB_NS_PREFIX$1"; }
@@ -108,16 +120,19 @@ kill_netns_pids() {
     [[ -z "$pids" ]] || log "WARNING: processes left in $ns: $pids"
 }
 
-# Start a host: its sshd inside the host's network namespace, in a private mount and UTS
-# namespace that lab-host-init.sh gives its own filesystem view (and its "SSD" mounted at the
-# storage path, if it has one); an API forwarder on servers.
+# Start a host: systemd-nspawn booting the host's Debian root (lab-host-init.sh) inside the host's
+# network namespace and a private mount namespace (its "SSD" mounted at the storage path, if it
+# has one); an API forwarder on servers.
 host_start() {
     local name="$1" addr="$2" role="$3" storage="${4:--}" ns hd
     ns="$(ns_of "$name")"
     hd="$LAB_HOSTS_DIR/$name"
     [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] || die "host $name is already running"
-    setsid ip netns exec "$ns" unshare --mount --uts --propagation private -- \
-        "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" "$storage" </dev/null >>"$hd/sshd.log" 2>&1 &
+    # Not `ip netns exec`: it remounts /sys without the cgroup hierarchies nspawn needs; nspawn
+    # joins the namespace itself (--network-namespace-path).
+    LAB_HOST_NETNS="$ns" setsid unshare --mount --propagation private -- \
+        "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" "$(cat "$LAB_RUN/rootfs")" "$LAB_DATASTORE" "$storage" \
+        </dev/null >>"$hd/console.log" 2>&1 &
     if [[ "$role" == server ]]; then
         # A k3s server serves the API on :6443 of its own address (and 127.0.0.1 inside the
         # host). The lab's one kube-apiserver sits on the bridge; forward to it.
@@ -129,20 +144,42 @@ host_start() {
 
 host_stop() {
     kill_netns_pids "$(ns_of "$1")"
+    host_cgroups_remove "$1"
 }
 
-# Wait until a host's sshd answers with its own host key (and the lab key is accepted).
+# The cgroups lab-host-init.sh made for a host (and what its systemd made under them): whatever
+# still runs in them (systemd-nspawn, which lives outside the host's network namespace) is
+# killed, then they are removed.
+host_cgroups_remove() {
+    local hierarchy dir pids
+    for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+        dir="$hierarchy/lab-hosts/${1:-}"
+        [[ -d "$dir" ]] || continue
+        for _ in $(seq 50); do
+            pids="$(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+            [[ -n "${pids// /}" ]] || break
+            # shellcheck disable=SC2086
+            kill -KILL $pids 2>/dev/null || true
+            sleep 0.1
+        done
+        find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || log "WARNING: cgroup $dir is not empty"
+    done
+    rm -rf "/run/systemd/nspawn/propagate/${1:-}"
+}
+
+# Wait until a host has booted: its sshd answers with its own host key, the lab key logs in as
+# pi, and pi's sudo works without a password.
 host_wait_ssh() {
     local name="$1" addr="$2"
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         if ssh -i "$LAB_DIR/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
             -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$LAB_DIR/known_hosts" \
-            -o IdentitiesOnly=yes -o LogLevel=ERROR "root@$addr" true 2>/dev/null; then
+            -o IdentitiesOnly=yes -o LogLevel=ERROR "$LAB_SSH_USER@$addr" sudo -n true 2>/dev/null; then
             return 0
         fi
         sleep 0.2
     done
-    log "sshd log of $name:"
-    tail -n 20 "$LAB_HOSTS_DIR/$name/sshd.log" >&2 || true
+    log "console of $name:"
+    tail -n 20 "$LAB_HOSTS_DIR/$name/console.log" >&2 || true
     die "host $name ($addr) does not answer on ssh"
 }

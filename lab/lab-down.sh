@@ -27,14 +27,19 @@ done < <(find /proc/[0-9]*/exe -maxdepth 0 -lname "$cache_root*" 2>/dev/null)
 # Hosts: every namespace with the lab's prefix.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$LAB_NS_PREFIX"); do
     kill_netns_pids "$ns"
+    host_cgroups_remove "${ns#"$LAB_NS_PREFIX"}"
     ip netns del "$ns" 2>/dev/null || log "WARNING: could not delete netns $ns"
+done
+for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+    [[ ! -d "$hierarchy/lab-hosts" ]] || find "$hierarchy/lab-hosts" -depth -type d -exec rmdir {} + 2>/dev/null ||
+        log "WARNING: $hierarchy/lab-hosts is not empty"
 done
 for veth in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^labv'); do
     ip link del "$veth" 2>/dev/null
 done
 ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && ip link del "$LAB_BRIDGE"
 
-rm -rf "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA"
+rm -rf "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA" "$LAB_DATASTORE"
 for f in "${LAB_MADE_FILES[@]}"; do rm -f "${LAB_DIR:?}/$f"; done
 
 left=()
@@ -42,6 +47,9 @@ ip link show "$LAB_BRIDGE" >/dev/null 2>&1 && left+=("bridge $LAB_BRIDGE")
 ip netns list 2>/dev/null | grep -q "^$LAB_NS_PREFIX" && left+=("namespaces")
 grep -q " ${LAB_DIR}/" /proc/mounts && left+=("mounts under $LAB_DIR")
 [[ -e "$LAB_HOSTS_DIR" ]] && left+=("$LAB_HOSTS_DIR")
+for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+    [[ -d "$hierarchy/lab-hosts" ]] && left+=("cgroup $hierarchy/lab-hosts")
+done
 if ((${#left[@]})); then
     die "left behind: ${left[*]}"
 fi

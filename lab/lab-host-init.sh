@@ -1,56 +1,47 @@
 #!/usr/bin/env bash
-# The init of one lab host. lab-up runs it inside the host's network namespace and a fresh,
-# private mount + UTS namespace (`ip netns exec NS unshare --mount --uts --propagation private`):
+# Boot one lab host. lab-up runs it in a fresh, private mount namespace
+# (`unshare --mount --propagation private`); nspawn puts the host in its network namespace:
 #
-#   - hostname: the host's own (UTS namespace);
-#   - /etc /usr /var /opt /srv /home: copy-on-write overlays of the machine's directories,
-#     whose writes land in <host dir>/upper/<dir> — k3s' /usr/local/bin, /etc/rancher,
-#     /var/lib/rancher, /etc/systemd/system, the storage path under /srv... written on one host
-#     are invisible to the others and to the machine, and survive a host stop/start (reboot);
-#   - /usr/local: the host's own, initially empty directory (k3s installs to /usr/local/bin);
-#   - /root: the host's own home, holding only what lab-up put there (.ssh/authorized_keys), as on a
-#     fresh Pi: not the machine's /root, whose shell start-up files (a pyenv init that takes a lock
-#     on every login) would run in every SSH session the program opens;
-#   - /tmp: the host's own directory, emptied at every start; /run: a fresh tmpfs (no view of the machine's /run);
+#   - the host's disk: a copy-on-write overlay of the lab's Debian root filesystem
+#     (lab/rootfs.sh: systemd, stock openssh-server, sudo, user pi), whose writes land in
+#     <host dir>/upper — k3s' /usr/local/bin, /etc/rancher, /var/lib/rancher,
+#     /etc/systemd/system... written on one host are invisible to the others and to the machine,
+#     and survive a host stop/start (reboot). lab-up put the host's own files in the upper dir
+#     (hostname, hosts, host keys, pi's authorized_keys, /etc/lab);
+#   - its own cgroup (lab-hosts/<hostname> in every cgroup hierarchy the machine mounts), under
+#     which the host's systemd keeps its units;
 #
-# then execs a real OpenSSH server in the foreground (its config and host key were put in the
-# upper /etc by lab-up). The mounts exist only in this mount namespace and vanish with its last
-# process; nothing is mounted in the machine's namespace.
+# then execs systemd-nspawn, which boots /lib/systemd/systemd as PID 1 of a new PID, mount, UTS
+# and IPC namespace over that disk, in the host's network namespace. systemd starts ssh.service
+# (Debian's unit and sshd_config) and, once installed, k3s.service / k3s-agent.service.
+# The mounts exist only in this mount namespace and vanish with its last process.
 #   - /opt/lab/bin: the lab's binaries (kubectl, ...), read-only — what k3s' embedded kubectl
 #     would be on a real host;
-#
 #   - the storage path (rack.nodes[].storage.path), if any: <host dir>/storage bind-mounted
-#     there, so it is a mounted filesystem like the node's SSD and outlives the host's disk;
+#     there, so it is a mounted filesystem like the node's SSD and outlives the host's disk.
 #
-#   lab-host-init.sh HOSTNAME HOST_DIR LAB_BIN [STORAGE_PATH|-]
+#   - /var/lib/lab-datastore: the directory the k3s double's servers and joiners share (k3s: the
+#     servers' datastore; the CA hash and the supervisor's users, lab/k3s-double/README.md);
+#
+#   lab-host-init.sh HOSTNAME HOST_DIR LAB_BIN ROOTFS DATASTORE [STORAGE_PATH|-]
 set -euo pipefail
 name="$1"
 hd="$2"
 lab_bin="$3"
-storage="${4:--}"
+rootfs="$4"
+datastore="$5"
+storage="${6:--}"
 
-hostname "$name"
-for d in etc usr var opt srv home; do
-    [[ -d "/$d" ]] || continue
-    mount -t overlay "lab-$name-$d" \
-        -o "lowerdir=/$d,upperdir=$hd/upper/$d,workdir=$hd/work/$d" "/$d"
+for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+    [[ -f "$hierarchy/cgroup.procs" ]] || continue
+    mkdir -p "$hierarchy/lab-hosts/$name"
+    echo $$ >"$hierarchy/lab-hosts/$name/cgroup.procs"
 done
-# A fresh host has an empty /usr/local: the machine's own tools there are not the host's.
-mount --bind "$hd/usr-local" /usr/local
-mkdir -p /opt/lab/bin
-mount --bind "$lab_bin" /opt/lab/bin
-mount -o remount,bind,ro /opt/lab/bin
-# Binds whose sources may live under the machine's /root or /tmp, in that order: the lab's build
-# cache (under /root) before /root is the host's own; the host dir (under /tmp for a checkout
-# there, as CI's may be) before /tmp is.
-if [[ "$storage" != - ]]; then
-    mkdir -p "$storage"
-    mount --bind "$hd/storage" "$storage"
-fi
-mount --bind "$hd/upper/root" /root
-find "$hd/tmp" -mindepth 1 -delete # /tmp starts empty at every boot
-mount --bind "$hd/tmp" /tmp
-mount -t tmpfs -o mode=0755,size=64m "lab-$name-run" /run
-mkdir -p /run/sshd /run/lock
-chmod 0755 /run/sshd
-exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
+mkdir -p "$hd/root"
+mount -t overlay "lab-$name" -o "lowerdir=$rootfs,upperdir=$hd/upper,workdir=$hd/work" "$hd/root"
+binds=(--bind-ro="$lab_bin:/opt/lab/bin" --bind="$datastore:/var/lib/lab-datastore")
+[[ "$storage" == - ]] || binds+=(--bind="$hd/storage:$storage")
+# --register=no --keep-unit: the machine runs no systemd of its own to register with.
+exec systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$name" \
+    --network-namespace-path="/run/netns/${LAB_HOST_NETNS:?}" \
+    --directory="$hd/root" --console=read-only --link-journal=no "${binds[@]}"

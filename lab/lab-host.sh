@@ -26,6 +26,10 @@ case "$verb" in
     start)
         host_start "$name" "$addr" "$role" "$storage"
         host_wait_ssh "$name" "$addr"
+        # Booted: systemd has started every enabled unit (k3s among them, as after a reboot).
+        ssh -i "$LAB_DIR/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+            -o UserKnownHostsFile="$LAB_DIR/known_hosts" -o IdentitiesOnly=yes -o LogLevel=ERROR \
+            "$LAB_SSH_USER@$addr" timeout 120 systemctl is-system-running --wait >/dev/null || true
         log "host $name started"
         ;;
     status) if [[ -n "$(ip netns pids "$ns")" ]]; then echo up; else echo down; fi ;;

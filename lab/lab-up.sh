@@ -9,14 +9,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 
 [[ $EUID -eq 0 ]] || die "lab-up needs root (network namespaces, bridge, mounts)"
-for tool in ip unshare setsid sshd ssh ssh-keygen ssh-agent ssh-add openssl curl socat; do
+for tool in ip unshare setsid ssh ssh-keygen ssh-agent ssh-add openssl curl socat mmdebstrap systemd-nspawn; do
     command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] ||
-        die "$tool not found (apt-get install iproute2 util-linux openssh-server openssh-client openssl curl socat)"
+        die "$tool not found (apt-get install iproute2 util-linux openssh-client openssl curl socat mmdebstrap systemd-container)"
 done
 [[ -x "$LAB_PYTHON" ]] || die "no python at $LAB_PYTHON (make venv)"
 
 start=$SECONDS
 bin="$("$lab_here/build.sh")"
+rootfs="$("$lab_here/rootfs.sh")"
 "$lab_here/lab-down.sh" >/dev/null
 
 lab_ok=0
@@ -37,7 +38,8 @@ on_exit() {
 }
 trap on_exit EXIT
 
-mapfile -t hosts < <(lab_hosts)
+hosts_text="$(lab_hosts)" || die "cannot list the lab hosts"
+mapfile -t hosts <<<"$hosts_text"
 ((${#hosts[@]} > 0)) || die "no hosts in $LAB_STACK"
 server_ips=()
 server_names=()
@@ -53,8 +55,10 @@ for h in "${hosts[@]}"; do
 done
 domain="$("$LAB_PYTHON" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["config"]["homelab:rack"].get("domain", "lab.test"))' "$LAB_STACK")"
 
-mkdir -p "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA"
+mkdir -p "$LAB_RUN" "$LAB_PKI" "$LAB_HOSTS_DIR" "$LAB_ETCD_DATA" "$LAB_DATASTORE"
+chmod 0700 "$LAB_DATASTORE"
 echo "$bin" >"$LAB_RUN/bin"
+echo "$rootfs" >"$LAB_RUN/rootfs"
 chmod 0700 "$LAB_DIR" "$LAB_PKI"
 
 # --- certificates ------------------------------------------------------------------------
@@ -193,56 +197,60 @@ known="$LAB_DIR/known_hosts"
 : >"$known"
 ssh-keygen -q -t ed25519 -N "" -C "homelab-lab" -f "$LAB_DIR/id_ed25519"
 ssh_pub="$(cat "$LAB_DIR/id_ed25519.pub")"
+pi_ids="$(awk -F: '$1 == "pi" { print $3 ":" $4 }' "$rootfs/etc/passwd")"
+[[ -n "$pi_ids" ]] || die "no user pi in $rootfs/etc/passwd"
 hosts_json="["
 for h in "${hosts[@]}"; do
     read -r name addr role cpu memory storage <<<"$h"
     ns="$(ns_of "$name")"
     veth="$(veth_of "$addr")"
     hd="$LAB_HOSTS_DIR/$name"
-    for d in etc usr var opt srv root home; do
-        [[ -d "/$d" ]] || continue
-        mkdir -p "$hd/upper/$d" "$hd/work/$d"
-        chmod --reference="/$d" "$hd/upper/$d"
-    done
-    mkdir -p "$hd/usr-local"/{bin,etc,games,include,lib,sbin,share,src}
-    mkdir -p "$hd/tmp" "$hd/upper/etc/ssh" "$hd/upper/etc/lab" "$hd/upper/root/.ssh"
-    chmod 1777 "$hd/tmp"
-    chmod 0700 "$hd/upper/root/.ssh" "$hd/upper/etc/lab"
+    up="$hd/upper"
+    mkdir -p "$up" "$hd/work"
+    chmod 0755 "$hd" "$up"
+    # A directory of the host's disk, created in the upper dir with the owner and mode the root
+    # filesystem gives it (an upper dir's metadata is what the host sees).
+    host_dir() {
+        local rel="" part
+        for part in ${1//\// }; do
+            rel+="/$part"
+            [[ -d "$up$rel" ]] && continue
+            mkdir "$up$rel"
+            if [[ -d "$rootfs$rel" ]]; then
+                chown --reference="$rootfs$rel" "$up$rel"
+                chmod --reference="$rootfs$rel" "$up$rel"
+            fi
+        done
+    }
+    host_dir etc/ssh
+    host_dir etc/lab
+    host_dir home/pi/.ssh
+    chmod 0700 "$up/etc/lab" "$up/home/pi/.ssh"
+    chown "$pi_ids" "$up/home/pi/.ssh"
 
-    # Host identity and sshd.
-    ssh-keygen -q -t ed25519 -N "" -C "root@$name" -f "$hd/upper/etc/ssh/ssh_host_ed25519_key"
-    echo "$addr $(cut -d' ' -f1,2 "$hd/upper/etc/ssh/ssh_host_ed25519_key.pub")" >>"$known"
-    echo "$name" >"$hd/upper/etc/hostname"
+    # Host identity: its own ed25519, ECDSA and RSA host keys (Debian's openssh-server makes all
+    # three at first boot); known_hosts holds all three.
+    for type in ed25519 ecdsa rsa; do
+        ssh-keygen -q -t "$type" -N "" -C "root@$name" -f "$up/etc/ssh/ssh_host_${type}_key"
+        echo "$addr $(cut -d' ' -f1,2 "$up/etc/ssh/ssh_host_${type}_key.pub")" >>"$known"
+    done
+    echo "$name" >"$up/etc/hostname"
     {
         printf '127.0.0.1\tlocalhost\n%s\t%s.%s %s\n' "$addr" "$name" "$domain" "$name"
         for o in "${hosts[@]}"; do
             read -r oname oaddr _ <<<"$o"
             [[ "$oname" == "$name" ]] || printf '%s\t%s.%s %s\n' "$oaddr" "$oname" "$domain" "$oname"
         done
-    } >"$hd/upper/etc/hosts"
-    cat >"$hd/upper/etc/ssh/sshd_config" <<EOF
-# lab host $name: root login with the lab key only.
-ListenAddress $addr:22
-HostKey /etc/ssh/ssh_host_ed25519_key
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-AuthorizedKeysFile .ssh/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-# Pulumi opens many sessions at once.
-MaxStartups 200
-MaxSessions 200
-Subsystem sftp internal-sftp
-PidFile /run/sshd.pid
-EOF
-    echo "$ssh_pub" >"$hd/upper/root/.ssh/authorized_keys"
-    chmod 0600 "$hd/upper/root/.ssh/authorized_keys"
+    } >"$up/etc/hosts"
+    # sshd_config is Debian's, untouched (lab/rootfs.sh): the lab key logs in as pi.
+    echo "$ssh_pub" >"$up/home/pi/.ssh/authorized_keys"
+    chown "$pi_ids" "$up/home/pi/.ssh/authorized_keys"
+    chmod 0600 "$up/home/pi/.ssh/authorized_keys"
 
     # Node identity for the k3s double: what the host's kubelet would use.
     cert "node-$name" "/O=system:nodes/CN=system:node:$name" clientAuth
-    kubeconfig "$hd/upper/etc/lab/node.kubeconfig" "$LAB_API_URL" "node-$name"
-    cp "$LAB_PKI/ca.crt" "$hd/upper/etc/lab/ca.crt"
+    kubeconfig "$up/etc/lab/node.kubeconfig" "$LAB_API_URL" "node-$name"
+    cp "$LAB_PKI/ca.crt" "$up/etc/lab/ca.crt"
     {
         echo "# Written by lab/lab-up.sh: what this lab host may use (lab/README-interface.md)."
         echo "LAB_NODE_NAME=$name"
@@ -258,18 +266,19 @@ EOF
             echo "LAB_ADMIN_KUBECONFIG=/etc/lab/admin.kubeconfig"
             echo "LAB_K3S_YAML=/etc/lab/k3s.yaml"
         fi
-    } >"$hd/upper/etc/lab/apiserver.env"
+    } >"$up/etc/lab/apiserver.env"
     if [[ "$role" == server ]]; then
-        cp "$LAB_PKI/admin.kubeconfig" "$hd/upper/etc/lab/admin.kubeconfig"
+        cp "$LAB_PKI/admin.kubeconfig" "$up/etc/lab/admin.kubeconfig"
         # As k3s writes it: admin credentials, server https://127.0.0.1:6443 (forwarded).
         sed "s|server: $LAB_API_URL|server: https://127.0.0.1:$LAB_API_PORT|" \
-            "$LAB_PKI/admin.kubeconfig" >"$hd/upper/etc/lab/k3s.yaml"
-        chmod 0600 "$hd/upper/etc/lab/k3s.yaml"
+            "$LAB_PKI/admin.kubeconfig" >"$up/etc/lab/k3s.yaml"
+        chmod 0600 "$up/etc/lab/k3s.yaml"
         # The k3s double's hook (lab/k3s-double/k3s reads /etc/k3s-double.env).
-        echo "K3S_DOUBLE_KUBECONFIG=/etc/lab/k3s.yaml" >"$hd/upper/etc/k3s-double.env"
+        echo "K3S_DOUBLE_KUBECONFIG=/etc/lab/k3s.yaml" >"$up/etc/k3s-double.env"
     else
-        echo "K3S_DOUBLE_KUBECONFIG=/etc/lab/node.kubeconfig" >"$hd/upper/etc/k3s-double.env"
+        echo "K3S_DOUBLE_KUBECONFIG=/etc/lab/node.kubeconfig" >"$up/etc/k3s-double.env"
     fi
+    echo "K3S_DOUBLE_DATASTORE=/var/lib/lab-datastore" >>"$up/etc/k3s-double.env"
 
     # Network: a namespace, a veth pair into the bridge.
     ip netns add "$ns"
@@ -282,7 +291,7 @@ EOF
 
     [[ "$storage" == - ]] || mkdir -p "$hd/storage"
     host_start "$name" "$addr" "$role" "$storage"
-    hostkey="$(cut -d' ' -f1,2 "$hd/upper/etc/ssh/ssh_host_ed25519_key.pub")"
+    hostkey="$(cut -d' ' -f1,2 "$up/etc/ssh/ssh_host_ed25519_key.pub")"
     hosts_json+="$([[ "$hosts_json" == "[" ]] || echo ,){\"hostname\":\"$name\",\"address\":\"$addr\",\"role\":\"$role\",\"netns\":\"$ns\",\"host_key\":\"$hostkey\",\"dir\":\"$hd\"}"
 done
 echo "$hosts_json]" >"$LAB_DIR/hosts.json"

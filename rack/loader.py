@@ -44,8 +44,8 @@ SECRET_KEYS: dict[str, str] = {
 OPTION_KEYS: dict[str, str] = {
     "skip-layers": "layers left out of this run (e.g. [gpu] where pulumi-resource-docker is missing)",
     "init-system": (
-        "what supervises k3s on the hosts: `systemd` (every real Pi) or `none` (only the lab's "
-        "network-namespace hosts, where install checks the k3s files but not a systemd unit)"
+        "what supervises k3s on the hosts: `systemd` (Raspberry Pi OS, and the lab's hosts); the "
+        "install and upgrade steps wait for k3s' unit to be active"
     ),
 }
 """Non-secret settings beside `homelab:rack` that are not part of the rack itself."""
@@ -53,7 +53,7 @@ OPTION_KEYS: dict[str, str] = {
 SKIPPABLE_LAYERS: tuple[str, ...] = ("gpu",)
 """The layers `homelab:skip-layers` may name."""
 
-INIT_SYSTEMS: tuple[str, ...] = ("systemd", "none")
+INIT_SYSTEMS: tuple[str, ...] = ("systemd",)
 """The values of `homelab:init-system`; the first is the default."""
 
 
@@ -90,7 +90,7 @@ class Loaded:
     skip_layers: frozenset[str] = frozenset()
     warnings: tuple[ConfigWarning, ...] = ()
     init_system: str = INIT_SYSTEMS[0]
-    """`homelab:init-system`: `systemd`, or `none` on the lab's hosts."""
+    """`homelab:init-system`: `systemd`."""
 
 
 def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = None) -> list[ConfigWarning]:

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.ci import gitea as gitea_mod
 from components.core import CaCertificate, GeneratedSecret, GeneratedSecretArgs
-from components.metal import HostLayout, K3sCluster, K3sClusterArgs, NodeAccess, RegistryAccess
+from components.metal import K3sCluster, K3sClusterArgs, NodeAccess, RegistryAccess
 from rack.loader import Loaded
 
 
@@ -59,10 +59,6 @@ def build_metal(loaded: Loaded, rack_ca: CaCertificate | None = None) -> MetalLa
             rack=loaded.rack,
             ssh_private_key=loaded.secrets.get("ssh-private-key"),
             token=loaded.secrets.get("k3s-token"),
-            # `homelab:init-system: none` (the lab's hosts): the same paths, no systemd unit to check.
-            layouts={n.hostname: HostLayout(systemd=False) for n in loaded.rack.nodes}
-            if loaded.init_system == "none"
-            else {},
             registry=registry,
         ),
     )

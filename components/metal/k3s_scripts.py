@@ -106,7 +106,8 @@ class HostLayout:
     root: str = ""
     """Prefix of every path k3s owns; "" on a real host (a per-host directory in the SSH tests)."""
     systemd: bool = True
-    """Check the k3s unit with systemctl; off only where no init system runs (the k3s test double)."""
+    """Check the k3s unit with systemctl; off only for the directory-rooted hosts of the real-service
+    tests (tests/real/ssh, tests/real/kube), which run no init system. Never set from config."""
 
     def path(self, absolute: str) -> str:
         return f"{self.root}{absolute}"

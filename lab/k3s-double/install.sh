@@ -4,8 +4,12 @@
 # Honours what the program passes the real installer: INSTALL_K3S_SKIP_DOWNLOAD=true (the
 # binary was copied to $INSTALL_K3S_BIN_DIR/k3s beforehand), INSTALL_K3S_BIN_DIR,
 # INSTALL_K3S_EXEC (server | agent) and INSTALL_K3S_VERSION. Like the real one it writes a
-# service unit and an uninstall script into the bin dir and (re)starts the service; there is no
-# init system in the test hosts, so "starting the service" runs the double once.
+# systemd unit (k3s.service / k3s-agent.service: Type=notify, Restart=always, as upstream's
+# install.sh writes them) and an uninstall script into the bin dir, then `systemctl daemon-reload`,
+# `enable` and `restart`: a start that fails (wrong token, unknown config key, ...) fails the
+# install, as `systemctl restart` of a notify unit does. On a host that runs no systemd (the
+# directory-rooted hosts of tests/real/ssh: /run/systemd/system absent, sd_booted()) the double
+# has no supervisor and "starting the service" runs it once in the foreground.
 #
 # Fault injection for the convergence tests: if <root>/.k3s-double-fail-install exists, it is
 # removed and the script fails half-way (unit written, no uninstall script, service not started).
@@ -29,9 +33,39 @@ esac
 [ -x "$BIN/k3s" ] || fatal "no executable $BIN/k3s: copy the air-gap binary first"
 info "Skipping k3s download and verify"
 
+SYSTEMD=no
+[ -n "$ROOT" ] || [ ! -d /run/systemd/system ] || SYSTEMD=yes
+UNIT="$ROOT/etc/systemd/system/$SVC.service"
 mkdir -p "$ROOT/etc/systemd/system"
-printf '[Unit]\nDescription=k3s-double %s\n[Service]\nExecStart=%s/k3s %s\n' "$SVC" "$BIN" "$EXEC" \
-  >"$ROOT/etc/systemd/system/$SVC.service"
+# Upstream's unit (install.sh create_systemd_service_file), less the modprobe ExecStartPre lines
+# (no kernel modules in the lab's containers).
+cat >"$UNIT" <<UNIT_FILE
+[Unit]
+Description=Lightweight Kubernetes (k3s-double)
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/$SVC.service.env
+KillMode=process
+Delegate=yes
+User=root
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStart=$BIN/k3s $EXEC
+UNIT_FILE
 
 if [ -f "$ROOT/.k3s-double-fail-install" ]; then
   rm -f "$ROOT/.k3s-double-fail-install"
@@ -42,6 +76,11 @@ cat >"$BIN/$UNINSTALL" <<UNINSTALL
 #!/bin/sh
 # k3s-double uninstall script (written by the double's install.sh)
 set -eu
+if [ '$SYSTEMD' = yes ]; then
+  systemctl stop '$SVC' || true
+  systemctl disable '$SVC' || true
+  systemctl reset-failed '$SVC' 2>/dev/null || true
+fi
 # The lab: delete this host's Node from the API server (no-op elsewhere, and when already gone).
 if [ -x '$BIN/k3s' ]; then '$BIN/k3s' double-unregister; fi
 rm -f '$BIN/k3s'
@@ -50,10 +89,19 @@ if [ -f '$ROOT/.k3s-double-fail-uninstall' ]; then
   echo "[k3s-double uninstall] injected failure half-way" >&2
   exit 1
 fi
-rm -rf '$ROOT/etc/rancher/k3s' '$ROOT/var/lib/rancher/k3s' '$ROOT/etc/systemd/system/$SVC.service'
+rm -rf '$ROOT/etc/rancher/k3s' '$ROOT/var/lib/rancher/k3s' '$UNIT'
+if [ '$SYSTEMD' = yes ]; then systemctl daemon-reload; fi
 rm -f '$BIN/$UNINSTALL'
 UNINSTALL
 chmod 0755 "$BIN/$UNINSTALL"
 
-info "Starting $SVC (double: one run of '$BIN/k3s $CMD')"
-"$BIN/k3s" "$CMD"
+if [ "$SYSTEMD" = yes ]; then
+  info "systemd: Enabling $SVC unit"
+  systemctl daemon-reload
+  systemctl enable "$SVC" >/dev/null 2>&1
+  info "systemd: Starting $SVC"
+  systemctl restart "$SVC"
+else
+  info "Starting $SVC (no init system: one run of '$BIN/k3s $CMD')"
+  "$BIN/k3s" "$CMD"
+fi

@@ -72,19 +72,12 @@ def _assert_secret(is_secret: bool) -> bool:
     return is_secret
 
 
-def test_init_system_none_drops_only_the_systemd_check(record: Callable[..., Recording], lab: Loaded) -> None:
-    """`homelab:init-system: none` (the lab's hosts): the install and upgrade scripts wait for the
-    same k3s files but never ask systemctl; with the default every node's scripts do."""
-    assert lab.init_system == "none"
-    bare = record(lambda: build_metal(lab))
-    real = record(lambda: build_metal(Loaded(rack=lab.rack, secrets=lab.secrets)))
+def test_every_node_waits_for_its_k3s_unit(record: Callable[..., Recording], lab: Loaded) -> None:
+    """The lab stack is systemd, like every Pi: each node's install and upgrade wait for its k3s
+    unit (k3s.service on servers, k3s-agent.service on agents) to be active."""
+    assert lab.init_system == "systemd"
+    rec = record(lambda: build_metal(lab))
     for node in lab.rack.nodes:
+        unit = "k3s" if node.role == "server" else "k3s-agent"
         for step in ("install", "upgrade"):
-            name = f"k3s-{node.hostname}-{step}"
-            with_systemd = real.by_name(name).inputs["create"]
-            without = bare.by_name(name).inputs["create"]
-            assert "systemctl is-active --quiet k3s" in with_systemd
-            assert "systemctl" not in without
-            assert "agent/kubelet.kubeconfig" in without
-            unit = "k3s" if node.role == "server" else "k3s-agent"
-            assert with_systemd.replace(f" && systemctl is-active --quiet {unit}", "") == without
+            assert f"systemctl is-active --quiet {unit};" in rec.by_name(f"k3s-{node.hostname}-{step}").inputs["create"]

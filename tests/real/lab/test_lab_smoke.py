@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import ssl
 import subprocess
 import time
@@ -59,7 +60,8 @@ class Lab:
             [
                 "ssh", "-i", self.env["LAB_SSH_KEY"], "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.env['LAB_KNOWN_HOSTS']}",
-                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"root@{host['address']}", command,
+                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"pi@{host['address']}",
+                f"sudo -n bash -c {shlex.quote(command)}",
             ],
             capture_output=True, text=True, check=check, timeout=timeout,
         )  # fmt: skip
@@ -94,7 +96,8 @@ def _lab_sh(script: str, *args: str, timeout: float = 7200) -> subprocess.Comple
 
 
 def _needs() -> None:
-    need("sshd", "openssh-server", root=True)
+    need("systemd-nspawn", "systemd-container", root=True)
+    need("mmdebstrap", "mmdebstrap", root=True)
     need("ssh", "openssh-client")
     need("socat", "socat")
     need("openssl", "openssl")
@@ -190,10 +193,13 @@ def test_failed_lab_up_tears_down_what_it_made(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.broken.yaml"
     node = {"hostname": "lab-dup-1", "address": "10.77.0.51", "role": "server"}
     stack.write_text(json.dumps({"config": {"homelab:rack": {"domain": "lab.test", "nodes": [node, node]}}}))
+    hardware = tmp_path / "hosts.env"  # the lab's hardware table (lab/hosts.env) for this host
+    hardware.write_text("lab-dup-1 2 4Gi\n")
     up = subprocess.run(
         [str(REPO / "lab" / "lab-up.sh")],
         capture_output=True, text=True, timeout=7200,
-        env={**os.environ, "HOMELAB_LAB_STACK": str(stack), "HOMELAB_LAB_EXTRA_HOSTS": ""},
+        env={**os.environ, "HOMELAB_LAB_STACK": str(stack), "HOMELAB_LAB_EXTRA_HOSTS": "",
+             "HOMELAB_LAB_HARDWARE": str(hardware)},
     )  # fmt: skip
     try:
         assert up.returncode != 0
@@ -252,13 +258,13 @@ def test_sftp_copies_to_one_host(lab_rack: Lab, tmp_path: Path) -> None:
     src = tmp_path / "k3s-amd64"
     src.write_text("#!/bin/sh\necho sftp-copied\n")
     host = lab_rack.host("lab-db-1")
-    lab_rack.ssh("lab-db-1", "mkdir -p /var/tmp/homelab-k3s/smoke")
+    lab_rack.ssh("lab-db-1", "install -d -o pi -g pi /var/tmp/homelab-k3s/smoke")
     batch = tmp_path / "batch"
     batch.write_text(f"put {src} /var/tmp/homelab-k3s/smoke/k3s-amd64\n")
     subprocess.run(
         ["sftp", "-b", str(batch), "-i", lab_rack.env["LAB_SSH_KEY"], "-o", "BatchMode=yes",
          "-o", f"UserKnownHostsFile={lab_rack.env['LAB_KNOWN_HOSTS']}", "-o", "StrictHostKeyChecking=yes",
-         f"root@{host['address']}"],
+         f"pi@{host['address']}"],
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
     assert lab_rack.ssh("lab-db-1", "sh /var/tmp/homelab-k3s/smoke/k3s-amd64").stdout == "sftp-copied\n"

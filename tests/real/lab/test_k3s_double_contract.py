@@ -1,0 +1,261 @@
+"""The k3s double (lab/k3s-double) refuses what k3s refuses: each join contract broken once.
+
+The double runs as the program's air-gap path installs it (make-airgap.sh stamps it) in a
+directory-rooted host under tmp_path, without systemd (it starts once in the foreground). No lab
+is needed: the "server" it dials is a TLS listener on loopback started here. Upstream behaviour,
+and where it is stated:
+- `k3s agent` passes every config.yaml key to its flag parser: an unknown key fails the start
+  (k3s-io/k3s pkg/configfilearg/defaultparser.go: ValidFlags covers only `server` and
+  `etcd-snapshot`; `k3s server` warns "Unknown flag ... skipping" instead, parser.go
+  stripInvalidFlags). The key list: lab/k3s-double/flags-agent.txt (docs.k3s.io/cli/agent).
+- registries.yaml is YAML with the top-level keys `mirrors` and `configs`
+  (docs.k3s.io/installation/private-registry); a file that does not parse fails the start.
+- the token's password must match the server's (agents present user `node`; k3s docs cli/token).
+- the `server:` URL is dialled and its certificate must validate against the cluster CA
+  (docs.k3s.io/cli/token, "TLS Bootstrapping").
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.prereq import need
+
+REPO = Path(__file__).resolve().parents[3]
+DOUBLE = REPO / "lab" / "k3s-double"
+SERVER_SECRET = "contract-server-secret-0f3b"
+AGENT_SECRET = "contract-agent-secret-77c1"
+
+
+def _host(tmp: Path, name: str, env: str) -> Path:
+    airgap = tmp / "airgap"
+    if not (airgap / "k3s-amd64").exists():
+        subprocess.run(["sh", str(DOUBLE / "make-airgap.sh"), str(airgap), "v1.35.8+k3s1"], check=True)
+    root = tmp / name
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "etc/rancher/k3s").mkdir(parents=True)
+    (root / "usr/local/bin/k3s").write_bytes((airgap / "k3s-amd64").read_bytes())
+    (root / "usr/local/bin/k3s").chmod(0o755)
+    (root / "etc/k3s-double.env").write_text(env)
+    return root
+
+
+def _configure(root: Path, config: str, token: str, registries: str | None = None) -> None:
+    (root / "etc/rancher/k3s/join-token").write_text(token + "\n")
+    (root / "etc/rancher/k3s/config.yaml").write_text(config.format(root=root))
+    if registries is not None:
+        (root / "etc/rancher/k3s/registries.yaml").write_text(registries)
+
+
+def _start(root: Path, role: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(root / "usr/local/bin/k3s"), role],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+AGENT_CONFIG = """\
+node-name: agent-1
+node-ip: 10.0.0.21
+server: https://10.0.0.11:6443
+token-file: {root}/etc/rancher/k3s/join-token
+node-label:
+- rack.homelab.io/class=general
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A started server (registry mode: the hosts share a directory, as k3s servers share their
+    datastore) and an agent root not yet started."""
+    need("python3", "python3")
+    env = f"K3S_DOUBLE_REGISTRY={tmp_path / 'registry'}\n"
+    server = _host(tmp_path, "server", env)
+    (server / "etc/rancher/k3s/agent-token").write_text(AGENT_SECRET + "\n")
+    _configure(
+        server,
+        "node-name: server-1\nnode-ip: 10.0.0.11\ntoken-file: {root}/etc/rancher/k3s/join-token\n"
+        "agent-token-file: {root}/etc/rancher/k3s/agent-token\ncluster-cidr: 10.42.0.0/16\n",
+        SERVER_SECRET,
+    )
+    started = _start(server, "server")
+    assert started.returncode == 0, started.stderr
+    yield server, _host(tmp_path, "agent", env)
+
+
+def _agent_token(server: Path) -> str:
+    return (server / "var/lib/rancher/k3s/server/agent-token").read_text().strip()
+
+
+def test_the_agent_token_joins(cluster: tuple[Path, Path]) -> None:
+    server, agent = cluster
+    _configure(agent, AGENT_CONFIG, _agent_token(server))
+    started = _start(agent, "agent")
+    assert started.returncode == 0, started.stderr
+
+
+def test_a_wrong_token_is_refused(cluster: tuple[Path, Path]) -> None:
+    server, agent = cluster
+    wrong = _agent_token(server).replace(AGENT_SECRET, "not-the-agent-secret")
+    _configure(agent, AGENT_CONFIG, wrong)
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert "401 Unauthorized" in started.stderr
+
+
+def test_an_agent_refuses_a_config_key_k3s_agent_does_not_know(cluster: tuple[Path, Path]) -> None:
+    """`cluster-cidr` is a server flag: in an agent's config.yaml k3s agent fails to start."""
+    server, agent = cluster
+    _configure(agent, AGENT_CONFIG + "cluster-cidr: 10.42.0.0/16\n", _agent_token(server))
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert "flag provided but not defined: -cluster-cidr" in started.stderr
+
+
+def test_a_server_skips_a_key_it_does_not_know(tmp_path: Path) -> None:
+    """`k3s server` warns and skips (stripInvalidFlags): the start goes on."""
+    server = _host(tmp_path, "server", f"K3S_DOUBLE_REGISTRY={tmp_path / 'registry'}\n")
+    _configure(server, "node-name: s\ntoken-file: {root}/etc/rancher/k3s/join-token\nno-such-key: 1\n", SERVER_SECRET)
+    started = _start(server, "server")
+    assert started.returncode == 0, started.stderr
+
+
+@pytest.mark.parametrize(
+    ("registries", "why"),
+    [
+        (
+            'mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000\n',
+            "while scanning a quoted scalar",
+        ),
+        ("mirror:\n  registry.lab.test:\n    endpoint: [https://10.0.0.5:5000]\n", "field mirror not found"),
+        ("mirrors:\n\tregistry.lab.test: {}\n", "found character '\\t'"),
+        ("mirrors:\n- registry.lab.test\n", "mirrors: cannot unmarshal list into a map"),
+    ],
+)
+def test_a_malformed_registries_yaml_fails_the_start(cluster: tuple[Path, Path], registries: str, why: str) -> None:
+    server, agent = cluster
+    _configure(agent, AGENT_CONFIG, _agent_token(server), registries)
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert why in started.stderr
+
+
+def test_a_well_formed_registries_yaml_is_accepted(cluster: tuple[Path, Path]) -> None:
+    server, agent = cluster
+    good = (
+        'mirrors:\n  registry.lab.test:\n    endpoint:\n      - "https://10.0.0.5:5000"\n'
+        'configs:\n  "10.0.0.5:5000":\n    tls:\n      ca_file: /etc/ssl/lab-ca.crt\n'
+    )
+    _configure(agent, AGENT_CONFIG, _agent_token(server), good)
+    started = _start(agent, "agent")
+    assert started.returncode == 0, started.stderr
+
+
+# --- the server URL is dialled ------------------------------------------------------------------
+
+
+def _pki(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a serving certificate for 127.0.0.1 signed by it (openssl)."""
+    need("openssl", "openssl")
+    d = tmp / name
+    d.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", f"/CN={name}-ca", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=server",
+        "-keyout", str(d / "tls.key"), "-out", str(d / "tls.csr"))  # fmt: skip
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(d / "tls.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "1", "-extfile", str(d / "ext"), "-out", str(d / "tls.crt"))  # fmt: skip
+    return d / "ca.crt", d / "tls.crt", d / "tls.key"
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
+    """A TLS listener on loopback answering every request 200 (stands in for the server's
+    supervisor), with its cluster CA and a foreign CA; yields (port, cluster CA, foreign CA)."""
+    ca, cert, key = _pki(tmp_path, "cluster")
+    foreign, _, _ = _pki(tmp_path, "foreign")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            except (ssl.SSLError, OSError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port, ca, foreign
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def _lab_agent(tmp: Path, server_url: str, ca: Path) -> Path:
+    """An agent configured as in the lab (K3S_DOUBLE_KUBECONFIG: dial, then register)."""
+    root = _host(tmp, "lab-agent", "K3S_DOUBLE_KUBECONFIG=/nonexistent/node.kubeconfig\n")
+    (root / "etc/lab").mkdir(parents=True)
+    (root / "etc/lab/apiserver.env").write_text(
+        f"LAB_NODE_KUBECONFIG=/nonexistent/node.kubeconfig\nLAB_NODE_ADDRESS=127.0.0.1\n"
+        f"LAB_KUBECTL=/bin/false\nLAB_CA_CERT={ca}\n"
+    )
+    _configure(root, AGENT_CONFIG.replace("https://10.0.0.11:6443", server_url), "K10abc::node:secret")
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_an_unreachable_server_url_fails_the_start(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
+    _, ca, _ = tls_server
+    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{_free_port()}", ca)
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert "Failed to validate connection to cluster" in started.stderr
+
+
+def test_a_server_of_another_cluster_fails_the_start(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
+    port, _, foreign = tls_server
+    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{port}", foreign)
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert "Failed to validate connection to cluster" in started.stderr
+
+
+def test_a_reachable_server_of_this_cluster_is_dialled(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
+    """The dial passes; the start then goes on to register the Node (which fails here: no API)."""
+    port, ca, _ = tls_server
+    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{port}", ca)
+    started = _start(agent, "agent")
+    assert "Failed to validate connection to cluster" not in started.stderr
+    assert "registering Node agent-1" in started.stderr
