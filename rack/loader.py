@@ -43,19 +43,11 @@ SECRET_KEYS: dict[str, str] = {
 
 OPTION_KEYS: dict[str, str] = {
     "skip-layers": "layers left out of this run (e.g. [gpu] where pulumi-resource-docker is missing)",
-    "init-system": (
-        "what supervises k3s on the hosts: `systemd` (Raspberry Pi OS, and the lab's hosts); the "
-        "install and upgrade steps wait for k3s' unit to be active"
-    ),
 }
 """Non-secret settings beside `homelab:rack` that are not part of the rack itself."""
 
 SKIPPABLE_LAYERS: tuple[str, ...] = ("gpu",)
 """The layers `homelab:skip-layers` may name."""
-
-INIT_SYSTEMS: tuple[str, ...] = ("systemd",)
-"""The values of `homelab:init-system`; the first is the default."""
-
 
 @dataclass(frozen=True)
 class ConfigWarning:
@@ -89,8 +81,6 @@ class Loaded:
     secrets: RackSecrets
     skip_layers: frozenset[str] = frozenset()
     warnings: tuple[ConfigWarning, ...] = ()
-    init_system: str = INIT_SYSTEMS[0]
-    """`homelab:init-system`: `systemd`."""
 
 
 def missing_secret_warnings(secret_keys: set[str], env: dict[str, str] | None = None) -> list[ConfigWarning]:
@@ -154,7 +144,6 @@ def required_secret_issues(rack: Rack, secret_keys: set[str]) -> list[Issue]:
 @dataclass(frozen=True)
 class Options:
     skip_layers: frozenset[str] = frozenset()
-    init_system: str = INIT_SYSTEMS[0]
 
 
 def _options(raw: dict[str, Any]) -> Options:
@@ -165,12 +154,9 @@ def _options(raw: dict[str, Any]) -> Options:
     if not isinstance(layers, list) or not all(isinstance(x, str) and x in valid for x in layers):
         issues.append(Issue("homelab:skip-layers", f"must be a list of layer names from {sorted(valid)}"))
         layers = []
-    init = raw.get("init-system", INIT_SYSTEMS[0])
-    if init not in INIT_SYSTEMS:
-        issues.append(Issue("homelab:init-system", f"must be one of {list(INIT_SYSTEMS)}, got {init!r}"))
     if issues:
         raise ConfigError(issues)
-    return Options(frozenset(layers), init)
+    return Options(frozenset(layers))
 
 
 def load_from_pulumi() -> Loaded:
@@ -186,14 +172,13 @@ def load_from_pulumi() -> Loaded:
         raise ConfigError(missing)
     raw_options: dict[str, Any] = {
         "skip-layers": config.get_object("skip-layers"),
-        "init-system": config.get("init-system"),
     }
     options = _options({k: v for k, v in raw_options.items() if v is not None})
     present: dict[str, Callable[[], pulumi.Output[str]]] = {
         key: functools.partial(config.require_secret, key) for key in sorted(present_keys)
     }
     warnings = tuple(missing_secret_warnings(set(present)) + unpinned_host_warnings(rack))
-    return Loaded(rack, RackSecrets(present), options.skip_layers, warnings, options.init_system)
+    return Loaded(rack, RackSecrets(present), options.skip_layers, warnings)
 
 
 def unknown_secret() -> pulumi.Output[str]:
@@ -257,4 +242,4 @@ class StackFile:
             raise ConfigError(issues)
         secrets = RackSecrets({k: unknown_secret for k in present_keys})
         warnings = tuple(missing_secret_warnings(present_keys) + unpinned_host_warnings(rack))
-        return Loaded(rack, secrets, options.skip_layers, warnings, options.init_system)
+        return Loaded(rack, secrets, options.skip_layers, warnings)

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from rack.config import Rack
-from rack.loader import INIT_SYSTEMS, OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
+from rack.loader import OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
@@ -184,7 +184,6 @@ def _beside_the_rack() -> Iterator[tuple[str, str, str, str]]:
     layers = ", ".join(f"`{layer}`" for layer in SKIPPABLE_LAYERS)
     kinds = {
         "skip-layers": (f"list of {layers}", "`[]`"),
-        "init-system": (" | ".join(f"`{v}`" for v in INIT_SYSTEMS), f"`{INIT_SYSTEMS[0]}`"),
     }
     for key, description in OPTION_KEYS.items():
         kind, default = kinds[key]

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from rack.config import Rack
-from rack.loader import INIT_SYSTEMS, OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
+from rack.loader import OPTION_KEYS, PROJECT, RACK_KEY, SECRET_KEYS, SKIPPABLE_LAYERS
 
 
 def stack_schema() -> dict[str, Any]:
@@ -37,11 +37,6 @@ def stack_schema() -> dict[str, Any]:
         "type": "array",
         "items": {"enum": list(SKIPPABLE_LAYERS)},
         "uniqueItems": True,
-    }
-    ours[f"{PROJECT}:init-system"] = {
-        "description": OPTION_KEYS["init-system"],
-        "enum": list(INIT_SYSTEMS),
-        "default": INIT_SYSTEMS[0],
     }
     assert set(ours) == {f"{PROJECT}:{k}" for k in (RACK_KEY, *SECRET_KEYS, *OPTION_KEYS)}, (
         "a new option in rack.loader needs its schema here"

@@ -187,7 +187,6 @@ def test_load_from_pulumi_reads_config_and_secrets(mocked: Any) -> pulumi.Output
         {
             "homelab:rack": json.dumps(stack_raw("homelab")),
             "homelab:skip-layers": json.dumps(["gpu"]),
-            "homelab:init-system": "systemd",
             "homelab:postgres-password": "from-config",
         },
         ["homelab:postgres-password"],
@@ -195,7 +194,6 @@ def test_load_from_pulumi_reads_config_and_secrets(mocked: Any) -> pulumi.Output
     loaded = load_from_pulumi()
     assert loaded.rack == StackFile.read(ROOT / "Pulumi.homelab.yaml").load().rack
     assert loaded.skip_layers == frozenset({"gpu"})
-    assert loaded.init_system == "systemd"
     assert set(loaded.secrets.present) == {"postgres-password"}
     assert loaded.secrets.get("mysql-password") is None
     secret = loaded.secrets.get("postgres-password")
@@ -278,23 +276,15 @@ def test_skip_layers_rejects(tmp_path: Path, value: Any) -> None:
     assert "['gpu']" in issue.message
 
 
-# --- homelab:init-system ----------------------------------------------------------------------
+# --- homelab:init-system (gone: k3s runs under systemd on every host) -----------------------
 
 
-def test_init_system_defaults_to_systemd(tmp_path: Path) -> None:
-    assert StackFile.read(write_stack(tmp_path, with_rack())).load().init_system == "systemd"
-    path = write_stack(tmp_path, with_rack(**{"homelab:init-system": "systemd"}))
-    assert StackFile.read(path).load().init_system == "systemd"
-
-
-@pytest.mark.parametrize("value", ["openrc", "none", ["systemd"], True])
-def test_init_system_rejects(tmp_path: Path, value: Any) -> None:
+@pytest.mark.parametrize("value", ["systemd", "none"])
+def test_init_system_is_no_longer_a_key(tmp_path: Path, value: Any) -> None:
     path = write_stack(tmp_path, with_rack(**{"homelab:init-system": value}))
     with pytest.raises(ConfigError) as info:
         StackFile.read(path).load()
-    (issue,) = info.value.issues
-    assert issue.path == "homelab:init-system"
-    assert "['systemd']" in issue.message
+    assert [issue.path for issue in info.value.issues] == ["homelab:init-system"]
 
 
 def test_an_unpinned_sftp_backup_target_is_a_warning_naming_the_key() -> None:

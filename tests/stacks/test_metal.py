@@ -75,7 +75,6 @@ def _assert_secret(is_secret: bool) -> bool:
 def test_every_node_waits_for_its_k3s_unit(record: Callable[..., Recording], lab: Loaded) -> None:
     """The lab stack is systemd, like every Pi: each node's install and upgrade wait for its k3s
     unit (k3s.service on servers, k3s-agent.service on agents) to be active."""
-    assert lab.init_system == "systemd"
     rec = record(lambda: build_metal(lab))
     for node in lab.rack.nodes:
         unit = "k3s" if node.role == "server" else "k3s-agent"
