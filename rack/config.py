@@ -11,6 +11,7 @@ import base64
 import binascii
 import functools
 import re
+import reprlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -792,10 +793,22 @@ class Rack(Model):
 # --- errors ------------------------------------------------------------------------------------
 
 
+def clip(text: str, limit: int = 400) -> str:
+    """Text cut to `limit` characters, keeping its start and its end (where a hint usually is)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]} …({len(text) - limit + 40} characters left out)… {text[-(limit // 2 - 40) :]}"
+
+
 @dataclass(frozen=True)
 class Issue:
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # a validator quotes what it refused: never a whole 200 KiB scalar, or a key as long
+        object.__setattr__(self, "path", clip(self.path, 200))
+        object.__setattr__(self, "message", clip(self.message))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -807,6 +820,16 @@ class ConfigError(Exception):
     def __init__(self, issues: list[Issue]):
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
+
+
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 4, 4, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
+
+
+def short_repr(value: Any) -> str:
+    """`repr` cut to a line: an error quotes what it got, never a 200 KiB scalar or an alias bomb."""
+    return _SHORT.repr(value)
 
 
 def format_loc(loc: tuple[int | str, ...], root: str = "rack") -> str:
@@ -833,9 +856,9 @@ def _pydantic_issues(exc: ValidationError, root: str) -> list[Issue]:
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
             if kind in ("string_type", "int_type", "bool_type", "list_type", "dict_type", "model_type"):
-                message += f" (got {type(err['input']).__name__} {err['input']!r})"
+                message += f" (got {type(err['input']).__name__} {short_repr(err['input'])})"
             elif kind in ("less_than_equal", "greater_than_equal", "enum", "literal_error", "string_pattern_mismatch"):
-                message += f" (got {err['input']!r})"
+                message += f" (got {short_repr(err['input'])})"
         issues.append(Issue(format_loc(loc, root), message))
     return issues
 
