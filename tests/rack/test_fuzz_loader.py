@@ -1,0 +1,154 @@
+"""Any bytes in, a clear answer out: the stack-file loader under Hypothesis (in-process, the bulk
+of the budget; `python -m plan` as a subprocess is tests/plan/test_fuzz_plan.py).
+
+For every file: a `Loaded`, or a `ConfigError` whose every issue names the file or a key path and
+says what is wrong in one bounded line; no other exception; a few seconds and no big allocation.
+Where a case broke a key on purpose (tests/stackfuzz.py: from the committed JSON Schema), the
+answer names that key. The `pulumi up` path (`__main__.py`) raises `pulumi.RunError` with the
+same issues. Budgets: tests.stackfuzz.budget; `HYPOTHESIS_PROFILE=long` runs 25 times as many.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import runpy
+import tempfile
+import time
+from pathlib import Path
+
+import pulumi
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+from pulumi.runtime import config as runtime_config
+
+from plan.engine import reset_runtime
+from rack.config import ConfigError, Issue
+from rack.loader import Loaded, StackFile
+from tests.conftest import ROOT
+from tests.stackfuzz import (
+    Case,
+    alias_bombs,
+    byte_edits,
+    deep_nesting,
+    fuzz_settings,
+    schema_mutations,
+    yaml_documents,
+    yaml_token_soup,
+)
+
+SECONDS = 3.0
+"""Wall time one file may take to load (the slowest seen here: ~0.3 s, under a loaded machine)."""
+
+GROWTH_MIB = 200
+"""How far one file may push the process's peak memory (ru_maxrss)."""
+
+MESSAGE_CHARS = 600
+"""A message is one readable line or a YAML error with its mark, never a dump of the input."""
+
+
+def load(path: Path) -> Loaded | list[Issue]:
+    try:
+        return StackFile.read(path).load()
+    except ConfigError as exc:
+        return exc.issues
+
+
+def maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def answer(case: Case) -> tuple[Path, Loaded | list[Issue]]:
+    """Load the case from a real file and check the answer holds for any input."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.fuzz.yaml"
+        path.write_bytes(case.text)
+        before, start = maxrss_mib(), time.perf_counter()
+        got = load(path)  # any exception but ConfigError fails the property here
+        took = time.perf_counter() - start
+    assert took < SECONDS, f"{took:.1f} s to load"
+    assert maxrss_mib() - before < GROWTH_MIB, f"peak memory grew {maxrss_mib() - before:.0f} MiB"
+    whole = isinstance(got, list) and any(i.path.startswith(str(path)) for i in got)
+    event(f"{case.kind}: {'loaded' if isinstance(got, Loaded) else 'file refused' if whole else 'keys named'}")
+    if case.named:
+        event(f"{case.kind}: {len(case.named)} key(s) broken on purpose")
+    if isinstance(got, Loaded):
+        assert not case.named, f"accepted, but {case.named} were broken"
+        return path, got
+    assert got, "a ConfigError with no issue"
+    whole_file = False
+    for issue in got:
+        assert issue.path.startswith((str(path), "rack", "homelab:")), issue
+        whole_file |= issue.path.startswith(str(path))
+        assert issue.message.strip(), issue
+        assert len(issue.message) <= MESSAGE_CHARS, (issue.path, issue.message[:300])
+        assert "Traceback" not in issue.message
+    if not whole_file:  # a file refused as a whole (not YAML, not UTF-8) has no key to name
+        for key in case.named:
+            leading = [i for i in got if i.path == key or i.path.startswith((key + ".", key + "[", key + " "))]
+            assert leading, f"{key} was broken; the issues: {[str(i)[:200] for i in got]}"
+            if key in case.messages:
+                assert any(case.messages[key] in i.message for i in leading), (key, leading)
+    return path, got
+
+
+@fuzz_settings(300, deadline_s=5)
+@given(schema_mutations())
+def test_keys_broken_as_the_schema_says_are_named(case: Case) -> None:
+    answer(case)
+
+
+@fuzz_settings(150, deadline_s=5)
+@given(st.one_of(yaml_documents(), yaml_token_soup()))
+def test_any_yaml_document(case: Case) -> None:
+    answer(case)
+
+
+@fuzz_settings(150, deadline_s=5)
+@given(byte_edits())
+def test_any_bytes(case: Case) -> None:
+    answer(case)
+
+
+@fuzz_settings(60, deadline_s=5)
+@given(st.one_of(deep_nesting(), alias_bombs()))
+def test_deep_nesting_and_alias_bombs(case: Case) -> None:
+    answer(case)
+
+
+# --- the `pulumi up` path: __main__.py ------------------------------------------------------------
+
+
+def run_program_entry(rack_json: str) -> str:
+    """Run __main__.py the way the language host does, with `homelab:rack` set; the RunError's text."""
+    reset_runtime()
+    runtime_config.set_all_config({"homelab:rack": rack_json}, [])
+    with pytest.raises(pulumi.RunError) as info:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    return str(info.value)
+
+
+@fuzz_settings(40, deadline_s=10)
+@given(schema_mutations())
+def test_pulumi_up_refuses_with_the_same_issues(case: Case) -> None:
+    """What the plan refuses, `pulumi up` refuses with a RunError listing the same issues.
+    (Racks the plan accepts would build the whole program here: they are left to tests/stacks.)"""
+    _, got = answer(case)
+    if isinstance(got, Loaded):
+        return
+    message = run_program_entry(json.dumps(case.rack))
+    assert message == "invalid homelab:rack config:\n" + "\n".join(str(i) for i in got)
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ("not json at all", "homelab:rack"),  # `pulumi config set homelab:rack text`
+        ("[" * 100_000 + "]" * 100_000, "homelab:rack"),  # deeper than Python's json module goes
+        ('{"domain": ' + "[" * 40 + '"x"' + "]" * 40 + "}", "rack.domain"),  # past the loader's depth limit
+    ],
+)
+def test_pulumi_up_refuses_what_is_not_a_rack_without_a_traceback(value: str, path: str) -> None:
+    message = run_program_entry(value)
+    assert message.startswith(f"invalid homelab:rack config:\n{path}"), message[:300]
