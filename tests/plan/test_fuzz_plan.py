@@ -1,0 +1,94 @@
+"""Any bytes in, a clear answer out, through the real `python -m plan` (a subprocess each): the
+hostile stack files of tests/stackfuzz.py, plus schema-valid edits that the plan runs in full.
+
+For every file: exit 0, 1 or 2 as docs/plan-exit-codes.md says (never 3, never Python's own 1 from
+a crash), no traceback, a bounded wall time and peak memory (the child's own ru_maxrss, from
+wait4; an address-space limit keeps a runaway from taking the machine). Exit 2 prints
+`invalid config in <file>:` and each issue of the in-process loader on its own line.
+The bulk of the fuzzing is in-process (tests/rack/test_fuzz_loader.py); this is the smaller budget.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hypothesis import event, given
+
+from rack.config import ConfigError
+from rack.loader import StackFile
+from tests.conftest import ROOT
+from tests.stackfuzz import Case, any_case, fuzz_settings
+
+SECONDS = 30.0
+"""Wall time of one `python -m plan` (a full plan takes ~3 s here, a refusal ~0.6 s; the machine is shared)."""
+
+PEAK_MIB = 400
+"""Peak resident memory of one run (a full plan of the sample: ~90 MiB)."""
+
+ADDRESS_SPACE = 4 * 1024**3
+"""RLIMIT_AS of the child: past it, allocation fails (a MemoryError: exit 3, and the property fails)."""
+
+
+def run_plan(path: Path, picture: Path) -> tuple[int, str, str, float, float]:
+    """`python -m plan --config path`: exit status, stdout, stderr, seconds, peak MiB of that child."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "plan", "--config", str(path), "--picture", str(picture)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=limit,
+        )
+        try:
+            proc.wait(timeout=SECONDS * 4)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        # wait4 on the pid itself: this child's own peak, not the maximum over every child so far
+        _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+        took = time.perf_counter() - start
+        code = proc.returncode if proc.returncode is not None else os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss / 1024 if usage is not None else 0.0
+        out.seek(0)
+        err.seek(0)
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), took, peak
+
+
+@fuzz_settings(12, deadline_s=120)
+@given(any_case(valid_share=True))
+def test_python_m_plan_answers_any_stack_file(case: Case) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.fuzz.yaml"
+        path.write_bytes(case.text)
+        try:
+            StackFile.read(path).load()
+            issues = None
+        except ConfigError as exc:
+            issues = exc.issues
+        code, out, err, took, peak = run_plan(path, Path(tmp) / "picture")
+    event(f"exit {code}")
+    assert "Traceback" not in out + err, err[-3000:]
+    assert code in (0, 1, 2), (code, err[-3000:])
+    assert took < SECONDS, f"{took:.1f} s"
+    assert peak < PEAK_MIB, f"{peak:.0f} MiB"
+    if issues is not None:
+        assert code == 2, (code, out[-2000:])
+        assert err.startswith(f"invalid config in {path}:\n"), err[:300]
+        flat = "".join(err.split())  # the report wraps long lines at 140 columns (on a space, or mid-word)
+        for issue in issues:
+            assert "".join(f"{issue.path}: {issue.message}".split()) in flat, (str(issue), err[:2000])
+    elif code == 0:
+        assert "layout OK" in out, out[-2000:]
+    else:
+        assert code == 1 and "layout error" in out, (code, out[-2000:])
