@@ -355,6 +355,27 @@ def yaml_token_soup(draw: st.DrawFn) -> Case:
     return Case((head + "".join(parts)).encode("utf-8", "surrogatepass"), "soup")
 
 
+TRICKY_SCALARS = [
+    "2001-13-45", "2001-02-30 25:61:61", "!!timestamp 2001-01-01T99:00:00", "!!int xyz", "!!float xyz",
+    "!!bool maybe", "!!null x", "!!binary zz=", "!!binary '@@@'", "9" * 5000, "-0x" + "f" * 5000, "0b" + "1" * 20000,
+    "1" + "0" * 5000 + ".5", "1e99999", ".NaN", "!!set {x}", "!!omap [x]", "!!pairs [x]", "!!map [x]", "!!seq {x: 1}",
+    "&a [*a]", "&a {k: *a}", "*undefined", "!!python/name:os.system", "!<tag:yaml.org,2002:int> 12z",
+    "[x]: 1", "{? [a]: 1}", "<<: [1]", "{<<: 1}", "!!str", "''", '"\\x"', '"\\uD800"',
+]  # fmt: skip
+
+
+@st.composite
+def tricky_scalars(draw: st.DrawFn) -> Case:
+    """A value of the sample rack written as a scalar that PyYAML's resolver or constructors take
+    for an int, float, timestamp, binary, set or alias but cannot build (or build into a cycle)."""
+    name = draw(st.sampled_from(sorted(SAMPLES)))
+    slot = draw(st.sampled_from([s for s in SLOTS[name] if s.loc]))
+    rack = json.loads(json.dumps(SAMPLES[name]))
+    set_at(rack, slot.loc, "TRICKY-HERE")
+    text = dump({"homelab:rack": rack}, flow=True).decode()
+    return Case(text.replace("TRICKY-HERE", draw(st.sampled_from(TRICKY_SCALARS)), 1).encode(), "tricky")
+
+
 # --- bytes ---------------------------------------------------------------------------------------
 
 SPECIALS = [
@@ -425,7 +446,8 @@ def alias_bombs(draw: st.DrawFn) -> Case:
 
 
 def any_case(*, valid_share: bool = False) -> st.SearchStrategy[Case]:
-    cases = [byte_edits(), yaml_documents(), yaml_token_soup(), schema_mutations(), deep_nesting(), alias_bombs()]
+    cases = [byte_edits(), yaml_documents(), yaml_token_soup(), tricky_scalars(), schema_mutations()]
+    cases += [deep_nesting(), alias_bombs()]
     if valid_share:
         cases.append(schema_mutations(only_valid=True))
     return st.one_of(cases)

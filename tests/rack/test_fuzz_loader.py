@@ -34,6 +34,7 @@ from tests.stackfuzz import (
     deep_nesting,
     fuzz_settings,
     schema_mutations,
+    tricky_scalars,
     yaml_documents,
     yaml_token_soup,
 )
@@ -102,6 +103,12 @@ def test_keys_broken_as_the_schema_says_are_named(case: Case) -> None:
 @fuzz_settings(150, deadline_s=5)
 @given(st.one_of(yaml_documents(), yaml_token_soup()))
 def test_any_yaml_document(case: Case) -> None:
+    answer(case)
+
+
+@fuzz_settings(80, deadline_s=5)
+@given(tricky_scalars())
+def test_scalars_the_yaml_constructors_choke_on(case: Case) -> None:
     answer(case)
 
 
