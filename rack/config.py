@@ -829,7 +829,10 @@ _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
 
 def short_repr(value: Any) -> str:
     """`repr` cut to a line: an error quotes what it got, never a 200 KiB scalar or an alias bomb."""
-    return _SHORT.repr(value)
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for str() (YAML's 0b111... has none)
+        return f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else f"<a {type(value).__name__}>"
 
 
 def format_loc(loc: tuple[int | str, ...], root: str = "rack") -> str:

@@ -230,8 +230,8 @@ def _check_shape(value: Any, root: str) -> None:
 
 class _StackLoader(yaml.SafeLoader):
     """PyYAML's safe loader, with the Python errors its constructors raise on values that look
-    like ints, floats or timestamps but are not (`2001-13-45`, `!!int x`, 5000-digit integers)
-    turned into YAML errors with the line and column."""
+    like ints, floats, booleans or timestamps but are not (`2001-13-45`, `!!int x`, `!!bool maybe`,
+    5000-digit integers) turned into YAML errors with the line and column."""
 
     _depth = 0
 
@@ -250,9 +250,9 @@ class _StackLoader(yaml.SafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, yaml.YAMLError):
-                raise
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # ValueError, KeyError (`!!bool maybe`), OverflowError, ...: all the value's
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read this {node.tag} value: {exc}", node.start_mark
             ) from None
