@@ -39,8 +39,10 @@ from tests.stackfuzz import (
     yaml_token_soup,
 )
 
-SECONDS = 3.0
-"""Wall time one file may take to load (the slowest seen here: ~0.3 s, under a loaded machine)."""
+CPU_SECONDS = 3.0
+"""CPU time one file may take to load (the slowest seen here: ~0.5 s, a 250 KiB scalar). CPU, not
+wall time: 8 helpers share 2 cores here and a wall-clock limit failed at load average 16. Each
+property's Hypothesis deadline bounds the wall time, generously."""
 
 GROWTH_MIB = 200
 """How far one file may push the process's peak memory (ru_maxrss)."""
@@ -65,10 +67,10 @@ def answer(case: Case) -> tuple[Path, Loaded | list[Issue]]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "Pulumi.fuzz.yaml"
         path.write_bytes(case.text)
-        before, start = maxrss_mib(), time.perf_counter()
+        before, start = maxrss_mib(), time.process_time()
         got = load(path)  # any exception but ConfigError fails the property here
-        took = time.perf_counter() - start
-    assert took < SECONDS, f"{took:.1f} s to load"
+        took = time.process_time() - start
+    assert took < CPU_SECONDS, f"{took:.1f} CPU seconds to load"
     assert maxrss_mib() - before < GROWTH_MIB, f"peak memory grew {maxrss_mib() - before:.0f} MiB"
     whole = isinstance(got, list) and any(i.path.startswith(str(path)) for i in got)
     event(f"{case.kind}: {'loaded' if isinstance(got, Loaded) else 'file refused' if whole else 'keys named'}")
@@ -94,31 +96,31 @@ def answer(case: Case) -> tuple[Path, Loaded | list[Issue]]:
     return path, got
 
 
-@fuzz_settings(300, deadline_s=5)
+@fuzz_settings(300, deadline_s=20)
 @given(schema_mutations())
 def test_keys_broken_as_the_schema_says_are_named(case: Case) -> None:
     answer(case)
 
 
-@fuzz_settings(150, deadline_s=5)
+@fuzz_settings(150, deadline_s=20)
 @given(st.one_of(yaml_documents(), yaml_token_soup()))
 def test_any_yaml_document(case: Case) -> None:
     answer(case)
 
 
-@fuzz_settings(80, deadline_s=5)
+@fuzz_settings(80, deadline_s=20)
 @given(tricky_scalars())
 def test_scalars_the_yaml_constructors_choke_on(case: Case) -> None:
     answer(case)
 
 
-@fuzz_settings(150, deadline_s=5)
+@fuzz_settings(150, deadline_s=20)
 @given(byte_edits())
 def test_any_bytes(case: Case) -> None:
     answer(case)
 
 
-@fuzz_settings(60, deadline_s=5)
+@fuzz_settings(60, deadline_s=20)
 @given(st.one_of(deep_nesting(), alias_bombs()))
 def test_deep_nesting_and_alias_bombs(case: Case) -> None:
     answer(case)
@@ -136,7 +138,7 @@ def run_program_entry(rack_json: str) -> str:
     return str(info.value)
 
 
-@fuzz_settings(40, deadline_s=10)
+@fuzz_settings(40, deadline_s=30)
 @given(schema_mutations())
 def test_pulumi_up_refuses_with_the_same_issues(case: Case) -> None:
     """What the plan refuses, `pulumi up` refuses with a RunError listing the same issues.
