@@ -253,8 +253,9 @@ class _StackLoader(yaml.SafeLoader):
         except yaml.YAMLError:
             raise
         except Exception as exc:  # ValueError, KeyError (`!!bool maybe`), OverflowError, ...: all the value's
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read this {node.tag} value: {exc}", node.start_mark
+                None, None, f"cannot read this {tag} value: {exc}", node.start_mark
             ) from None
 
 
