@@ -852,6 +852,9 @@ def _pydantic_issues(exc: ValidationError, root: str) -> list[Issue]:
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p != "[key]"))
         kind = err["type"]
+        if kind == "invalid_key" and loc:  # `1:` or `2001-01-01:` read by YAML as a number or date
+            issues.append(Issue(format_loc(loc[:-1], root), f"has a key that is not text: {loc[-1]} (quote it)"))
+            continue
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind == "missing":

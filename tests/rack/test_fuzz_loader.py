@@ -161,3 +161,52 @@ def test_pulumi_up_refuses_with_the_same_issues(case: Case) -> None:
 def test_pulumi_up_refuses_what_is_not_a_rack_without_a_traceback(value: str, path: str) -> None:
     message = run_program_entry(value)
     assert message.startswith(f"invalid homelab:rack config:\n{path}"), message[:300]
+
+
+# --- what the fuzzing found, one small file each (each crashed, hung or answered unclearly before) ---
+
+RACK = b"config:\n  homelab:rack: "
+FOUND = [
+    # (input class, the file's bytes, the issue path, a text its message holds)
+    ("invalid UTF-8", RACK + b"\xff\n", "FILE", "is not UTF-8 text: byte 24 (line 2) is 0xff"),
+    ("a config key YAML reads as a number", b"config:\n  1: 2\n", "FILE: config", "keys must be text"),
+    ("a date that is not one", RACK + b"2001-13-45\n", "FILE", "month must be in 1..12"),
+    ("a tagged non-number", RACK + b"!!int xyz\n", "FILE", "cannot read this !!int value"),
+    ("an empty tagged number", RACK + b"!!float \n", "FILE", "cannot read this !!float value"),
+    ("a boolean that is not one", RACK + b"!!bool maybe\n", "FILE", "!!bool"),
+    ("a 5000-digit integer", RACK + b"9" * 5000 + b"\n", "FILE", "4300 digits"),
+    ("nesting past Python's recursion", RACK + b"[" * 5000 + b"]" * 5000, "FILE", "64 levels"),
+    ("a value nested past the model", RACK + b"{domain: " + b"[" * 40 + b"]" * 40 + b"}", "rack.domain", "32 levels"),
+    ("a 20000-bit integer quoted back", RACK + b"{domain: 0b" + b"1" * 20000 + b"}", "rack.domain", "20000 bits"),
+    ("a key YAML reads as a number, in the rack", RACK + b"{ssh: {1: 2}}", "rack.ssh", "not text: 1"),
+    ("a file of 300 KiB", b"config:\n  x: " + b"a" * 300 * 1024 + b"\n", "FILE", "larger than 256 KiB"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "text", "where", "says"), FOUND, ids=[f[0] for f in FOUND])
+def test_what_the_fuzzing_found(what: str, text: bytes, where: str, says: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.found.yaml"
+        path.write_bytes(text)
+        got = load(path)
+    assert isinstance(got, list)
+    expected = where.replace("FILE", str(path))
+    named = [i for i in got if i.path == expected or i.path.startswith(expected + "[")]
+    assert any(says in i.message for i in named), [str(i)[:300] for i in got]
+
+
+def test_an_alias_bomb_is_named_at_its_key_in_a_blink() -> None:
+    """The "billion laughs": 9 levels of 9 aliases stand for 387 million strings in 700 bytes."""
+    levels = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    text = f'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n{levels}'
+    text += "config:\n  homelab:rack:\n    domain: lab.test\n    dns: {records: *i}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.lol.yaml"
+        path.write_text(text)
+        start = time.process_time()
+        got = load(path)
+        took = time.process_time() - start
+    assert isinstance(got, list)
+    assert [i.path for i in got] == ["rack.dns.records"], got
+    assert "once YAML aliases (*name) are expanded" in got[0].message
+    assert took < 1.0
