@@ -166,13 +166,19 @@ PyYAML shares an aliased node instead of copying it, so a 1 KiB file of aliases 
 
 
 def shape_issues(value: Any, root: str) -> list[Issue]:
-    """A value nested past MAX_DEPTH (or containing itself through an alias), or holding more than
-    MAX_EXPANDED values and characters once aliases are expanded: one issue naming where; else none.
+    """A value nested past MAX_DEPTH (or containing itself through an alias), text with a lone
+    surrogate (`"\\ud800"`, which no encoder takes), or more than MAX_EXPANDED values and characters
+    once aliases are expanded: one issue naming where; else none.
 
     Each shared node is measured once, so a bomb costs what its file costs."""
     sizes: dict[int, int] = {}
 
     def size(node: Any, loc: tuple[int | str, ...]) -> int:
+        if isinstance(node, str) and not node.isascii():
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:  # "\ud800" in YAML or JSON: no character, nothing can print it
+                raise _ShapeError(loc, f"holds {node[exc.start]!r}, half of a UTF-16 pair: not text") from None
         if isinstance(node, (str, bytes)):
             return 1 + len(node)
         if not isinstance(node, (dict, list, set)):
@@ -180,7 +186,9 @@ def shape_issues(value: Any, root: str) -> list[Issue]:
         if id(node) in sizes:
             return sizes[id(node)]
         if len(loc) >= MAX_DEPTH:
-            raise _TooDeepError(loc)
+            raise _ShapeError(
+                loc, f"nested more than {MAX_DEPTH} levels deep (or an alias inside itself): not a rack value"
+            )
         total = 1
         if isinstance(node, dict):
             for key, child in node.items():
@@ -193,9 +201,8 @@ def shape_issues(value: Any, root: str) -> list[Issue]:
 
     try:
         total = size(value, ())
-    except _TooDeepError as deep:
-        where = format_loc(deep.loc, root)
-        return [Issue(where, f"nested more than {MAX_DEPTH} levels deep (or an alias inside itself): not a rack value")]
+    except _ShapeError as bad:
+        return [Issue(format_loc(bad.loc, root), bad.message)]
     if total > MAX_EXPANDED:
         # name the smallest part holding the bulk: down into any child that holds over half of it
         node: Any = value
@@ -217,9 +224,10 @@ def shape_issues(value: Any, root: str) -> list[Issue]:
     return []
 
 
-class _TooDeepError(Exception):
-    def __init__(self, loc: tuple[int | str, ...]):
+class _ShapeError(Exception):
+    def __init__(self, loc: tuple[int | str, ...], message: str):
         self.loc = loc
+        self.message = message
 
 
 def _check_shape(value: Any, root: str) -> None:

@@ -155,6 +155,7 @@ def test_pulumi_up_refuses_with_the_same_issues(case: Case) -> None:
     [
         ("not json at all", "homelab:rack"),  # `pulumi config set homelab:rack text`
         ("[" * 100_000 + "]" * 100_000, "homelab:rack"),  # deeper than Python's json module goes
+        ('{"domain": "\\ud800"}', "rack.domain"),  # JSON escapes a lone surrogate too
         ('{"domain": ' + "[" * 40 + '"x"' + "]" * 40 + "}", "rack.domain"),  # past the loader's depth limit
     ],
 )
@@ -179,6 +180,7 @@ FOUND = [
     ("a value nested past the model", RACK + b"{domain: " + b"[" * 40 + b"]" * 40 + b"}", "rack.domain", "32 levels"),
     ("a 20000-bit integer quoted back", RACK + b"{domain: 0b" + b"1" * 20000 + b"}", "rack.domain", "20000 bits"),
     ("a key YAML reads as a number, in the rack", RACK + b"{ssh: {1: 2}}", "rack.ssh", "not text: 1"),
+    ("a lone surrogate escape", RACK + b'{domain: "\\ud800"}', "rack.domain", "half of a UTF-16 pair"),
     ("a file of 300 KiB", b"config:\n  x: " + b"a" * 300 * 1024 + b"\n", "FILE", "larger than 256 KiB"),
 ]  # fmt: skip
 
