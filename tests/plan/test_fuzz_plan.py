@@ -11,11 +11,10 @@ The bulk of the fuzzing is in-process (tests/rack/test_fuzz_loader.py); this is 
 from __future__ import annotations
 
 import os
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,36 +38,50 @@ ADDRESS_SPACE = 4 * 1024**3
 """RLIMIT_AS of the child: past it, allocation fails (a MemoryError: exit 3, and the property fails)."""
 
 
+MEASURE = """
+import os, resource, sys
+report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.execv(sys.executable, [sys.executable, *argv])
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+"""
+"""Runs the plan as its own child and reports that child's exit status, CPU time and peak RSS.
+Why not wait4 on a child of pytest: Linux starts a forked child's peak RSS at its parent's size,
+and keeps it across exec, so after a thousand examples every plan would "peak" at pytest's size.
+This small process is the parent instead."""
+
+
 def run_plan(path: Path, picture: Path) -> tuple[int, str, str, float, float, float]:
     """`python -m plan --config path`: exit status, stdout, stderr, wall and CPU seconds, and peak
-    MiB of that child."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    MiB of that process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "usage"
         start = time.perf_counter()
+        args = ["-m", "plan", "--config", str(path), "--picture", str(picture)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plan", "--config", str(path), "--picture", str(picture)],
+            [sys.executable, "-c", MEASURE, str(report), str(ADDRESS_SPACE), *args],
             cwd=ROOT,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
-            preexec_fn=limit,
+            start_new_session=True,  # a hung run is ended with its whole process group
         )
-        timer = threading.Timer(WALL_SECONDS * 2, proc.kill)  # a hung run ends, and fails on its time
-        timer.start()
-        # wait4 on the pid itself: this child's own peak, not the maximum over every child so far
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
+            proc.wait(timeout=WALL_SECONDS * 2)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         took = time.perf_counter() - start
-        code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        assert proc.returncode == 0 and report.exists(), f"the plan was killed after {took:.0f} s"
+        code, cpu, peak_kib = report.read_text().split()
         out.seek(0)
         err.seek(0)
         text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        return code, text, errors, took, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        return int(code), text, errors, took, float(cpu), int(peak_kib) / 1024
 
 
 @fuzz_settings(12, deadline_s=180)
