@@ -800,15 +800,20 @@ def clip(text: str, limit: int = 400) -> str:
     return f"{text[: limit // 2]} …({len(text) - limit + 40} characters left out)… {text[-(limit // 2 - 40) :]}"
 
 
+def _visible(text: str) -> str:
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode() for c in text)
+
+
 @dataclass(frozen=True)
 class Issue:
     path: str
     message: str
 
     def __post_init__(self) -> None:
-        # a validator quotes what it refused: never a whole 200 KiB scalar, or a key as long
-        object.__setattr__(self, "path", clip(self.path, 200))
-        object.__setattr__(self, "message", clip(self.message))
+        # a validator quotes what it refused: never a whole 200 KiB scalar, or a key as long; and
+        # a control character shows as its escape (a terminal would drop `\b` and print `''`)
+        object.__setattr__(self, "path", _visible(clip(self.path, 200)))
+        object.__setattr__(self, "message", _visible(clip(self.message)))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

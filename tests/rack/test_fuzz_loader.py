@@ -212,3 +212,15 @@ def test_an_alias_bomb_is_named_at_its_key_in_a_blink() -> None:
     assert [i.path for i in got] == ["rack.dns.records"], got
     assert "once YAML aliases (*name) are expanded" in got[0].message
     assert took < 1.0
+
+
+def test_a_control_character_in_a_value_is_shown_as_its_escape() -> None:
+    """Found by the long run: `node: "\\b"` printed as `'' is not an RFC 1123 hostname` (the
+    terminal drops the backspace), which reads as an empty value."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.ctl.yaml"
+        path.write_bytes(RACK + b'{domain: "lab\\bhome"}')
+        got = load(path)
+    assert isinstance(got, list)
+    (domain,) = [i for i in got if i.path == "rack.domain"]
+    assert domain.message.startswith("'lab\\x08home' is not"), domain.message
