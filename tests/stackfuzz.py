@@ -285,8 +285,10 @@ def schema_mutations(draw: st.DrawFn, *, only_valid: bool = False) -> Case:
             named.append(where)
         elif kind == "unknown":
             assert isinstance(target, dict)
-            # a key YAML reads back as written: no line breaks (NEL, U+2028) or control characters
-            chars = st.characters(codec="utf-8", exclude_categories=("Cc", "Zl", "Zp"), exclude_characters="[]")
+            # a key YAML reads back and an issue prints as written: no line breaks (NEL, U+2028),
+            # control, format, unassigned or space characters (issues show those as escapes)
+            hidden = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")
+            chars = st.characters(codec="utf-8", exclude_categories=hidden, exclude_characters="[]")
             key = "x-" + draw(st.text(chars, min_size=1, max_size=12))
             target[key] = draw(st.one_of(st.integers(), st.text(max_size=10), st.none()))
             named.append(f"{where}.{key}")
