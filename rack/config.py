@@ -11,6 +11,7 @@ import base64
 import binascii
 import functools
 import re
+import reprlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -852,10 +853,27 @@ class Rack(Model):
 # --- errors ------------------------------------------------------------------------------------
 
 
+def clip(text: str, limit: int = 400) -> str:
+    """Text cut to `limit` characters, keeping its start and its end (where a hint usually is)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]} …({len(text) - limit + 40} characters left out)… {text[-(limit // 2 - 40) :]}"
+
+
+def _visible(text: str) -> str:
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode() for c in text)
+
+
 @dataclass(frozen=True)
 class Issue:
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # a validator quotes what it refused: never a whole 200 KiB scalar, or a key as long; and
+        # a control character shows as its escape (a terminal would drop `\b` and print `''`)
+        object.__setattr__(self, "path", _visible(clip(self.path, 200)))
+        object.__setattr__(self, "message", _visible(clip(self.message)))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -867,6 +885,19 @@ class ConfigError(Exception):
     def __init__(self, issues: list[Issue]):
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
+
+
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxset = 3, 4, 4, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
+
+
+def short_repr(value: Any) -> str:
+    """`repr` cut to a line: an error quotes what it got, never a 200 KiB scalar or an alias bomb."""
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for str() (YAML's 0b111... has none)
+        return f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else f"<a {type(value).__name__}>"
 
 
 def format_loc(loc: tuple[int | str, ...], root: str = "rack") -> str:
@@ -886,6 +917,9 @@ def _pydantic_issues(exc: ValidationError, root: str) -> list[Issue]:
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p != "[key]"))
         kind = err["type"]
+        if kind == "invalid_key" and loc:  # `1:` or `2001-01-01:` read by YAML as a number or date
+            issues.append(Issue(format_loc(loc[:-1], root), f"has a key that is not text: {loc[-1]} (quote it)"))
+            continue
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind == "missing":
@@ -893,9 +927,9 @@ def _pydantic_issues(exc: ValidationError, root: str) -> list[Issue]:
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
             if kind in ("string_type", "int_type", "bool_type", "list_type", "dict_type", "model_type"):
-                message += f" (got {type(err['input']).__name__} {err['input']!r})"
+                message += f" (got {type(err['input']).__name__} {short_repr(err['input'])})"
             elif kind in ("less_than_equal", "greater_than_equal", "enum", "literal_error", "string_pattern_mismatch"):
-                message += f" (got {err['input']!r})"
+                message += f" (got {short_repr(err['input'])})"
         issues.append(Issue(format_loc(loc, root), message))
     return issues
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from rack.config import ConfigError, Issue, Rack, parse_rack, parse_repository
+from rack.config import ConfigError, Issue, Rack, format_loc, parse_rack, parse_repository, short_repr
 
 PROJECT = "homelab"
 RACK_KEY = "rack"
@@ -141,6 +142,121 @@ def required_secret_issues(rack: Rack, secret_keys: set[str]) -> list[Issue]:
     ]
 
 
+MAX_STACK_FILE_BYTES = 256 * 1024
+"""A stack file is a few KiB (the sample: 5 KiB); past this the loader does not parse it (PyYAML
+reads ~0.3 MiB/s here, and every byte could become an error line)."""
+
+MAX_DEPTH = 32
+"""How deep a config value may nest; the rack's own keys go 6 deep."""
+
+MAX_EXPANDED = 1_000_000
+"""How many values and characters one config value may hold once YAML aliases are expanded:
+PyYAML shares an aliased node instead of copying it, so a 1 KiB file of aliases of aliases (the
+"billion laughs") stands for 10^9 values, which validation, error messages or JSON would expand."""
+
+
+def shape_issues(value: Any, root: str) -> list[Issue]:
+    """A value nested past MAX_DEPTH (or containing itself through an alias), text with a lone
+    surrogate (`"\\ud800"`, which no encoder takes), or more than MAX_EXPANDED values and characters
+    once aliases are expanded: one issue naming where; else none.
+
+    Each shared node is measured once, so a bomb costs what its file costs."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, loc: tuple[int | str, ...]) -> int:
+        if isinstance(node, str) and not node.isascii():
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:  # "\ud800" in YAML or JSON: no character, nothing can print it
+                raise _ShapeError(loc, f"holds {node[exc.start]!r}, half of a UTF-16 pair: not text") from None
+        if isinstance(node, (str, bytes)):
+            return 1 + len(node)
+        if not isinstance(node, (dict, list, set)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if len(loc) >= MAX_DEPTH:
+            raise _ShapeError(
+                loc, f"nested more than {MAX_DEPTH} levels deep (or an alias inside itself): not a rack value"
+            )
+        total = 1
+        if isinstance(node, dict):
+            for key, child in node.items():
+                total += size(key, loc) + size(child, (*loc, key if isinstance(key, (int, str)) else str(key)))
+        else:
+            for i, child in enumerate(node):
+                total += size(child, (*loc, i))
+        sizes[id(node)] = total
+        return total
+
+    try:
+        total = size(value, ())
+    except _ShapeError as bad:
+        return [Issue(format_loc(bad.loc, root), bad.message)]
+    if total > MAX_EXPANDED:
+        # name the smallest part holding the bulk: down into any child that holds over half of it
+        node: Any = value
+        loc: tuple[int | str, ...] = ()
+        while True:
+            children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+            big = [(k, c) for k, c in children if sizes.get(id(c), 0) * 2 > sizes[id(node)]]
+            if not big:
+                break
+            key, node = big[0]
+            loc = (*loc, key if isinstance(key, (int, str)) else str(key))
+        return [
+            Issue(
+                format_loc(loc, root),
+                f"holds {sizes.get(id(node), total)} values and characters once YAML aliases (*name) are "
+                f"expanded, more than the {MAX_EXPANDED} a stack file may: write the values out",
+            )
+        ]
+    return []
+
+
+class _ShapeError(Exception):
+    def __init__(self, loc: tuple[int | str, ...], message: str):
+        self.loc = loc
+        self.message = message
+
+
+def _check_shape(value: Any, root: str) -> None:
+    issues = shape_issues(value, root)
+    if issues:
+        raise ConfigError(issues)
+
+
+class _StackLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with the Python errors its constructors raise on values that look
+    like ints, floats, booleans or timestamps but are not (`2001-13-45`, `!!int x`, `!!bool maybe`,
+    5000-digit integers) turned into YAML errors with the line and column."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # PyYAML composes recursively and scans flow nesting in quadratic time: 3000 `[` take
+        # seconds and then hit Python's recursion limit; stop at a depth no rack comes near
+        self._depth += 1
+        try:
+            if self._depth > 2 * MAX_DEPTH:
+                problem = f"nested more than {2 * MAX_DEPTH} levels deep: not a stack file"
+                raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[return-value]  # None only past the end
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # ValueError, KeyError (`!!bool maybe`), OverflowError, ...: all the value's
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this {tag} value: {exc}", node.start_mark
+            ) from None
+
+
 @dataclass(frozen=True)
 class Options:
     skip_layers: frozenset[str] = frozenset()
@@ -162,9 +278,16 @@ def _options(raw: dict[str, Any]) -> Options:
 def load_from_pulumi() -> Loaded:
     """Inside `pulumi up`/`preview`: read `homelab:rack`, the options and the optional secrets."""
     config = pulumi.Config(PROJECT)
-    raw = config.get_object(RACK_KEY)
+    try:
+        raw = config.get_object(RACK_KEY)
+    except pulumi.ConfigTypeError:
+        raise ConfigError([Issue("homelab:rack", "must be a mapping of keys, got text that is not one")]) from None
+    except RecursionError:
+        too_deep = f"nested more than {MAX_DEPTH} levels deep: not a rack value"
+        raise ConfigError([Issue("homelab:rack", too_deep)]) from None
     if raw is None:
         raise ConfigError([Issue("homelab:rack", "required: the stack config has no homelab:rack")])
+    _check_shape(raw, "rack")
     rack = parse_rack(raw)
     present_keys = {key for key in SECRET_KEYS if config.get(key) is not None}
     missing = required_secret_issues(rack, present_keys)
@@ -204,13 +327,39 @@ class StackFile:
     @classmethod
     def read(cls, path: Path) -> StackFile:
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            with path.open("rb") as file:
+                raw = file.read(MAX_STACK_FILE_BYTES + 1)
         except FileNotFoundError:
             raise ConfigError([Issue(str(path), "no such stack file")]) from None
+        except OSError as exc:
+            raise ConfigError([Issue(str(path), f"cannot be read: {exc.strerror or exc}")]) from None
+        if len(raw) > MAX_STACK_FILE_BYTES:
+            too_big = f"is larger than {MAX_STACK_FILE_BYTES // 1024} KiB: not a stack file (they are a few KiB)"
+            raise ConfigError([Issue(str(path), too_big)])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            not_utf8 = f"is not UTF-8 text: byte {exc.start} (line {line}) is {raw[exc.start]:#04x}"
+            raise ConfigError([Issue(str(path), not_utf8)]) from None
+        try:
+            stream = io.StringIO(text)
+            stream.name = str(path)  # the marks of YAML errors name the file
+            loader = _StackLoader(stream)
+            try:
+                data = loader.get_single_data() or {}
+            finally:
+                loader.dispose()
         except yaml.YAMLError as exc:
             raise ConfigError([Issue(str(path), f"is not valid YAML: {exc}")]) from None
+        except RecursionError:
+            raise ConfigError([Issue(str(path), "is not valid YAML here: nested too deeply for the parser")]) from None
         if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
             raise ConfigError([Issue(str(path), "must be a mapping with a `config:` mapping")])
+        odd = [key for key in (data.get("config") or {}) if not isinstance(key, str)]
+        if odd:
+            keys = ", ".join(short_repr(key) for key in odd[:5])
+            raise ConfigError([Issue(f"{path}: config", f"keys must be text like `homelab:rack`, got {keys}")])
         stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml").removesuffix(".yml")
         return cls(path, stack, data.get("config") or {})
 
@@ -225,6 +374,11 @@ class StackFile:
                 issues.append(Issue(f"{prefix}{key}", f"must be a secret: `pulumi config set --secret {prefix}{key}`"))
         if RACK_KEY not in ours:
             issues.append(Issue(f"{prefix}{RACK_KEY}", "required: the stack file has no homelab:rack"))
+        shapes = {k: shape_issues(v, "rack" if k == RACK_KEY else f"{prefix}{k}") for k, v in ours.items()}
+        for found in shapes.values():
+            issues.extend(found)
+        if any(shapes.values()):
+            raise ConfigError(issues)
         rack: Rack | None = None
         try:
             rack = parse_rack(ours.get(RACK_KEY)) if RACK_KEY in ours else None

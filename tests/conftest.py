@@ -7,12 +7,14 @@ tests otherwise: pulumi#6561, #7746).
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, Phase, settings
 from pulumi.runtime import mocks as _mocks
 
 from plan.engine import DefaultMocks, Recording, RecordingMonitor, reset_runtime, run_program
@@ -78,3 +80,27 @@ def lab_bare() -> Loaded:
     raw.pop("gitea", None)
     raw.pop("monitoring", None)
     return loaded_from(raw)
+
+
+# --- Hypothesis: a fixed budget and seed in `make test`, a long profile by hand -------------------
+# HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest tests/rack/test_fuzz_loader.py tests/plan/test_fuzz_plan.py
+# (docs/development.md). Each property sets its own budget through tests.stackfuzz.budget.
+settings.register_profile(
+    "bounded",
+    derandomize=True,  # the same examples on every run: a failure in CI is a failure on the laptop
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # no explain phase: it re-runs the failing example under a tracer, which breaks the time limits
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+settings.register_profile(
+    "long",
+    derandomize=False,
+    database=None,
+    print_blob=True,  # a failure prints @reproduce_failure(...) to replay it
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # no explain phase: it re-runs the failing example under a tracer, which breaks the time limits
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))
