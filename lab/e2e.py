@@ -799,10 +799,46 @@ def check_agent_tokens(config_nodes: list[dict[str, Any]], bootstrap: str) -> in
     return len(agents)
 
 
+def up_with_outage(run: Run, label: str, reached: str, down: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`pulumi up`, and once the k3s on `reached` has started on K3S_VERSION_NEXT (the rollout got
+    there), `down`'s host drops every incoming packet (an iptables rule in its network namespace)
+    until the run has ended. Returns the run and when the outage began (s after the start)."""
+    argv = ["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK, "--non-interactive", "--color", "never"]
+    netns = f"hl-{next(n['hostname'] for n in rack_nodes() if n['address'] == down)}"
+    drop = ["ip", "netns", "exec", netns, "iptables", "-w", "-I", "INPUT", "-j", "DROP"]
+    started = time.monotonic()
+    # Output to files: a pipe nobody reads while the run goes on would block the CLI once full.
+    out_file, err_file = WS / f"{label}.stdout", WS / f"{label}.stderr"
+    with out_file.open("w") as out_handle, err_file.open("w") as err_handle:
+        proc = subprocess.Popen(argv, cwd=WS, env=run.pulumi_env(), stdout=out_handle, stderr=err_handle)
+    try:
+        while not upgrade_starts(reached, K3S_VERSION_NEXT):
+            if proc.poll() is not None:
+                raise StepError(f"the up ended (exit {proc.returncode}) before the rollout reached {reached}")
+            if time.monotonic() - started > 600:
+                raise StepError(f"the rollout did not reach {reached} within 600 s")
+            time.sleep(0.3)
+        cmd(drop, f"drop {netns}'s packets")
+        outage_after_s = time.monotonic() - started
+        proc.wait(timeout=900)
+    except (StepError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        cmd([*drop[:6], "-D", "INPUT", "-j", "DROP"], f"restore {netns}", check=False)
+    result = subprocess.CompletedProcess(argv, proc.returncode, out_file.read_text(), err_file.read_text())
+    out_file.unlink()
+    err_file.unlink()
+    run.save(label, result)
+    return result, outage_after_s
+
+
 def step6_host_down(ctx: Context) -> str:
-    """A k3s minor upgrade (Pulumi.lab.yaml's release -> K3S_VERSION_NEXT), gated node by node, with
-    one agent's host down when it comes to it: the rollout stops there naming it; once the host is
-    back the next `up` resumes with it and the agents after it, touching no one else."""
+    """A k3s minor upgrade (Pulumi.lab.yaml's release -> K3S_VERSION_NEXT), gated node by node; one
+    agent's host stops answering in the middle of the run, once the rollout has reached the host
+    before it: the rollout stops there naming it; once the host is back the next `up` resumes with
+    it and the agents after it, touching no one else."""
     run = ctx.run
     nodes = rack_nodes()
     down = next(n for n in nodes if n["hostname"] == DOWN_HOST)
@@ -821,15 +857,16 @@ def step6_host_down(ctx: Context) -> str:
     destructive = [(op, urn_name(u)) for op, u in bump if op not in ("update", "same")]
     if not bump or destructive:
         raise StepError(f"the k3s version bump should only update in place; the engine also plans {destructive}")
-    lab_host("stop", DOWN_HOST)
-    try:
-        failed = run.up("up-host-down", check=False)
-    finally:
-        lab_host("start", DOWN_HOST)
+    # The outage comes in the middle of the run: once the rollout has reached the host before
+    # DOWN_HOST (its k3s started on the new version), every packet to DOWN_HOST is dropped, so
+    # the run meets a host that stopped answering (no refusal, no reset), as a Pi that loses
+    # power or network does.
+    before_down = order[order.index(DOWN_HOST) - 1]
+    failed, outage_after_s = up_with_outage(run, "up-host-down", address[before_down], address[DOWN_HOST])
     text = failed.stdout + failed.stderr
     errors = [line for line in text.splitlines() if "error" in line.lower()]
     if failed.returncode == 0:
-        raise StepError(f"the up succeeded with {DOWN_HOST} down")
+        raise StepError(f"the up succeeded with {DOWN_HOST} unreachable")
     if not any(DOWN_HOST in line or down["address"] in line for line in errors):
         raise StepError(f"the failure does not name {DOWN_HOST}:\n" + "\n".join(errors[-10:]))
     mid = k3s_starts(nodes)
@@ -872,7 +909,8 @@ def step6_host_down(ctx: Context) -> str:
         raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
         f"minor upgrade {old} -> {K3S_VERSION_NEXT}, previewed: {len(bump)} updates, nothing replaced or deleted; "
-        f"with {DOWN_HOST} down: exit {failed.returncode}, error names it ({error_line[:140]}); "
+        f"{DOWN_HOST}'s packets dropped {outage_after_s:.0f} s into the up, once it reached {before_down}: "
+        f"exit {failed.returncode}, error names it ({error_line[:140]}); "
         f"{len(order) - len(pending)} hosts upgraded before it in order {order}, {pending} after it came back "
         f"({sum(v for k, v in back.items() if k != 'same')} changes, {resumed_s:.1f} s, all theirs); "
         f"every Node Ready on {K3S_VERSION_NEXT}, uncordoned; one host at a time; "
@@ -938,7 +976,7 @@ STEPS: list[tuple[str, Callable[[Context], str]]] = [
     ("3 one change touches one thing", step3_one_change_one_effect),
     ("4 remove agent; protected data refuses", step4_remove_and_protect),
     ("5 no secret in plaintext", step5_no_plaintext_secrets),
-    ("6 host down names it; converges after", step6_host_down),
+    ("6 outage mid-upgrade names the host; converges after", step6_host_down),
     ("7 a database major bump is refused", step7_major_bump_refused),
 ]
 

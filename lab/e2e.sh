@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make e2e` (root): a fresh lab (lab-up), the six steps of the lab guide (lab/e2e.py) with the
+# `make e2e` (root): a fresh lab (lab-up), the steps of the lab guide (lab/e2e.py) with the
 # real Pulumi engine and providers, then lab-down — also when a step fails or the run is
 # interrupted. Exit status is the e2e's. HOMELAB_E2E_KEEP=1 leaves the lab up for debugging.
+# `lab/e2e.sh e2e_faults.py` (`make e2e-faults`) runs the fault steps in a fresh lab the same way.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -34,4 +35,6 @@ start=$SECONDS
 echo "e2e: lab up in $((SECONDS - start)) s"
 # shellcheck source=/dev/null
 . "$repo/build/lab/env.sh"
-"$repo/.venv/bin/python" "$here/e2e.py"
+script="${1:-e2e.py}"
+[[ "$script" == e2e.py || "$script" == e2e_faults.py ]] || { echo "e2e: unknown script $script" >&2; exit 2; }
+"$repo/.venv/bin/python" "$here/$script"

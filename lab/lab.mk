@@ -14,7 +14,12 @@ lab-up:
 lab-down:
 	@lab/lab-down.sh
 
-# The end-to-end test of the lab guide: lab-up, six steps with the real engine, lab-down.
-.PHONY: e2e
+# The end-to-end test of the lab guide: lab-up, seven steps with the real engine, lab-down.
+# e2e-faults: in a fresh lab, interrupted runs, the API server or a host down, an API server
+# restart mid-run (lab/e2e_faults.py; HOMELAB_FAULTS_SEED=<n> repeats its random kill points).
+.PHONY: e2e e2e-faults
 e2e: venv toolchain lab-build
 	@lab/e2e.sh
+
+e2e-faults: venv toolchain lab-build
+	@lab/e2e.sh e2e_faults.py
