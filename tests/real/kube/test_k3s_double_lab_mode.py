@@ -27,12 +27,15 @@ def host(api: KubeApi, tmp: Path, version: str) -> Path:
         (root / "etc/k3s-double.env").write_text(f"K3S_DOUBLE_KUBECONFIG={api.kubeconfig}\n")
         (root / "etc/lab/apiserver.env").write_text(
             f"LAB_NODE_KUBECONFIG={api.kubeconfig}\nLAB_NODE_ADDRESS=10.77.0.21\nLAB_KUBECTL={api.kubectl_bin}\n"
+            # the agent dials its `server:` and checks it against the cluster CA (the API server's
+            # self-signed bundle, which holds its CA)
+            f"LAB_CA_CERT={api.tmp / 'certs' / 'apiserver.crt'}\n"
         )
         (root / "etc/rancher/k3s/join-token").write_text("K10abc::node:secret\n")
         (root / "etc/rancher/k3s/config.yaml").write_text(
             "node-name: double-lab-1\n"
             f"token-file: {root}/etc/rancher/k3s/join-token\n"
-            "server: https://10.77.0.11:6443\n"
+            f"server: {api.url}\n"
             "node-label:\n- rack.homelab.io/class=general\n"
             "node-taint:\n- rack.homelab.io/experimental=true:NoSchedule\n"
         )
