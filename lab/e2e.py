@@ -498,6 +498,7 @@ def step1_converge(ctx: Context) -> str:
     wait_for("workloads ready", rollout_problem)
     placements = pod_placements()
     volumes = check_volumes(nodes)
+    trusted = check_registry_and_trust(nodes, run)
     agree, total, ties = plan_agreement(placements, nodes)
     counted = Counter(r["node"] for r in placements if not r["per_node"])
     if counted.get(read_config()["config"]["homelab:rack"]["k3s"]["bootstrap-server"]):
@@ -519,7 +520,52 @@ def step1_converge(ctx: Context) -> str:
         f"{len(nodes)} hosts bootstrapped; {len(placements)} pods placed, every one on an allowed class "
         f"(plan and scheduler agree on every workload's pod count and allowed classes; "
         f"{agree} of {total} pods on the very node, "
-        f"{len(ties)} tie-break differences: {'; '.join(ties) or 'none'}); {len(volumes)} PVs bound"
+        f"{len(ties)} tie-break differences: {'; '.join(ties) or 'none'}); {len(volumes)} PVs bound; "
+        f"{trusted}"
+    )
+
+
+REGISTRIES_YAML = "/etc/rancher/k3s/registries.yaml"
+"""Where k3s reads its registry config (docs.k3s.io, Private Registry Configuration)."""
+CONTAINERD_CA = "/etc/rancher/k3s/rack-ca.crt"
+SYSTEM_CA = "/usr/local/share/ca-certificates/homelab-rack-ca.crt"
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+"""Debian's local CA directory and the bundle update-ca-certificates builds from it."""
+PULL_USER = "rack-puller"
+"""The read-only pull account docs/images.md names."""
+
+
+def check_registry_and_trust(config_nodes: list[dict[str, Any]], run: Run) -> str:
+    """Every host holds registries.yaml for the rack's registry (`<gitea.host>.<domain>` of the
+    stack file) with the pull account and the containerd CA file, mode 0600; the CA file is the
+    stack's `rack_ca_certificate`; and the host's system trust store holds that CA (the file in
+    Debian's local CA directory and its body in the bundle update-ca-certificates built)."""
+    rack = read_config()["config"]["homelab:rack"]
+    registry = f"{rack['gitea'].get('host', 'git')}.{rack['domain']}"
+    ca = run.pulumi("stack", "output", "rack_ca_certificate", label="ca-output").stdout.strip()
+    body = "".join(ca.splitlines()[1:-1])
+    if not ca.startswith("-----BEGIN CERTIFICATE-----") or not body:
+        raise StepError(f"the stack output rack_ca_certificate is no certificate: {ca[:60]!r}")
+    for n in config_nodes:
+        where = n["hostname"]
+        mode = ssh(n["address"], f"stat -c %a {REGISTRIES_YAML}").stdout.strip()
+        if mode != "600":
+            raise StepError(f"{where}: {REGISTRIES_YAML} has mode {mode}, not 600 (it holds a password)")
+        conf = yaml.safe_load(ssh(n["address"], f"cat {REGISTRIES_YAML}").stdout) or {}
+        entry = (conf.get("configs") or {}).get(registry) or {}
+        if (entry.get("auth") or {}).get("username") != PULL_USER or not (entry.get("auth") or {}).get("password"):
+            raise StepError(f"{where}: {REGISTRIES_YAML} has no {PULL_USER} credentials for {registry}: {sorted(conf)}")
+        if (entry.get("tls") or {}).get("ca_file") != CONTAINERD_CA:
+            raise StepError(f"{where}: {REGISTRIES_YAML} does not name {CONTAINERD_CA} for {registry}")
+        for path in (CONTAINERD_CA, SYSTEM_CA):
+            if ssh(n["address"], f"cat {path}", check=False).stdout.strip() != ca:
+                raise StepError(f"{where}: {path} is not the rack CA")
+        bundle = "".join(ssh(n["address"], f"cat {SYSTEM_BUNDLE}").stdout.split())
+        if body not in bundle:
+            raise StepError(f"{where}: {SYSTEM_BUNDLE} lacks the rack CA: update-ca-certificates did not run")
+    return (
+        f"{len(config_nodes)} hosts pull {registry} as {PULL_USER} with the rack CA "
+        f"and trust it system-wide"
     )
 
 
@@ -729,8 +775,17 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     shown = run.pulumi("stack", "export", "--show-secrets", label="control-show-secrets", shows_secrets=True)
     # Control: the scan finds secrets where they are really shown (so a leak could not hide),
     # the token as a string and the SSH key as a JSON-escaped PEM (the commands' connection).
-    for label in ("k3s token secret part", "ssh private key (body)"):
-        if values[label] not in _unwrapped(shown.stdout):
+    # The rack CA's and Traefik's certificate keys live in the state only (dynamic resources'
+    # secret outputs): read them from the one place that shows them.
+    for resource in json.loads(shown.stdout)["deployment"].get("resources", []):
+        name = urn_name(resource["urn"])
+        if name in ("rack-ca-ca", "rack-ca-serving"):
+            pem = (resource.get("outputs") or {}).get("private_key_pem") or ""
+            if isinstance(pem, dict):  # {"4dabf18193072939515e22adb298388d": ..., "plaintext": "..."}
+                pem = json.loads(pem.get("plaintext", '""'))
+            values[f"{name} private key (PEM body)"] = "".join(pem.splitlines()[1:-1])
+    for label in ("k3s token secret part", "ssh private key (body)", "rack-ca-ca private key (PEM body)"):
+        if not values.get(label) or values[label] not in _unwrapped(shown.stdout):
             raise StepError(f"control failed: `stack export --show-secrets` does not show the {label}")
     places: list[Path] = [*run.outputs]
     places += [p for p in (WS / "state").rglob("*") if p.is_file()]
