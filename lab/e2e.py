@@ -68,10 +68,15 @@ SPARE = {"hostname": "lab-gen-4", "address": "10.77.0.24"}
 DOWN_HOST = "lab-gen-2"
 """The host step 6 takes down."""
 NEW_IMAGE = "registry.lab.test/web:1.0.1"
-NODE_LIST_UPDATES = {("update", "metrics-store-scrape"), ("update", "metrics-store-netpol")}
+NODE_LIST_UPDATES = {
+    ("update", "metrics-store-scrape"),
+    ("update", "metrics-store-netpol"),
+    ("update", "gitea-runners-netpol"),
+}
 """In-place updates that adding or removing a node legitimately causes besides the node's own
 resources: the metrics store scrapes every node by address (static targets, labelled with the
-node's class) and its NetworkPolicy allows exactly those addresses."""
+node's class) and its NetworkPolicy allows exactly those addresses; the CI runners' egress allows
+SSH to exactly the nodes (docs/gitea-ci.md)."""
 
 
 class StepError(Exception):
