@@ -636,7 +636,8 @@ def step3_one_change_one_effect(ctx: Context) -> str:
     return (
         f"image bump: update 1 (app-web-deployment), {changes.get('same', 0)} same, rolled out; "
         f"add {SPARE['hostname']}: create {added.get('create', 0)} (all its own), "
-        f"update {added.get('update', 0)} (metrics scrape targets + their NetworkPolicy), {added.get('same', 0)} same, "
+        f"update {added.get('update', 0)} (node lists: metrics scrape targets, their NetworkPolicy, runners' egress), "
+        f"{added.get('same', 0)} same, "
         "no other host restarted"
     )
 
