@@ -31,7 +31,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -183,8 +182,7 @@ def net() -> Iterator[Net]:
             sh("ip", "-n", n.rack, "route", "add", f"{upstream}/32", "dev", f"{tag}r")
         yield n
     finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        for ns in made:  # the veth pair goes with its namespaces
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
@@ -281,8 +279,7 @@ def wait_answering(ns: str, name: str, port: int, server: str, proc: subprocess.
 
 @pytest.fixture(scope="module")
 def servers(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    binary = coredns_binary()
-    assert shutil.which(str(binary))
+    coredns_binary()  # skip (or fail under CI) before starting anything when it is not built
     up_dir = tmp_path_factory.mktemp("upstream")
     rack_dir = tmp_path_factory.mktemp("rack")
     procs: list[subprocess.Popen[bytes]] = []
