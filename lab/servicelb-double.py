@@ -8,8 +8,11 @@ the status ServiceLB would: the InternalIPs of the Ready nodes a svclb pod could
 node carries the `svccontroller.k3s.cattle.io/enablelb` label, only the nodes labelled `true`, and
 of those, for a Service labelled `svccontroller.k3s.cattle.io/lbpool=<pool>`, only the nodes with
 the same lbpool label, as `newDaemonSet` builds the svclb nodeSelector; never a node with a
-NoSchedule/NoExecute taint the svclb pods do not tolerate). Services with a `loadBalancerClass`
-are left alone, as ServiceLB leaves them. It runs no pods and forwards no traffic.
+NoSchedule/NoExecute taint the svclb pods do not tolerate; a cordoned node keeps its place, as it
+keeps its svclb pod). Services with a `loadBalancerClass` are left alone, as ServiceLB leaves them.
+It runs no pods and forwards no traffic. It reads the node labels afresh on every pass, so it does
+not model k3s keeping a DaemonSet's `enablelb` selector once no node carries the label any more
+(`onChangeNode` acts only on a node that has it; a k3s restart or a change to the Service resets it).
 
     servicelb-double.py KUBECTL KUBECONFIG        (started and stopped by lab-up / lab-down)
 """
@@ -24,8 +27,22 @@ from typing import Any
 
 ENABLE_LB = "svccontroller.k3s.cattle.io/enablelb"
 LB_POOL = "svccontroller.k3s.cattle.io/lbpool"
-TOLERATED = {"CriticalAddonsOnly", "node-role.kubernetes.io/master", "node-role.kubernetes.io/control-plane"}
-"""Taint keys the svclb DaemonSet tolerates (k3s pkg/cloudprovider/servicelb.go)."""
+TOLERATED: dict[str, str | None] = {
+    # the svclb pod template's own (k3s pkg/cloudprovider/servicelb.go `newDaemonSet`)
+    "node-role.kubernetes.io/master": "NoSchedule",
+    "node-role.kubernetes.io/control-plane": "NoSchedule",
+    "CriticalAddonsOnly": None,
+    # what the DaemonSet controller adds to every daemon pod (kubernetes
+    # pkg/controller/daemon/util/daemonset_util.go `AddOrUpdateDaemonPodTolerations`): a cordoned
+    # node keeps its svclb pod, and so its place in the status
+    "node.kubernetes.io/not-ready": "NoExecute",
+    "node.kubernetes.io/unreachable": "NoExecute",
+    "node.kubernetes.io/disk-pressure": "NoSchedule",
+    "node.kubernetes.io/memory-pressure": "NoSchedule",
+    "node.kubernetes.io/pid-pressure": "NoSchedule",
+    "node.kubernetes.io/unschedulable": "NoSchedule",
+}
+"""Taint key -> the effect the svclb pods tolerate it with (None: any effect)."""
 
 
 def kubectl(kubectl_bin: str, kubeconfig: str, *args: str, stdin: str | None = None) -> str:
@@ -44,7 +61,12 @@ def eligible_ips(nodes: list[dict[str, Any]], pool_label: str | None = None) -> 
         return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
 
     def tolerated(node: dict[str, Any]) -> bool:
-        return all(t["key"] in TOLERATED or t["effect"] == "PreferNoSchedule" for t in node["spec"].get("taints", []))
+        def ok(taint: dict[str, str]) -> bool:
+            return taint["effect"] == "PreferNoSchedule" or (
+                taint["key"] in TOLERATED and TOLERATED[taint["key"]] in (None, taint["effect"])
+            )
+
+        return all(ok(t) for t in node["spec"].get("taints") or [])
 
     def labels(node: dict[str, Any]) -> dict[str, str]:
         return dict(node["metadata"].get("labels") or {})
@@ -56,7 +78,7 @@ def eligible_ips(nodes: list[dict[str, Any]], pool_label: str | None = None) -> 
             pool = [n for n in pool if labels(n).get(LB_POOL) == pool_label]
     ips = []
     for node in pool:
-        if not (ready(node) and tolerated(node)) or node["spec"].get("unschedulable"):
+        if not (ready(node) and tolerated(node)):
             continue
         ips += [a["address"] for a in node["status"].get("addresses", []) if a["type"] == "InternalIP"]
     return sorted(ips)

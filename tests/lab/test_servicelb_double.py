@@ -52,3 +52,36 @@ def test_the_lan_dns_pool_is_the_one_node_and_other_services_keep_every_node() -
     nodes = api_nodes("192.168.10.21")
     assert double().eligible_ips(nodes, "rack-lan-dns") == ["192.168.10.21"]
     assert double().eligible_ips(nodes) == ALL
+
+
+def tainted(nodes: list[dict[str, Any]], address: str, **spec: Any) -> list[dict[str, Any]]:
+    """The nodes with `spec` (taints, unschedulable) set on the one at `address`."""
+    for n in nodes:
+        if n["status"]["addresses"][0]["address"] == address:
+            n["spec"] = spec
+    return nodes
+
+
+def test_taints_follow_the_svclb_pods_tolerations() -> None:
+    """k3s `newDaemonSet`: control-plane/master tolerated for NoSchedule only, CriticalAddonsOnly for
+    any effect; every other NoSchedule/NoExecute taint (the experimental class's) keeps svclb off."""
+    others = [ip for ip in ALL if ip != "192.168.10.11"]
+    for taint, serves in [
+        ({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}, True),
+        ({"key": "node-role.kubernetes.io/control-plane", "effect": "NoExecute"}, False),
+        ({"key": "CriticalAddonsOnly", "value": "true", "effect": "NoExecute"}, True),
+        ({"key": "rack.homelab.io/experimental", "value": "true", "effect": "NoSchedule"}, False),
+        ({"key": "rack.homelab.io/experimental", "value": "true", "effect": "PreferNoSchedule"}, True),
+    ]:
+        nodes = tainted(api_nodes(None), "192.168.10.11", taints=[taint])
+        assert double().eligible_ips(nodes) == (ALL if serves else others), taint
+
+
+def test_a_cordoned_node_keeps_serving() -> None:
+    """The DaemonSet controller gives daemon pods `node.kubernetes.io/unschedulable:NoSchedule`
+    (kubernetes pkg/controller/daemon/util/daemonset_util.go): `kubectl cordon` (or drain, which
+    skips DaemonSet pods) leaves the svclb pod, and the node's address, in place."""
+    cordon = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+    nodes = tainted(api_nodes("192.168.10.21"), "192.168.10.21", unschedulable=True, taints=[cordon])
+    assert double().eligible_ips(nodes) == ALL
+    assert double().eligible_ips(nodes, "rack-lan-dns") == ["192.168.10.21"]
