@@ -3,7 +3,8 @@
 Creates:
 - one Namespace per workload category in use, with its Pod Security admission labels, and the
   `ci` Namespace when Gitea is configured (Gitea's Ingress lives there, so it must exist here);
-- `CorednsConfig`: the `coredns-custom` ConfigMap serving the names under `rack.domain`;
+- `CorednsConfig`: the `coredns-custom` ConfigMap serving the names under `rack.domain` and, with
+  `rack.dns.address`, the `coredns-lan` LoadBalancer Service answering the LAN on that node;
 - `RackCa`: the rack's private CA, the default certificate Traefik serves for `*.<domain>`,
   `<domain>` and the ingress address, and the CA in every node's trust store;
 - `TraefikConfig`: the HelmChartConfig placing and configuring the bundled Traefik (serving
@@ -63,7 +64,7 @@ class SystemLayer:
     ci_namespace: KubernetesObject | None = None
     """The `ci` namespace (Gitea, runners) when Gitea is configured, else None."""
     dns: CorednsConfig | None = None
-    """The coredns-custom ConfigMap."""
+    """The coredns-custom ConfigMap, and the coredns-lan Service with `rack.dns.address`."""
     traefik: TraefikConfig | None = None
     """The HelmChartConfig of the bundled Traefik."""
     ca: RackCa | None = None

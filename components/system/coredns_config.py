@@ -205,8 +205,6 @@ class CorednsConfig(pulumi.ComponentResource):
     """The `coredns-lan` LoadBalancer Service, None without `dns.address`."""
     records: dict[str, str]
     """FQDN -> address of every name served."""
-    lan_address: str | None
-    """Where the LAN asks (`dns.address`), None without it."""
 
     def __init__(self, name: str, args: CorednsConfigArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("homelab:system:CorednsConfig", name, None, opts)
@@ -222,12 +220,4 @@ class CorednsConfig(pulumi.ComponentResource):
             )
         )
         self.records = domain_records(args.rack)
-        self.lan_address = None if args.rack.dns.address is None else str(args.rack.dns.address)
-        self.register_outputs(
-            {
-                "configmap": self.configmap,
-                "lan_service": self.lan_service,
-                "records": self.records,
-                "lan_address": self.lan_address,
-            }
-        )
+        self.register_outputs({"configmap": self.configmap, "lan_service": self.lan_service, "records": self.records})
