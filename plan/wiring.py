@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from components.system.coredns_config import CONFIGMAP_NAMESPACE, SERVICE_NAME
 from plan.engine import Registration
 from plan.scheduler import PV_TYPE, PVC_TYPE, Node, Workload, taints_tolerated, terms_match
 from rack.config import Rack
@@ -170,7 +171,7 @@ def ingress_json(
     }
 
 
-LAN_DNS_SERVICE = ("kube-system", "coredns-lan")
+LAN_DNS_SERVICE = (CONFIGMAP_NAMESPACE, SERVICE_NAME)
 """The LoadBalancer Service of components/system/coredns_config.py."""
 
 
@@ -180,7 +181,7 @@ def lan_dns_json(rack: Rack, registrations: list[Registration]) -> dict[str, Any
     pairs of the registered Service (ServiceLB holds those host ports on that node only)."""
     if rack.dns.address is None:
         return None
-    at = next((n for n in rack.nodes if n.address == rack.dns.address), None)
+    at = rack.dns_node()
     ports: list[str] = []
     for r in registrations:
         if r.type == SERVICE_TYPE and _meta(r) == LAN_DNS_SERVICE:

@@ -838,6 +838,13 @@ class Rack(Model):
         label = backend.address.removesuffix(f".{self.domain}")
         return self.dns.records.get(label)
 
+    def dns_node(self) -> Node | None:
+        """The node at `dns.address`, where the LAN asks for the names under the domain (None
+        without the key, or for an address no node has: rack_problems reports that)."""
+        if self.dns.address is None:
+            return None
+        return next((n for n in self.nodes if n.address == self.dns.address), None)
+
     def registry_host(self) -> str | None:
         """The rack's own image registry, Gitea's (`<gitea.host>.<domain>`); None without Gitea."""
         return f"{self.gitea.host}.{self.domain}" if self.gitea is not None else None
@@ -1089,7 +1096,7 @@ def rack_problems(rack: Rack) -> list[Issue]:
     # the LAN DNS address: ServiceLB answers only on node addresses, and not on a node whose
     # taint its pods do not tolerate (components/system/coredns_config.py)
     if rack.dns.address is not None:
-        at = next((n for n in nodes if n.address == rack.dns.address), None)
+        at = rack.dns_node()
         if at is None:
             problem = f"'{rack.dns.address}' is no node's address: k3s ServiceLB answers only there"
             issues.append(Issue("rack.dns.address", problem))
