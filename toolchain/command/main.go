@@ -221,7 +221,8 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 	}
 	// `connection` is tagged provider:"secret" (remote/command.go:46, copy.go:37,
 	// copyfile.go:33); Check marks it secret whatever the program sent
-	// (pulumi-go-provider infer/apply_secrets.go:29, infer/resource.go:1022).
+	// (pulumi-go-provider infer/apply_secrets.go:29, called by infer/resource.go:1046
+	// for Command and CopyFile, :1022 for CopyToRemote's own Check).
 	if c, ok := news["connection"]; ok && !c.IsNull() && !c.IsSecret() {
 		news["connection"] = resource.MakeSecret(c)
 	}
