@@ -447,6 +447,23 @@ remote.Command("never", connection=remote.ConnectionArgs(host="127.0.0.1", port=
     assert log.read_text().split() == ["create-1", "create-2", "delete-1"]
 
 
+def test_an_update_with_no_command_to_run_keeps_the_previous_outputs(engine: Engine) -> None:
+    """local/commandController.go:74, :79-87 (remote/commandController.go:70, :75-81 alike): an
+    update starts from the old stdout/stderr and, with neither `update` nor `create` to run,
+    returns them unchanged."""
+    engine.program(
+        "import pulumi\nfrom pulumi_command import local\n"
+        "local.Command('cmd', create=pulumi.Config().get('create'), delete='true')\n"
+    )
+    engine.run("config", "set", "create", "echo first")
+    engine.up()
+    assert engine.outputs()["cmd"]["stdout"] == "first"
+    engine.run("config", "rm", "create")
+    text = engine.up()
+    assert "updated" in text, text[-3000:]
+    assert engine.outputs()["cmd"]["stdout"] == "first"
+
+
 # -- CopyToRemote ------------------------------------------------------------------------------
 
 

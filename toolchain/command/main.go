@@ -431,7 +431,13 @@ func (p *commandProvider) apply(
 		if olds != nil && boolOr(inputs, "addPreviousOutputInEnv", true) {
 			spec.prevStdout, spec.prevStderr = str(olds, "stdout"), str(olds, "stderr")
 		}
+		// An update starts from the old outputs and keeps them when there is neither an
+		// `update` nor a `create` to run (remote/commandController.go:70, :75-81;
+		// local/commandController.go:74, :79-87).
 		var stdout, stderr string
+		if olds != nil {
+			stdout, stderr = str(olds, "stdout"), str(olds, "stderr")
+		}
 		var err error
 		if script != "" {
 			if t == tLocalCommand {
