@@ -464,6 +464,27 @@ def test_an_update_with_no_command_to_run_keeps_the_previous_outputs(engine: Eng
     assert engine.outputs()["cmd"]["stdout"] == "first"
 
 
+def test_every_change_of_a_copy_file_replaces_it(sshd: Sshd, engine: Engine, tmp_path: Path) -> None:
+    """remote/copyfileController.go:30: CopyFile has no Update, so pulumi-go-provider v1.3.0
+    (infer/resource.go:1134-1150) makes every input change a replace: a new remotePath is a
+    fresh copy, the old file stays (there is no Delete either)."""
+    local_file = tmp_path / "f.txt"
+    local_file.write_text("f")
+    engine.program(
+        header(sshd)
+        + f"""
+dest = pulumi.Config().require("dest")
+remote.CopyFile("cf", connection={connection_py(sshd)}, local_path={str(local_file)!r}, remote_path=dest)
+"""
+    )
+    engine.run("config", "set", "dest", str(sshd.dir / "cf-1.txt"))
+    engine.up()
+    engine.run("config", "set", "dest", str(sshd.dir / "cf-2.txt"))
+    text = engine.up()
+    assert "replaced" in text and "updated" not in text, text[-3000:]
+    assert (sshd.dir / "cf-1.txt").read_text() == "f" and (sshd.dir / "cf-2.txt").read_text() == "f"
+
+
 # -- CopyToRemote ------------------------------------------------------------------------------
 
 

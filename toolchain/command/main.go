@@ -267,6 +267,10 @@ func (p *commandProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*
 	for k := range news {
 		keys[string(k)] = true
 	}
+	// `triggers` is replaceOnChanges (common/inputs.go:10, remote/copy.go:38). CopyFile has
+	// no Update (remote/copyfileController.go:30), so pulumi-go-provider makes every change
+	// of it a replace (v1.3.0 infer/resource.go:1134-1150).
+	replaceAll := resourceType(req.GetUrn()) == tCopyFile
 	var diffs, replaces []string
 	detailed := map[string]*pulumirpc.PropertyDiff{}
 	for k := range keys {
@@ -276,7 +280,7 @@ func (p *commandProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*
 		}
 		diffs = append(diffs, k)
 		kind := pulumirpc.PropertyDiff_UPDATE
-		if k == "triggers" {
+		if k == "triggers" || replaceAll {
 			replaces = append(replaces, k)
 			kind = pulumirpc.PropertyDiff_UPDATE_REPLACE
 		}
