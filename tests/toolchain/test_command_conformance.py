@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from tests.prereq import need, unmet
+from tests.real.ssh.conftest import _wait_for_port
 from tests.toolchain.test_toolchain import REPO, _built_bin
 
 pytestmark = [pytest.mark.realssh, pytest.mark.slow]
@@ -50,18 +51,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @dataclass
@@ -115,7 +104,7 @@ def sshd() -> Iterator[Sshd]:
             stderr=log,
             preexec_fn=lambda: os.umask(0o022),  # what a booted sshd has; the SFTP modes depend on it
         )
-        _wait_for_port(port)
+        _wait_for_port("127.0.0.1", port)
         yield Sshd(port=port, dir=home, host_keys=keys, client_key=client)
     finally:
         if proc is not None:
