@@ -41,6 +41,9 @@
 //   - Preview never runs or connects (remote/commandController.go:44-46,
 //     :71-73); a `triggers` change replaces (common/inputs.go:10) and the
 //     replaced resource runs its OLD `delete` (commandController.go:85-92).
+//   - An update with neither `update` nor `create` keeps the old stdout/stderr
+//     (remote/commandController.go:70, :75-81); every change of a CopyFile,
+//     which has no Update, replaces it (pulumi-go-provider infer/resource.go:1134-1150).
 //
 // Also as upstream, not covered by the conformance suite: any other input
 // change updates; stdout/stderr trailing newline trimmed; user root, port 22,
