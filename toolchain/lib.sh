@@ -54,15 +54,6 @@ toolchain_part_dir() {
 	printf '%s/parts/%s-%s\n' "$(toolchain_cache_root)" "$1" "$(toolchain_part_key "$1")"
 }
 
-# Every input of every part (the union of toolchain_part_inputs, and versions.env).
-toolchain_inputs() {
-	local part
-	{
-		echo versions.env
-		for part in $TOOLCHAIN_PARTS; do toolchain_part_inputs "$part"; done
-	} | awk '!seen[$0]++'
-}
-
 # The assembled toolchain's key: a hash of the part keys, so it changes when
 # any part does. <root>/<key>/bin holds hard links to the parts' binaries.
 toolchain_key() {

@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from tests.prereq import need, unmet
+from tests.real.ssh.conftest import _wait_for_port
 from tests.toolchain.test_toolchain import REPO, _built_bin
 
 pytestmark = [pytest.mark.realssh, pytest.mark.slow]
@@ -50,18 +51,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @dataclass
@@ -115,7 +104,7 @@ def sshd() -> Iterator[Sshd]:
             stderr=log,
             preexec_fn=lambda: os.umask(0o022),  # what a booted sshd has; the SFTP modes depend on it
         )
-        _wait_for_port(port)
+        _wait_for_port("127.0.0.1", port)
         yield Sshd(port=port, dir=home, host_keys=keys, client_key=client)
     finally:
         if proc is not None:
@@ -445,6 +434,44 @@ remote.Command("never", connection=remote.ConnectionArgs(host="127.0.0.1", port=
     replaced = engine.up()
     assert "replaced" in replaced, replaced[-3000:]
     assert log.read_text().split() == ["create-1", "create-2", "delete-1"]
+
+
+def test_an_update_with_no_command_to_run_keeps_the_previous_outputs(engine: Engine) -> None:
+    """local/commandController.go:74, :79-87 (remote/commandController.go:70, :75-81 alike): an
+    update starts from the old stdout/stderr and, with neither `update` nor `create` to run,
+    returns them unchanged."""
+    engine.program(
+        "import pulumi\nfrom pulumi_command import local\n"
+        "local.Command('cmd', create=pulumi.Config().get('create'), delete='true')\n"
+    )
+    engine.run("config", "set", "create", "echo first")
+    engine.up()
+    assert engine.outputs()["cmd"]["stdout"] == "first"
+    engine.run("config", "rm", "create")
+    text = engine.up()
+    assert "updated" in text, text[-3000:]
+    assert engine.outputs()["cmd"]["stdout"] == "first"
+
+
+def test_every_change_of_a_copy_file_replaces_it(sshd: Sshd, engine: Engine, tmp_path: Path) -> None:
+    """remote/copyfileController.go:30: CopyFile has no Update, so pulumi-go-provider v1.3.0
+    (infer/resource.go:1134-1150) makes every input change a replace: a new remotePath is a
+    fresh copy, the old file stays (there is no Delete either)."""
+    local_file = tmp_path / "f.txt"
+    local_file.write_text("f")
+    engine.program(
+        header(sshd)
+        + f"""
+dest = pulumi.Config().require("dest")
+remote.CopyFile("cf", connection={connection_py(sshd)}, local_path={str(local_file)!r}, remote_path=dest)
+"""
+    )
+    engine.run("config", "set", "dest", str(sshd.dir / "cf-1.txt"))
+    engine.up()
+    engine.run("config", "set", "dest", str(sshd.dir / "cf-2.txt"))
+    text = engine.up()
+    assert "replaced" in text and "updated" not in text, text[-3000:]
+    assert (sshd.dir / "cf-1.txt").read_text() == "f" and (sshd.dir / "cf-2.txt").read_text() == "f"
 
 
 # -- CopyToRemote ------------------------------------------------------------------------------

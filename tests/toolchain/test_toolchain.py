@@ -120,10 +120,14 @@ def test_cache_key_is_stable_and_names_the_inputs(tmp_path: Path) -> None:
     a = bash(". toolchain/lib.sh && toolchain_key", env).stdout.strip()
     b = bash(". toolchain/lib.sh && toolchain_key", env).stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{16}", a) and a == b
-    inputs = bash(". toolchain/lib.sh && toolchain_inputs", env).stdout.split()
-    assert "versions.env" in inputs and "cli/go.sum" in inputs and "kubernetes/main.go" in inputs
-    for f in inputs:
-        assert (TC / f).is_file(), f
+    # Each part is keyed by how it is built, its module files and its own main (cli has none);
+    # its versions.env pins are hashed as lines (next test).
+    for part in ("cli", "python", "command", "kubernetes"):
+        inputs = bash(f". toolchain/lib.sh && toolchain_part_inputs {part}", env).stdout.split()
+        main = [f"{part}/main.go"] if part != "cli" else []
+        assert sorted(inputs) == sorted(["build.sh", "lib.sh", f"{part}/go.mod", f"{part}/go.sum", *main]), part
+        for f in inputs:
+            assert (TC / f).is_file(), f
 
 
 def test_each_part_has_its_own_key_so_a_change_rebuilds_only_that_part(tmp_path: Path) -> None:
@@ -152,8 +156,8 @@ def test_each_part_has_its_own_key_so_a_change_rebuilds_only_that_part(tmp_path:
     versions_env.write_text(
         versions_env.read_text().replace("TOOLCHAIN_PULUMI_KUBERNETES=", "TOOLCHAIN_PULUMI_KUBERNETES=9")
     )
-    moved, _ = keys()
-    assert [k for k in moved if moved[k] != after[k]] == ["kubernetes"]
+    moved, whole_moved = keys()
+    assert [k for k in moved if moved[k] != after[k]] == ["kubernetes"] and whole_moved != whole_after
 
 
 def test_build_sh_assembles_cached_parts_without_building(tmp_path: Path) -> None:

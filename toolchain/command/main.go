@@ -30,8 +30,8 @@
 //     key's type only (remote/connection.go:88-104).
 //   - Dial retries: dialErrorLimit (default 10, -1 unlimited) failed dials
 //     after the first, waiting 0.1 s x1.5 each time (max 5 s): 11 dials and
-//     ~11.3 s of waiting by default (remote/connection.go:150-187, :245-255;
-//     sdk/v3 go/common/util/retry/until.go:40-42).
+//     ~11.3 s of waiting by default (remote/connection.go:150-187, :245-255,
+//     over the same sdk/v3 retry.Until: go/common/util/retry/until.go:40-42).
 //   - CopyToRemote over SFTP: path rules of remote/copyController.go:221-269,
 //     text assets :33-62, Check :72-115, update copies only when the source
 //     hash or remotePath changed :137-154; files are created by the SFTP
@@ -41,6 +41,9 @@
 //   - Preview never runs or connects (remote/commandController.go:44-46,
 //     :71-73); a `triggers` change replaces (common/inputs.go:10) and the
 //     replaced resource runs its OLD `delete` (commandController.go:85-92).
+//   - An update with neither `update` nor `create` keeps the old stdout/stderr
+//     (remote/commandController.go:70, :75-81); every change of a CopyFile,
+//     which has no Update, replaces it (pulumi-go-provider infer/resource.go:1134-1150).
 //
 // Also as upstream, not covered by the conformance suite: any other input
 // change updates; stdout/stderr trailing newline trimmed; user root, port 22,
@@ -81,6 +84,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/retry"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 )
@@ -220,7 +224,8 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 	}
 	// `connection` is tagged provider:"secret" (remote/command.go:46, copy.go:37,
 	// copyfile.go:33); Check marks it secret whatever the program sent
-	// (pulumi-go-provider infer/apply_secrets.go:29, infer/resource.go:1022).
+	// (pulumi-go-provider infer/apply_secrets.go:29, called by infer/resource.go:1046
+	// for Command and CopyFile, :1022 for CopyToRemote's own Check).
 	if c, ok := news["connection"]; ok && !c.IsNull() && !c.IsSecret() {
 		news["connection"] = resource.MakeSecret(c)
 	}
@@ -265,6 +270,10 @@ func (p *commandProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*
 	for k := range news {
 		keys[string(k)] = true
 	}
+	// `triggers` is replaceOnChanges (common/inputs.go:10, remote/copy.go:38). CopyFile has
+	// no Update (remote/copyfileController.go:30), so pulumi-go-provider makes every change
+	// of it a replace (v1.3.0 infer/resource.go:1134-1150).
+	replaceAll := resourceType(req.GetUrn()) == tCopyFile
 	var diffs, replaces []string
 	detailed := map[string]*pulumirpc.PropertyDiff{}
 	for k := range keys {
@@ -274,7 +283,7 @@ func (p *commandProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*
 		}
 		diffs = append(diffs, k)
 		kind := pulumirpc.PropertyDiff_UPDATE
-		if k == "triggers" {
+		if k == "triggers" || replaceAll {
 			replaces = append(replaces, k)
 			kind = pulumirpc.PropertyDiff_UPDATE_REPLACE
 		}
@@ -429,7 +438,13 @@ func (p *commandProvider) apply(
 		if olds != nil && boolOr(inputs, "addPreviousOutputInEnv", true) {
 			spec.prevStdout, spec.prevStderr = str(olds, "stdout"), str(olds, "stderr")
 		}
+		// An update starts from the old outputs and keeps them when there is neither an
+		// `update` nor a `create` to run (remote/commandController.go:70, :75-81;
+		// local/commandController.go:74, :79-87).
 		var stdout, stderr string
+		if olds != nil {
+			stdout, stderr = str(olds, "stdout"), str(olds, "stderr")
+		}
 		var err error
 		if script != "" {
 			if t == tLocalCommand {
@@ -706,34 +721,40 @@ func (c conn) addr() string { return net.JoinHostPort(c.host, strconv.Itoa(c.por
 // statusf reports progress as upstream's InfoStatusf does (an ephemeral status line).
 type statusf func(format string, args ...any)
 
-// dialWithRetry is remote/connection.go:150-187 over sdk/v3's retry.Until
-// (go/common/util/retry/until.go:40-42, :63-113): the first try plus
-// maxAttempts retries (-1: unlimited), waiting 0.1 s, then x1.5 each time,
-// at most 5 s; the error says "after <maxAttempts> failed attempts".
+// dialWithRetry is remote/connection.go:150-187, over the same sdk/v3
+// retry.Until (go/common/util/retry/until.go:40-42, :63-121, alike at
+// upstream's sdk v3.224.0 and our v3.274.1): the first try plus maxAttempts
+// retries (-1: unlimited), waiting 0.1 s, then x1.5 each time, at most 5 s;
+// the error says "after <maxAttempts> failed attempts".
 func dialWithRetry[T any](ctx context.Context, status statusf, msg string, maxAttempts int, f func() (T, error)) (T, error) {
-	var zero T
-	delay := 100 * time.Millisecond
-	for try := 0; ; try++ {
-		result, err := f()
-		if err == nil {
-			return result, nil
-		}
-		dials := try + 1
-		if maxAttempts > -1 && dials > maxAttempts { // connection.go:252-255
-			return zero, fmt.Errorf("after %d failed attempts: %w", try, err)
-		}
-		limit := "inf"
-		if maxAttempts != -1 {
-			limit = strconv.Itoa(maxAttempts)
-		}
-		status("%s %d/%s failed: retrying", msg, dials, limit)
-		select {
-		case <-ctx.Done():
-			return zero, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(time.Duration(float64(delay)*1.5), 5*time.Second)
+	var userError error
+	ok, data, err := retry.Until(ctx, retry.Acceptor{
+		Accept: func(try int, _ time.Duration) (bool, any, error) {
+			var result T
+			result, userError = f()
+			if userError == nil {
+				return true, result, nil
+			}
+			dials := try + 1
+			if maxAttempts > -1 && dials > maxAttempts { // connection.go:252-255
+				return true, nil, fmt.Errorf("after %d failed attempts: %w", try, userError)
+			}
+			limit := "inf"
+			if maxAttempts != -1 {
+				limit = strconv.Itoa(maxAttempts)
+			}
+			status("%s %d/%s failed: retrying", msg, dials, limit)
+			return false, nil, nil
+		},
+	})
+	if ok && err == nil {
+		return data.(T), nil
 	}
+	var zero T
+	if err == nil { // the context ended (connection.go:182-185)
+		err = ctx.Err()
+	}
+	return zero, err
 }
 
 // dial connects (remote/connection.go:189-243), through the bastion when
