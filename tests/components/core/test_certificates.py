@@ -30,7 +30,7 @@ from components.core import certificates
 from components.core.certificates import _CaProvider, _ServingProvider
 from components.system.rack_ca import CA_VALIDITY_DAYS, RENEW_DAYS, SERVING_VALIDITY_DAYS, serving_names
 from rack.loader import Loaded
-from tests.components.core.tls_chain import Chain, make_chain, serve, serving_props
+from tests.components.core.tls_chain import Chain, make_chain, sample_chain, serve, serving_props
 from tests.conftest import ROOT
 from tests.prereq import need
 
@@ -62,11 +62,7 @@ def _clients() -> None:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
-    from rack.loader import StackFile
-
-    homelab = StackFile.read(ROOT / "Pulumi.homelab.yaml").load()
-    # Issued now (the server and clients check validity against the real clock).
-    return make_chain(tmp_path_factory.mktemp("chain"), homelab, datetime.now(UTC))
+    return sample_chain(tmp_path_factory.mktemp("chain"))
 
 
 @pytest.fixture(scope="module")
