@@ -3,8 +3,9 @@
 Creates nothing by itself; `RackCa` (components/system/rack_ca.py) registers:
 - `CaCertificate`: an ECDSA P-256 key and a self-signed CA certificate (`CA:TRUE, pathlen:0`,
   keyCertSign + cRLSign) valid `validity_days`. Made once, in the provider's `create` (never at
-  preview, never in the program); replaced only when its `common_name` changes, so nothing about
-  the domain or the ingress address touches it.
+  preview, never in the program); its `diff` replaces it only when its `common_name` changes, so
+  nothing about the domain or the ingress address touches it (`pulumi up --replace`, how
+  docs/trust.md re-keys it, makes a new one under the same name).
 - `ServingCertificate`: a fresh ECDSA P-256 key and a leaf signed by that CA for `dns_names` and
   `ip_addresses` (serverAuth, validity `validity_days`). Its `diff` reissues it **in place** (an
   update: same resource id, nothing replaced) when the names, the addresses, the validity or the
@@ -262,8 +263,10 @@ class CaCertificate(dynamic.Resource):
         props = {"common_name": common_name, "validity_days": validity_days, "cert_pem": None, "private_key_pem": None}
         super().__init__(_CaProvider(), name, props, opts)
         self.identity = common_name
-        """What names this CA, known before `up` (its certificate is not): a new CA is made only
-        when the common name changes (`diff`), so whatever must follow the CA can key on it."""
+        """The CA's common name, known before `up` (its certificate is not). Not the CA's identity
+        in every case: `diff` replaces the CA only when this changes, but `pulumi up --replace`
+        (docs/trust.md's re-keying) makes a new CA under the same name; what must follow every new
+        CA keys on `cert_pem`."""
 
 
 class ServingCertificate(dynamic.Resource):
