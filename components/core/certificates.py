@@ -3,8 +3,9 @@
 Creates nothing by itself; `RackCa` (components/system/rack_ca.py) registers:
 - `CaCertificate`: an ECDSA P-256 key and a self-signed CA certificate (`CA:TRUE, pathlen:0`,
   keyCertSign + cRLSign) valid `validity_days`. Made once, in the provider's `create` (never at
-  preview, never in the program); replaced only when its `common_name` changes, so nothing about
-  the domain or the ingress address touches it.
+  preview, never in the program); its `diff` replaces it only when its `common_name` changes, so
+  nothing about the domain or the ingress address touches it (`pulumi up --replace`, how
+  docs/trust.md re-keys it, makes a new one under the same name).
 - `ServingCertificate`: a fresh ECDSA P-256 key and a leaf signed by that CA for `dns_names` and
   `ip_addresses` (serverAuth, validity `validity_days`). Its `diff` reissues it **in place** (an
   update: same resource id, nothing replaced) when the names, the addresses, the validity or the
@@ -75,6 +76,44 @@ def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+    validity_days: int,
+    now: datetime,
+) -> x509.CertificateBuilder:
+    """What the CA and the leaf share: names, key, a random serial, validity from `now - BACKDATE`,
+    and the critical basicConstraints and keyUsage (a CA: `CA:TRUE, pathlen:0`, keyCertSign and
+    cRLSign; a leaf: `CA:FALSE`), digitalSignature for both (ECDSA signs)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+
+
 def issue_ca(common_name: str, *, validity_days: int, now: datetime) -> Issued:
     """A new key and a self-signed CA certificate for it, valid `validity_days` from `now`."""
     key = _new_key()
@@ -83,28 +122,7 @@ def issue_ca(common_name: str, *, validity_days: int, now: datetime) -> Issued:
     )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(name, name, key, ca=True, validity_days=validity_days, now=now)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
@@ -132,28 +150,7 @@ def issue_serving(
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (list(dns_names) or list(ip_addresses))[0])])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(subject, ca_cert.subject, key, ca=False, validity_days=validity_days, now=now)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -266,8 +263,10 @@ class CaCertificate(dynamic.Resource):
         props = {"common_name": common_name, "validity_days": validity_days, "cert_pem": None, "private_key_pem": None}
         super().__init__(_CaProvider(), name, props, opts)
         self.identity = common_name
-        """What names this CA, known before `up` (its certificate is not): a new CA is made only
-        when the common name changes (`diff`), so whatever must follow the CA can key on it."""
+        """The CA's common name, known before `up` (its certificate is not). Not the CA's identity
+        in every case: `diff` replaces the CA only when this changes, but `pulumi up --replace`
+        (docs/trust.md's re-keying) makes a new CA under the same name; what must follow every new
+        CA keys on `cert_pem`."""
 
 
 class ServingCertificate(dynamic.Resource):

@@ -1,9 +1,9 @@
 """Where a node keeps the rack's CA, and the scripts that put it into (and take it out of) the
 system trust store of a Debian-family host (Raspberry Pi OS, Debian, Ubuntu).
 
-Creates nothing; `RackCa` (components/system/rack_ca.py) runs the scripts over SSH. Other parts
-that need the CA file on a node (containerd's `registries.yaml` `tls.ca_file`) import
-`RACK_CA_PATH` from here.
+Creates nothing; `RackCa` (components/system/rack_ca.py) runs the scripts over SSH. containerd
+does not read this store for the rack's registry: the metal layer writes its own copy of the CA
+for `registries.yaml`'s `tls.ca_file` (`REGISTRY_CA_PATH`, components/metal/k3s_scripts.py).
 
 How Debian's `ca-certificates` works: every `*.crt` under /usr/local/share/ca-certificates is a
 local trust anchor; `update-ca-certificates` links it into /etc/ssl/certs and rebuilds
@@ -21,15 +21,13 @@ LOCAL_CA_DIR = "/usr/local/share/ca-certificates"
 """Debian's directory of locally added trust anchors (`update-ca-certificates` reads `*.crt`)."""
 
 RACK_CA_PATH = f"{LOCAL_CA_DIR}/{RACK_CA_NAME}.crt"
-"""The rack CA's PEM on every node (readable by all): the path for containerd's `ca_file`."""
-
-TRUST_MARKERS = ("rack CA: installed", "rack CA: unchanged")
-"""The last line `trust_script` prints: whether it changed the store."""
+"""The rack CA's PEM on every node (readable by all), a trust anchor of the system store."""
 
 
 def trust_script(path: str = RACK_CA_PATH) -> str:
     """Read a PEM certificate on stdin and make it a trust anchor at `path`; the store is rebuilt
-    only when the file's content changed. Run as root (`remote_command` adds sudo)."""
+    only when the file's content changed. Its last line says which: `rack CA: installed` or
+    `rack CA: unchanged`. Run as root (`remote_command` adds sudo)."""
     q = shlex.quote(path)
     directory = shlex.quote(path.rsplit("/", 1)[0])
     return f"""set -eu
@@ -41,7 +39,7 @@ if ! grep -q -- '-----BEGIN CERTIFICATE-----' "$new"; then
   exit 1
 fi
 if [ -f {q} ] && cmp -s "$new" {q}; then
-  echo "{TRUST_MARKERS[1]}"
+  echo "rack CA: unchanged"
   exit 0
 fi
 if ! command -v update-ca-certificates >/dev/null 2>&1; then
@@ -51,7 +49,7 @@ fi
 install -d -m 0755 {directory}
 install -m 0644 "$new" {q}
 update-ca-certificates
-echo "{TRUST_MARKERS[0]}"
+echo "rack CA: installed"
 """
 
 

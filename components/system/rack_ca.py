@@ -59,8 +59,17 @@ def serving_names(rack: Rack) -> tuple[list[str], list[str]]:
     return [rack.domain, f"*.{rack.domain}"], [str(rack.ingress.address)]
 
 
-def render_tls_secret(cert_pem: str, key_pem: str) -> dict[str, Any]:
-    """The Secret Traefik's default TLSStore names (pure; the caller keeps `data` secret)."""
+def tls_data(cert_pem: str, key_pem: str) -> dict[str, str]:
+    """A `kubernetes.io/tls` Secret's `data`: the certificate and its key, base64 (pure)."""
+    return {
+        "tls.crt": base64.b64encode(cert_pem.encode()).decode(),
+        "tls.key": base64.b64encode(key_pem.encode()).decode(),
+    }
+
+
+def render_tls_secret(data: Any) -> dict[str, Any]:
+    """The Secret Traefik's default TLSStore names (pure); `data` is `tls_data`'s, an Output in the
+    component (KubernetesObject makes a Secret's `data` secret, as pulumi-kubernetes' Secret does)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -70,10 +79,7 @@ def render_tls_secret(cert_pem: str, key_pem: str) -> dict[str, Any]:
             "labels": {f"{LABEL_PREFIX}/managed": "true"},
         },
         "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": base64.b64encode(cert_pem.encode()).decode(),
-            "tls.key": base64.b64encode(key_pem.encode()).decode(),
-        },
+        "data": data,
     }
 
 
@@ -135,13 +141,12 @@ class RackCa(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
         )
         self.serving_cert_pem = self.serving.cert_pem
-        key: pulumi.Output[str] = pulumi.Output.secret(self.serving.private_key_pem)
         # `or ""`: a value is None only where no provider ran (mocks that echo inputs as outputs).
-        manifest = pulumi.Output.all(self.serving.cert_pem, key).apply(
-            lambda ck: render_tls_secret(ck[0] or "", ck[1] or "")
+        data = pulumi.Output.all(self.serving.cert_pem, self.serving.private_key_pem).apply(
+            lambda ck: tls_data(ck[0] or "", ck[1] or "")
         )
         self.secret_name = SECRET_NAME
-        self.secret = KubernetesObject(f"{name}-secret", _secret_manifest(manifest), child)
+        self.secret = KubernetesObject(f"{name}-secret", render_tls_secret(data), child)
         self.node_trust = {}
         for hostname, access in sorted(args.node_access.items()):
             self.node_trust[hostname] = RemoteCommand(
@@ -156,10 +161,3 @@ class RackCa(pulumi.ComponentResource):
         self.register_outputs(
             {"ca_cert_pem": self.ca_cert_pem, "serving_cert_pem": self.serving_cert_pem, "secret_name": SECRET_NAME}
         )
-
-
-def _secret_manifest(manifest: pulumi.Output[dict[str, Any]]) -> dict[str, Any]:
-    """The Secret's manifest with its known parts plain and `data` an Output (secret): the type
-    token and the metadata must be plain for KubernetesObject to register it."""
-    shape = render_tls_secret("", "")
-    return {**shape, "data": pulumi.Output.secret(manifest.apply(lambda m: m["data"]))}

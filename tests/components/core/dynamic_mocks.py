@@ -2,8 +2,9 @@
 
 Every other registration is echoed (DefaultMocks). A `pulumi-python:dynamic:Resource` is answered
 by unpickling its `__provider` input (as the host unpickles it from the request) and calling the
-provider's `create` with the other inputs: the outputs are what a real `up` would store. The only
-double is the engine around it (no state, no Diff call).
+provider's `create` with the inputs: the outputs are what a real `up` would store (its `outs` and
+`__provider`, as the host's `Create` returns them). The only double is the engine around it (no
+state, no Diff call).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import dill
 import pulumi
 import pulumi.runtime.rpc as _rpc
+from pulumi.dynamic.dynamic import PROVIDER_KEY
 
 from plan.engine import DefaultMocks
 
@@ -42,7 +44,9 @@ class ProviderRunningMocks(DefaultMocks):
         if args.typ != DYNAMIC:
             return super().new_resource(args)
         inputs = {k: _unwrap(v) for k, v in args.inputs.items()}
-        provider = dill.loads(base64.b64decode(inputs.pop("__provider")))
+        provider = dill.loads(base64.b64decode(inputs[PROVIDER_KEY]))
         result = provider.create(inputs)
         self.created[args.name] = dict(result.outs)
-        return result.id, {**inputs, **result.outs}
+        # As the host's Create answers (pulumi/dynamic/__main__.py): the provider's outs and the
+        # pickled provider, nothing echoed from the inputs.
+        return result.id, {**result.outs, PROVIDER_KEY: inputs[PROVIDER_KEY]}

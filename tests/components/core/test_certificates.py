@@ -30,7 +30,7 @@ from components.core import certificates
 from components.core.certificates import _CaProvider, _ServingProvider
 from components.system.rack_ca import CA_VALIDITY_DAYS, RENEW_DAYS, SERVING_VALIDITY_DAYS, serving_names
 from rack.loader import Loaded
-from tests.components.core.tls_chain import Chain, make_chain, serve, serving_props
+from tests.components.core.tls_chain import Chain, make_chain, sample_chain, serve, serving_props
 from tests.conftest import ROOT
 from tests.prereq import need
 
@@ -62,11 +62,7 @@ def _clients() -> None:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
-    from rack.loader import StackFile
-
-    homelab = StackFile.read(ROOT / "Pulumi.homelab.yaml").load()
-    # Issued now (the server and clients check validity against the real clock).
-    return make_chain(tmp_path_factory.mktemp("chain"), homelab, datetime.now(UTC))
+    return sample_chain(tmp_path_factory.mktemp("chain"))
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +80,13 @@ def test_the_certificates_are_what_browsers_want(chain: Chain) -> None:
     leaf = x509.load_pem_x509_certificate(chain.cert.read_bytes())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    # RFC 5280 4.2.1.3/4.2.1.9: a CA signs certificates (keyCertSign) and issues no CA under it
+    # (pathLenConstraint 0); a leaf must not sign certificates.
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    ca_usage = ca.extensions.get_extension_for_class(x509.KeyUsage)
+    leaf_usage = leaf.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ca_usage.critical and ca_usage.value.key_cert_sign and ca_usage.value.crl_sign
+    assert leaf_usage.critical and leaf_usage.value.digital_signature and not leaf_usage.value.key_cert_sign
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in eku
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -23,8 +23,7 @@ import pytest
 from components.core.trust import LOCAL_CA_DIR, RACK_CA_NAME, RACK_CA_PATH, trust_script, untrust_script
 from components.metal.k3s_scripts import remote_command
 from tests.components.core.test_certificates import HOSTS
-from tests.components.core.tls_chain import Chain, make_chain, serve
-from tests.conftest import ROOT
+from tests.components.core.tls_chain import Chain, sample_chain, serve
 from tests.prereq import need, unmet
 
 
@@ -45,12 +44,7 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
-    from datetime import UTC, datetime
-
-    from rack.loader import StackFile
-
-    homelab = StackFile.read(ROOT / "Pulumi.homelab.yaml").load()
-    return make_chain(tmp_path_factory.mktemp("trust-chain"), homelab, datetime.now(UTC))
+    return sample_chain(tmp_path_factory.mktemp("trust-chain"))
 
 
 @pytest.fixture(scope="module")

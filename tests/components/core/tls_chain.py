@@ -9,12 +9,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from components.core.certificates import _CaProvider, _ServingProvider
 from components.system.rack_ca import CA_VALIDITY_DAYS, RENEW_DAYS, SERVING_VALIDITY_DAYS, serving_names
-from rack.loader import Loaded
+from rack.loader import Loaded, StackFile
+from tests.conftest import ROOT
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def make_chain(directory: Path, homelab: Loaded, now: datetime) -> Chain:
     paths["cert"].write_text(leaf.outs["cert_pem"])
     paths["key"].write_text(leaf.outs["private_key_pem"])
     return Chain(directory, paths["ca"], paths["cert"], paths["key"], dict(ca.outs), dict(leaf.outs))
+
+
+def sample_chain(directory: Path) -> Chain:
+    """The chain for the sample stack's names (Pulumi.homelab.yaml), issued now: real servers and
+    clients check validity against the real clock."""
+    return make_chain(directory, StackFile.read(ROOT / "Pulumi.homelab.yaml").load(), datetime.now(UTC))
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):

@@ -101,6 +101,7 @@ def test_the_secret_holds_the_leaf_and_its_key(record: Callable[..., Recording],
     key_pem = base64.b64decode(data["tls.key"]).decode()
     created = mocks.created["rack-ca-serving"]
     assert cert_pem == created["cert_pem"] and key_pem == created["private_key_pem"]
+    assert "ca_private_key_pem" not in created  # the CA's key is the leaf's input, not kept in its outputs
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     assert key.public_key() == cert.public_key()
