@@ -891,12 +891,15 @@ def up_with_outage(run: Run, label: str, reached: str, down: str) -> tuple[subpr
         cmd(drop, f"drop {netns}'s packets")
         outage_after_s = time.monotonic() - started
         proc.wait(timeout=900)
-    except (StepError, subprocess.TimeoutExpired):
+    except BaseException:  # a failed step, a timeout, Ctrl-C: the CLI does not outlive the step
         proc.kill()
         proc.wait()
         raise
     finally:
-        cmd([*drop[:6], "-D", "INPUT", "-j", "DROP"], f"restore {netns}", check=False)
+        # Whatever happened (the insert itself may have timed out after it took effect).
+        restore = cmd([*drop[:6], "-D", "INPUT", "-j", "DROP"], f"restore {netns}", check=False)
+    if restore.returncode != 0:  # the rule went in: the host would stay dark for the steps after
+        raise StepError(f"the DROP rule in {netns} could not be removed: {restore.stderr.strip()[-300:]}")
     result = subprocess.CompletedProcess(argv, proc.returncode, out_file.read_text(), err_file.read_text())
     out_file.unlink()
     err_file.unlink()
