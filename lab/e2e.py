@@ -28,10 +28,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -114,6 +114,11 @@ LAB_DIR = Path(env("LAB_DIR"))
 # --- the workspace and the CLI ----------------------------------------------------------------
 
 
+def pulumi_argv(*args: str) -> list[str]:
+    """The CLI on the lab stack, as every run here calls it."""
+    return ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
+
+
 @dataclass
 class Run:
     """What every command of the run printed, for the secret scan of step 5."""
@@ -141,7 +146,7 @@ class Run:
     ) -> subprocess.CompletedProcess[str]:
         """Run the CLI on the lab stack; its output is kept in LOGS (and scanned by step 5) unless
         it `shows_secrets` (the scan's control run), which is never written anywhere."""
-        argv = ["pulumi", *args, "--stack", STACK, "--non-interactive", "--color", "never"]
+        argv = pulumi_argv(*args)
         proc = subprocess.run(
             argv, cwd=WS, env=self.pulumi_env(), input=stdin, capture_output=True, text=True, timeout=1800
         )
@@ -161,12 +166,19 @@ class Run:
         proc = self.pulumi("preview", "--json", label=label)
         return [(s["op"], s["urn"]) for s in json.loads(proc.stdout)["steps"] if s["op"] != "same"]
 
-    def last_update(self, label: str) -> dict[str, int]:
-        history = json.loads(self.pulumi("stack", "history", "--json", label=label).stdout)
-        return {k: v for k, v in history[0]["resourceChanges"].items() if v}
+    def history(self, label: str) -> list[dict[str, Any]]:
+        """The stack's updates (up/refresh/...), newest first."""
+        updates: list[dict[str, Any]] = json.loads(self.pulumi("stack", "history", "--json", label=label).stdout)
+        return updates
 
-    def export(self, label: str) -> dict[str, Any]:
-        return json.loads(self.pulumi("stack", "export", label=label).stdout)
+    def last_update(self, label: str) -> dict[str, int]:
+        return {k: v for k, v in self.history(label)[0]["resourceChanges"].items() if v}
+
+    def export(self, label: str, *, show_secrets: bool = False) -> dict[str, Any]:
+        """The state; with `show_secrets` decrypted, held in memory only (never logged)."""
+        args = ("stack", "export", *(["--show-secrets"] if show_secrets else []))
+        export: dict[str, Any] = json.loads(self.pulumi(*args, label=label, shows_secrets=show_secrets).stdout)
+        return export
 
 
 def setup_workspace(run: Run) -> None:
@@ -568,10 +580,7 @@ def check_registry_and_trust(config_nodes: list[dict[str, Any]], run: Run) -> st
         bundle = "".join(ssh(n["address"], f"cat {SYSTEM_BUNDLE}").stdout.split())
         if body not in bundle:
             raise StepError(f"{where}: {SYSTEM_BUNDLE} lacks the rack CA: update-ca-certificates did not run")
-    return (
-        f"{len(config_nodes)} hosts pull {registry} as {PULL_USER} with the rack CA "
-        f"and trust it system-wide"
-    )
+    return f"{len(config_nodes)} hosts pull {registry} as {PULL_USER} with the rack CA and trust it system-wide"
 
 
 def step2_idempotent(ctx: Context) -> str:
@@ -864,7 +873,7 @@ def up_with_outage(run: Run, label: str, reached: str, down: str) -> tuple[subpr
     """`pulumi up`, and once the k3s on `reached` has started on K3S_VERSION_NEXT (the rollout got
     there), `down`'s host drops every incoming packet (an iptables rule in its network namespace)
     until the run has ended. Returns the run and when the outage began (s after the start)."""
-    argv = ["pulumi", "up", "--yes", "--skip-preview", "--stack", STACK, "--non-interactive", "--color", "never"]
+    argv = pulumi_argv("up", "--yes", "--skip-preview")
     netns = f"hl-{next(n['hostname'] for n in rack_nodes() if n['address'] == down)}"
     drop = ["ip", "netns", "exec", netns, "iptables", "-w", "-I", "INPUT", "-j", "DROP"]
     started = time.monotonic()
@@ -882,12 +891,15 @@ def up_with_outage(run: Run, label: str, reached: str, down: str) -> tuple[subpr
         cmd(drop, f"drop {netns}'s packets")
         outage_after_s = time.monotonic() - started
         proc.wait(timeout=900)
-    except (StepError, subprocess.TimeoutExpired):
+    except BaseException:  # a failed step, a timeout, Ctrl-C: the CLI does not outlive the step
         proc.kill()
         proc.wait()
         raise
     finally:
-        cmd([*drop[:6], "-D", "INPUT", "-j", "DROP"], f"restore {netns}", check=False)
+        # Whatever happened (the insert itself may have timed out after it took effect).
+        restore = cmd([*drop[:6], "-D", "INPUT", "-j", "DROP"], f"restore {netns}", check=False)
+    if restore.returncode != 0:  # the rule went in: the host would stay dark for the steps after
+        raise StepError(f"the DROP rule in {netns} could not be removed: {restore.stderr.strip()[-300:]}")
     result = subprocess.CompletedProcess(argv, proc.returncode, out_file.read_text(), err_file.read_text())
     out_file.unlink()
     err_file.unlink()
@@ -1039,21 +1051,26 @@ STEPS: list[tuple[str, Callable[[Context], str]]] = [
 ]
 
 
-def main() -> int:
-    run = Run()
-    ctx = Context(run)
+T = TypeVar("T")
+
+
+def run_steps(
+    steps: Sequence[tuple[str, Callable[[T], str]]], arg: T, only: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Run the steps in order, each given `arg`, until one fails (the rest are "not run"); `only`:
+    the steps to run, by the first word of their title (the others are "not selected"). Returns
+    one result per step (step, result, seconds, detail)."""
     results: list[dict[str, Any]] = []
-    total = time.monotonic()
-    setup_workspace(run)
     failed = False
-    for title, fn in STEPS:
-        if failed:
-            results.append({"step": title, "result": "not run", "seconds": 0.0, "detail": "an earlier step failed"})
+    for title, fn in steps:
+        if failed or (only and title.split()[0] not in only):
+            detail = "an earlier step failed" if failed else "not selected"
+            results.append({"step": title, "result": "not run", "seconds": 0.0, "detail": detail})
             continue
         print(f"== step {title}", flush=True)
         started = time.monotonic()
         try:
-            detail = fn(ctx)
+            detail = fn(arg)
             result = "pass"
         except (StepError, subprocess.SubprocessError) as exc:  # a CLI timeout, too: the summary still prints
             detail = str(exc)
@@ -1062,18 +1079,32 @@ def main() -> int:
         seconds = time.monotonic() - started
         print(f"   {result} in {seconds:.1f} s: {detail}", flush=True)
         results.append({"step": title, "result": result, "seconds": round(seconds, 1), "detail": detail})
+    return results
+
+
+def print_summary(results: list[dict[str, Any]], started: float) -> None:
+    """The summary table (step, result, wall time, the first line of what was measured)."""
     print("\n| step | result | wall s | measured |\n|---|---|---|---|")
     for r in results:
         first = r["detail"].splitlines()[0] if r["detail"] else ""
         print(f"| {r['step']} | {r['result']} | {r['seconds']:.1f} | {first} |")
-    print(f"total {time.monotonic() - total:.1f} s; logs in {LOGS}")
+    print(f"total {time.monotonic() - started:.1f} s; logs in {LOGS}")
+
+
+def main() -> int:
+    run = Run()
+    ctx = Context(run)
+    total = time.monotonic()
+    setup_workspace(run)
+    results = run_steps(STEPS, ctx)
+    print_summary(results, total)
     (WS / "summary.json").write_text(
         json.dumps(
             {"steps": results, "created": ctx.report.get("created"), "placements": ctx.report.get("placements")},
             indent=2,
         )
     )
-    return 1 if failed else 0
+    return 1 if any(r["result"] == "FAIL" for r in results) else 0
 
 
 if __name__ == "__main__":

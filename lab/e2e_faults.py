@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,11 @@ e2e.STACK_FILE = e2e.WS / f"Pulumi.{e2e.STACK}.yaml"
 e2e.LOGS = e2e.WS / "logs"
 WS = e2e.WS
 
-API_DOWN_MESSAGE = re.compile(r"unreachable|10\.77\.0\.11:6443|connection refused", re.IGNORECASE)
-"""How a failure names the API server: the provider's "unreachable cluster" or the address the
-program's kubeconfig points at (the bootstrap server's :6443, Pulumi.lab.yaml's lab-cp-1)."""
 API_ADDRESS = "10.77.0.11:6443"
+"""The address the program's kubeconfig points at: the bootstrap server's :6443 (Pulumi.lab.yaml's
+lab-cp-1)."""
+API_DOWN_MESSAGE = re.compile(rf"unreachable|{re.escape(API_ADDRESS)}|connection refused", re.IGNORECASE)
+"""How a failure names the API server: the provider's "unreachable cluster" or API_ADDRESS."""
 HOST_DOWN = "lab-gen-3"
 """The agent step 4 takes down (the last in the rollout order, so no other host waits on it)."""
 DATA_NAMESPACE = "data"
@@ -105,7 +107,7 @@ def interrupted_up(fx: Faults, sig: signal.Signals, at_s: float, label: str) -> 
     CLI; SIGKILL: a laptop that loses power, an OOM kill). SIGKILL goes to the CLI alone: its
     plugins (language host, providers) are orphaned as they are in real life."""
     run = fx.run
-    argv = ["pulumi", "up", "--yes", "--skip-preview", "--stack", e2e.STACK, "--non-interactive", "--color", "never"]
+    argv = e2e.pulumi_argv("up", "--yes", "--skip-preview")
     started = time.monotonic()
     # Output to a file: a pipe nobody reads while the run goes on would block the CLI once full.
     out_file = WS / f"{label}.out"
@@ -180,21 +182,22 @@ def locks() -> list[Path]:
     return [p for p in (WS / "state" / ".pulumi" / "locks").rglob("*.json")]
 
 
+def clear_after_kill(fx: Faults, label: str) -> list[str]:
+    """What docs/troubleshooting.md has typed after a killed CLI, before the next `pulumi up`:
+    `pulumi cancel` (the lock the killed CLI left; no other `pulumi` may run on the stack), then
+    `pulumi refresh --clear-pending-creates` (reads back what the interrupted operations did and
+    drops creates that cannot be read). Returns the commands as typed."""
+    fx.run.pulumi("cancel", "--yes", label=f"{label}-cancel")
+    fx.run.pulumi("refresh", "--yes", "--clear-pending-creates", label=f"{label}-refresh")
+    return ["pulumi cancel --yes", "pulumi refresh --yes --clear-pending-creates"]
+
+
 def recover(fx: Faults, label: str, *, killed: bool) -> list[str]:
     """The recovery docs/troubleshooting.md gives, exactly as typed there (plus the flags every CLI
-    run here carries). After a kill: `pulumi cancel` (the lock the killed CLI left; no other
-    `pulumi` may run on the stack), `pulumi refresh --clear-pending-creates` (reads back what the
-    interrupted operations did and drops creates that cannot be read), then `pulumi up`. After a
-    Ctrl-C: `pulumi up`."""
-    run = fx.run
-    typed = []
-    if killed:
-        run.pulumi("cancel", "--yes", label=f"{label}-cancel")
-        run.pulumi("refresh", "--yes", "--clear-pending-creates", label=f"{label}-refresh")
-        typed += ["pulumi cancel --yes", "pulumi refresh --yes --clear-pending-creates"]
-    run.up(f"{label}-up")
-    typed.append("pulumi up --yes")
-    return typed
+    run here carries): after a kill clear_after_kill, then `pulumi up`; after a Ctrl-C `pulumi up`."""
+    typed = clear_after_kill(fx, label) if killed else []
+    fx.run.up(f"{label}-up")
+    return [*typed, "pulumi up --yes"]
 
 
 # --- what the state and the cluster say ----------------------------------------------------------
@@ -208,10 +211,7 @@ def resource_urns(export: dict[str, Any]) -> list[str]:
 def plain_state(fx: Faults) -> dict[str, Any]:
     """The state with its secrets decrypted, held in memory only (never logged): the engine
     encrypts a secret afresh on each write, so ciphertexts differ where values do not."""
-    export: dict[str, Any] = json.loads(
-        fx.run.pulumi("stack", "export", "--show-secrets", label="plain-state", shows_secrets=True).stdout
-    )
-    return export
+    return fx.run.export("plain-state", show_secrets=True)
 
 
 def without_timestamps(export: dict[str, Any]) -> list[dict[str, Any]]:
@@ -268,7 +268,7 @@ def state_diff(before: dict[str, Any], after: dict[str, Any], *, live_outputs: b
 
 def history_since(fx: Faults) -> list[dict[str, Any]]:
     """The updates (up/refresh/...) since fx.updates_before, newest first."""
-    history: list[dict[str, Any]] = json.loads(fx.run.pulumi("stack", "history", "--json", label="history").stdout)
+    history = fx.run.history("history")
     return history[: len(history) - fx.updates_before]
 
 
@@ -449,7 +449,7 @@ def step1_bootstrap_interrupted(fx: Faults) -> str:
 
 def step2_upgrade_interrupted(fx: Faults) -> str:
     run = fx.run
-    fx.updates_before = len(json.loads(run.pulumi("stack", "history", "--json", label="history").stdout))
+    fx.updates_before = len(run.history("history"))
     nodes = rack_nodes()
     urns = resource_urns(run.export("export-before-upgrade"))
     uids = data_uids()
@@ -459,12 +459,8 @@ def step2_upgrade_interrupted(fx: Faults) -> str:
     e2e.edit_rack(lambda r: r["k3s"].update(version=e2e.K3S_VERSION_NEXT))
     first = interrupted_up(fx, signal.SIGKILL, fx.rng.uniform(8, 25), "up-upgrade-sigkill")
     print(f"   upgrade: {first.describe()}", flush=True)
-    typed: list[str] = []
-    if not first.finished_first:
-        # The recovery up is the one Ctrl-C'd; `pulumi up` again after that.
-        run.pulumi("cancel", "--yes", label="recover-upgrade-cancel")
-        run.pulumi("refresh", "--yes", "--clear-pending-creates", label="recover-upgrade-refresh")
-        typed += ["pulumi cancel --yes", "pulumi refresh --yes --clear-pending-creates"]
+    # The recovery up is the one Ctrl-C'd; `pulumi up` again after that.
+    typed = [] if first.finished_first else clear_after_kill(fx, "recover-upgrade")
     second = interrupted_up(fx, signal.SIGINT, fx.rng.uniform(5, 20), "up-upgrade-sigint")
     print(f"   resumed upgrade: {second.describe()}", flush=True)
     if second.pending and not second.finished_first:
@@ -605,7 +601,7 @@ def step5_api_server_restart(fx: Faults) -> str:
 
     e2e.edit_rack(bump)
     planned = run.changes("preview-restart")
-    argv = ["pulumi", "up", "--yes", "--skip-preview", "--stack", e2e.STACK, "--non-interactive", "--color", "never"]
+    argv = e2e.pulumi_argv("up", "--yes", "--skip-preview")
     proc = subprocess.Popen(
         argv, cwd=WS, env=run.pulumi_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -663,57 +659,40 @@ def step5_api_server_restart(fx: Faults) -> str:
     )
 
 
-STEPS = [
-    ("F1 bootstrap interrupted (SIGINT, SIGKILL)", step1_bootstrap_interrupted),
-    ("F2 upgrade interrupted (SIGKILL, SIGINT)", step2_upgrade_interrupted),
-    ("F3 API server down: preview/up/refresh", step3_api_server_down),
-    ("F4 an agent's host down", step4_agent_host_down),
-    ("F5 API server restart mid-run", step5_api_server_restart),
-]
+def reaping(fn: Callable[[Faults], str]) -> Callable[[Faults], str]:
+    """A step after which the plugins its killed CLIs left (ORPHANS) are reaped, pass or fail."""
 
-FX: Faults
+    def step(fx: Faults) -> str:
+        try:
+            return fn(fx)
+        finally:
+            reap_orphans()
+
+    return step
+
+
+STEPS = [
+    ("F1 bootstrap interrupted (SIGINT, SIGKILL)", reaping(step1_bootstrap_interrupted)),
+    ("F2 upgrade interrupted (SIGKILL, SIGINT)", reaping(step2_upgrade_interrupted)),
+    ("F3 API server down: preview/up/refresh", reaping(step3_api_server_down)),
+    ("F4 an agent's host down", reaping(step4_agent_host_down)),
+    ("F5 API server restart mid-run", reaping(step5_api_server_restart)),
+]
 
 
 def main() -> int:
-    global FX
     seed = int(os.environ.get("HOMELAB_FAULTS_SEED") or secrets.randbits(32))
     print(f"e2e-faults: seed {seed} (HOMELAB_FAULTS_SEED={seed} repeats the kill points)", flush=True)
     run = e2e.Run()
-    FX = Faults(run, random.Random(seed), seed)
+    fx = Faults(run, random.Random(seed), seed)
     total = time.monotonic()
     e2e.setup_workspace(run)
-    results: list[dict[str, Any]] = []
-    failed = False
     only = set(filter(None, os.environ.get("HOMELAB_FAULTS_STEPS", "").split(",")))
-    for title, fn in STEPS:
-        if failed or (only and title.split()[0] not in only):
-            results.append(
-                {
-                    "step": title,
-                    "result": "not run",
-                    "seconds": 0.0,
-                    "detail": "an earlier step failed" if failed else "not selected",
-                }
-            )
-            continue
-        print(f"== step {title}", flush=True)
-        started = time.monotonic()
-        try:
-            detail = fn(FX)
-            result = "pass"
-        except (StepError, subprocess.SubprocessError) as exc:
-            detail, result, failed = str(exc), "FAIL", True
-        reap_orphans()
-        seconds = time.monotonic() - started
-        print(f"   {result} in {seconds:.1f} s: {detail}", flush=True)
-        results.append({"step": title, "result": result, "seconds": round(seconds, 1), "detail": detail})
-    print(f"\nseed {seed}\n| step | result | wall s | measured |\n|---|---|---|---|")
-    for r in results:
-        first = r["detail"].splitlines()[0] if r["detail"] else ""
-        print(f"| {r['step']} | {r['result']} | {r['seconds']:.1f} | {first} |")
-    print(f"total {time.monotonic() - total:.1f} s; logs in {e2e.LOGS}")
+    results = e2e.run_steps(STEPS, fx, only)
+    print(f"\nseed {seed}")
+    e2e.print_summary(results, total)
     (WS / "summary.json").write_text(json.dumps({"seed": seed, "steps": results}, indent=2))
-    return 1 if failed else 0
+    return 1 if any(r["result"] == "FAIL" for r in results) else 0
 
 
 if __name__ == "__main__":

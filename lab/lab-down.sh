@@ -15,11 +15,17 @@ for name in servicelb-double kwok kube-scheduler kube-controller-manager kube-ap
     pidfiles+=("$LAB_RUN/$name.pid")
 done
 kill_pidfiles "${pidfiles[@]}"
-# Anything else still running one of the lab's own binaries (a pid file lost to a crash).
+# Anything else of this lab still running one of the lab's binaries (a pid file lost to a
+# crash). The binary cache is shared by every checkout on the machine, so a process counts as
+# this lab's only if its command line names a file under this lab's LAB_DIR (every daemon
+# lab-up starts is given its data dir, certificates or kubeconfigs there): another checkout's
+# lab, or a test's own API server run from the cache, is left alone.
 cache_root="${HOMELAB_LAB_CACHE:-$HOME/.cache/homelab-rack/lab}/"
 while read -r exe_link; do
     pid="${exe_link#/proc/}"
     pid="${pid%/exe}"
+    args="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || continue
+    [[ "$args" == *"$LAB_DIR/"* ]] || continue
     log "killing leftover $(readlink "$exe_link") (pid $pid)"
     kill -KILL "$pid" 2>/dev/null
 done < <(find /proc/[0-9]*/exe -maxdepth 0 -lname "$cache_root*" 2>/dev/null)

@@ -113,6 +113,20 @@ def test_a_wrong_token_is_refused(cluster: tuple[Path, Path]) -> None:
     assert "401 Unauthorized" in started.stderr
 
 
+def test_an_agent_token_for_another_cluster_is_refused(cluster: tuple[Path, Path]) -> None:
+    """The agent token (`K10<hash>::node:<password>`) pins the cluster CA as a server token does:
+    the right password under another cluster's CA hash is refused (k3s pkg/clientaccess/token.go
+    validateCAHash)."""
+    server, agent = cluster
+    token = _agent_token(server)
+    ca_hash = token.removeprefix("K10").split("::", 1)[0]
+    foreign = "K10" + "0" * len(ca_hash) + token.removeprefix("K10" + ca_hash)
+    _configure(agent, AGENT_CONFIG, foreign)
+    started = _start(agent, "agent")
+    assert started.returncode != 0
+    assert "token CA hash does not match the Cluster CA certificate hash" in started.stderr
+
+
 def test_an_agent_refuses_a_config_key_k3s_agent_does_not_know(cluster: tuple[Path, Path]) -> None:
     """`cluster-cidr` is a server flag: in an agent's config.yaml k3s agent fails to start."""
     server, agent = cluster
