@@ -100,15 +100,14 @@ def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> pulumi.Outpu
     return pulumi.Output.secret(pulumi.Output.all(registry.password, registry.ca_cert_pem or "").apply(lines))
 
 
-def registry_fingerprint(registry: RegistryAccess | None) -> pulumi.Output[str]:
-    """What the registry files converge to, without the password: host, user and CA (pure of
-    secrets), so the gate re-runs when they change. A new password alone restarts k3s (stdin
-    changed) without re-running the gate."""
+def registry_fingerprint(registry: RegistryAccess | None) -> str:
+    """What the registry files converge to, without the password: host, user and CA (pure, and
+    known at preview: all three are plain config values), so the gate re-runs when they change.
+    A new password alone restarts k3s (stdin changed) without re-running the gate. "": none."""
     if registry is None:
-        return pulumi.Output.from_input("")
-    return pulumi.Output.all(registry.host, registry.username, registry.ca_identity or "").apply(
-        lambda v: hashlib.sha256("\n".join(v).encode()).hexdigest()
-    )
+        return ""
+    parts = (registry.host, registry.username, registry.ca_identity or "")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,11 +281,13 @@ class K3sNode(pulumi.ComponentResource):
                 depends_on=[self.install, *self.copies, *args.upgrade_after, self.drain],
             ),
         )
-        upgrade_digest = hashlib.sha256(upgrade_text.encode()).hexdigest()[:16]
-
-        def gate_text(registry_digest: str) -> str:
-            converges = upgrade_digest if not registry_digest else f"{upgrade_digest}+{registry_digest[:16]}"
-            return run(
+        converges = hashlib.sha256(upgrade_text.encode()).hexdigest()[:16]
+        if registry_digest := registry_fingerprint(args.registry):
+            converges += f"+{registry_digest[:16]}"
+        self.ready = RemoteCommand(
+            f"{name}-ready",
+            connection=api_conn,
+            create=run(
                 upgrade_gate_script(
                     hostname=node.hostname,
                     version=k3s.version,
@@ -294,12 +295,7 @@ class K3sNode(pulumi.ComponentResource):
                     timeout_s=gate.ready_timeout_seconds,
                     layout=api_layout,
                 )
-            )
-
-        self.ready = RemoteCommand(
-            f"{name}-ready",
-            connection=api_conn,
-            create=registry_fingerprint(args.registry).apply(gate_text),
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upgrade]),
         )
         self.register_outputs(
