@@ -85,19 +85,20 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> pulumi.Output[str]:
-    """Stdin lines 3 and 4 of the install and upgrade steps (secret): registries.yaml and the CA
-    certificate, each base64 on one line (an empty line 4: no CA file)."""
+def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> list[pulumi.Output[str]]:
+    """Stdin lines 3 and 4 of the install and upgrade steps (the caller keeps stdin secret):
+    registries.yaml and the CA certificate, each base64 on one line (an empty line 4: no CA file)."""
     ca_file = REGISTRY_CA_PATH if registry.ca_cert_pem is not None else None
 
-    def lines(values: list[str]) -> str:
-        password, ca = values
-        text = render_registries(
-            host=registry.host, username=registry.username, password=password, ca_file=ca_file, layout=layout
+    def registries_line(password: str) -> str:
+        return _b64(
+            render_registries(
+                host=registry.host, username=registry.username, password=password, ca_file=ca_file, layout=layout
+            )
         )
-        return f"{_b64(text)}\n{_b64(ca) if ca else ''}\n"
 
-    return pulumi.Output.secret(pulumi.Output.all(registry.password, registry.ca_cert_pem or "").apply(lines))
+    ca_line = pulumi.Output.from_input(registry.ca_cert_pem or "").apply(lambda ca: _b64(ca) if ca else "")
+    return [pulumi.Output.from_input(registry.password).apply(registries_line), ca_line]
 
 
 def registry_fingerprint(registry: RegistryAccess | None) -> str:
@@ -227,17 +228,17 @@ class K3sNode(pulumi.ComponentResource):
         )
         # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret,
         # then with a registry registries.yaml and the CA certificate (base64; agents leave line 2 empty).
-        lines: pulumi.Output[str]
+        lines: list[pulumi.Input[str]] = [args.token]
         if node.role == Role.SERVER:
             assert args.agent_token is not None, "every server is given the agent token"
-            lines = pulumi.Output.all(args.token, args.agent_token).apply(lambda ts: f"{ts[0]}\n{ts[1]}\n")
+            lines.append(args.agent_token)
         elif args.registry is not None:
-            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n\n")
-        else:
-            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n")
+            lines.append("")
         if args.registry is not None:
-            lines = pulumi.Output.all(lines, registry_stdin(args.registry, layout)).apply(lambda p: p[0] + p[1])
-        stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
+            lines += registry_stdin(args.registry, layout)
+        stdin: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(*lines).apply(lambda values: "".join(f"{v}\n" for v in values))
+        )
         self.install = RemoteCommand(
             f"{name}-install",
             connection=conn,
