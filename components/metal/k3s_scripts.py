@@ -439,16 +439,17 @@ read_secrets() {{
   trap 'rm -f "$SECRETS"' EXIT
   cat >"$SECRETS"
 }}
+# True when line $1 of stdin is there and not empty.
+has_line() {{ awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS"; }}
 # Line $1 of stdin into file $2 (0600), only when it differs; true when it wrote. $3 names it.
 secret_to() {{
-  awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS" ||
-    fail "no $3 on stdin (line $1)"
+  has_line "$1" || fail "no $3 on stdin (line $1)"
   write_if_changed "$2" 0600 < <(sed -n "$1p" "$SECRETS")
 }}
 # Line $1 of stdin, base64, decoded into file $2 (mode $3) when it differs; an empty line removes
 # the file when it is ours ($4: a first line to recognise it by, "" for any). True when it changed.
 file_from_stdin() {{
-  if ! awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS"; then
+  if ! has_line "$1"; then
     [ -f "$2" ] || return 1
     if [ -n "$4" ] && [ "$(head -n 1 "$2")" != "$4" ]; then return 1; fi
     rm -f "$2" || fail "cannot remove $2"
