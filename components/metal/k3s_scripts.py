@@ -105,9 +105,13 @@ class HostLayout:
 
     root: str = ""
     """Prefix of every path k3s owns; "" on a real host (a per-host directory in the SSH tests)."""
-    systemd: bool = True
-    """Check the k3s unit with systemctl; off only for the directory-rooted hosts of the real-service
-    tests (tests/real/ssh, tests/real/kube), which run no init system. Never set from config."""
+
+    @property
+    def systemd(self) -> bool:
+        """Check the k3s unit with systemctl: on every real host (the lab's run systemd too); not on
+        the directory-rooted hosts of the real-service tests (tests/real/ssh, tests/real/kube),
+        which run no init system."""
+        return not self.root
 
     def path(self, absolute: str) -> str:
         return f"{self.root}{absolute}"

@@ -90,7 +90,7 @@ def waiting(app: str, image: str, reason: str, message: str) -> dict[str, Any]:
 
 
 def run_report(api: KubeApi, app: str, image: str, timeout_s: int = 30) -> subprocess.CompletedProcess[str]:
-    layout = HostLayout(root=str(api.k3s_root("rollout")), systemd=False)
+    layout = HostLayout(root=str(api.k3s_root("rollout")))
     script = rollout_report_script(
         app=app, namespace=NS, image=image, revision="test", timeout_s=timeout_s, layout=layout
     )
