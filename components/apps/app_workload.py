@@ -346,8 +346,6 @@ class AppWorkloadArgs:
     """The rack's own image registry (`rack.registry_host()`): `wait: auto` skips the rollout wait for its images."""
     rollout_access: NodeAccess | None = None
     """SSH to the bootstrap server, where the rollout report runs `k3s kubectl` (None: no report step)."""
-    rollout_layout: HostLayout = field(default_factory=HostLayout)
-    """The bootstrap server's host layout ("" root on a real Pi)."""
 
 
 class AppWorkload(pulumi.ComponentResource):
@@ -398,7 +396,7 @@ class AppWorkload(pulumi.ComponentResource):
                 image=app.image,
                 revision=revision,
                 timeout_s=ROLLOUT_TIMEOUT_S,
-                layout=args.rollout_layout,
+                layout=HostLayout(),  # the bootstrap server is a real host
             )
             self.rollout = RemoteCommand(
                 f"{name}-rollout",
