@@ -127,8 +127,13 @@ def skips_await(app: App, registry_host: str | None) -> bool:
 ROLLOUT_TIMEOUT_S = 600
 """How long the rollout report waits: the provider's own default for a Deployment (10 minutes)."""
 NOT_IN_REGISTRY = "not found"
-"""What containerd's pull error says when the registry has no such image or tag (a 404 from the
-registry: `...: not found`), as opposed to `401 Unauthorized` or an x509 error."""
+"""What containerd's pull error says when the registry has no such image or tag: every endpoint
+answered 404, so the resolver returns `<ref>: not found` (containerd remotes/docker/resolver.go,
+`fmt.Errorf("%s: %w", ref, errdefs.ErrNotFound)`), as opposed to `401 Unauthorized` or an x509
+error. The kubelet passes that text on unchanged: as the waiting container's ErrImagePull message
+and in its Warning event, reason `Failed`, `Failed to pull image "<image>": <error>`; while it
+backs off the reason is ImagePullBackOff, message `Back-off pulling image "<image>"`
+(kubernetes pkg/kubelet/images/image_manager.go). tests/real/registry measures containerd's."""
 
 
 def reports_rollout(app: App, registry_host: str | None) -> bool:
