@@ -175,7 +175,10 @@ pull_error() {{
   [ -n "$waiting" ] || return 0
   {{
     printf '%s\\n' "$waiting" | awk -F '\\t' '$2 == "ErrImagePull" {{ print $3 }}'
-    "$K" kubectl -n "$NS" get events --field-selector reason=Failed --sort-by=.metadata.creationTimestamp \\
+    # by lastTimestamp: the kubelet folds a repeated error into its first event (client-go's
+    # event correlator: client-go tools/record/events_cache.go, eventObserve patches count and
+    # lastTimestamp onto the same object), so the event created last need not hold the newest error
+    "$K" kubectl -n "$NS" get events --field-selector reason=Failed --sort-by=.lastTimestamp \\
       -o jsonpath={q(events)} | grep -F "\\"$IMAGE\\"" || :
   }} | tail -n 1
 }}
