@@ -127,8 +127,13 @@ def skips_await(app: App, registry_host: str | None) -> bool:
 ROLLOUT_TIMEOUT_S = 600
 """How long the rollout report waits: the provider's own default for a Deployment (10 minutes)."""
 NOT_IN_REGISTRY = "not found"
-"""What containerd's pull error says when the registry has no such image or tag (a 404 from the
-registry: `...: not found`), as opposed to `401 Unauthorized` or an x509 error."""
+"""What containerd's pull error says when the registry has no such image or tag: every endpoint
+answered 404, so the resolver returns `<ref>: not found` (containerd remotes/docker/resolver.go,
+`fmt.Errorf("%s: %w", ref, errdefs.ErrNotFound)`), as opposed to `401 Unauthorized` or an x509
+error. The kubelet passes that text on unchanged: as the waiting container's ErrImagePull message
+and in its Warning event, reason `Failed`, `Failed to pull image "<image>": <error>`; while it
+backs off the reason is ImagePullBackOff, message `Back-off pulling image "<image>"`
+(kubernetes pkg/kubelet/images/image_manager.go). tests/real/registry measures containerd's."""
 
 
 def reports_rollout(app: App, registry_host: str | None) -> bool:
@@ -170,7 +175,10 @@ pull_error() {{
   [ -n "$waiting" ] || return 0
   {{
     printf '%s\\n' "$waiting" | awk -F '\\t' '$2 == "ErrImagePull" {{ print $3 }}'
-    "$K" kubectl -n "$NS" get events --field-selector reason=Failed --sort-by=.metadata.creationTimestamp \\
+    # by lastTimestamp: the kubelet folds a repeated error into its first event (client-go's
+    # event correlator: client-go tools/record/events_cache.go, eventObserve patches count and
+    # lastTimestamp onto the same object), so the event created last need not hold the newest error
+    "$K" kubectl -n "$NS" get events --field-selector reason=Failed --sort-by=.lastTimestamp \\
       -o jsonpath={q(events)} | grep -F "\\"$IMAGE\\"" || :
   }} | tail -n 1
 }}
@@ -346,8 +354,6 @@ class AppWorkloadArgs:
     """The rack's own image registry (`rack.registry_host()`): `wait: auto` skips the rollout wait for its images."""
     rollout_access: NodeAccess | None = None
     """SSH to the bootstrap server, where the rollout report runs `k3s kubectl` (None: no report step)."""
-    rollout_layout: HostLayout = field(default_factory=HostLayout)
-    """The bootstrap server's host layout ("" root on a real Pi)."""
 
 
 class AppWorkload(pulumi.ComponentResource):
@@ -398,7 +404,7 @@ class AppWorkload(pulumi.ComponentResource):
                 image=app.image,
                 revision=revision,
                 timeout_s=ROLLOUT_TIMEOUT_S,
-                layout=args.rollout_layout,
+                layout=HostLayout(),  # the bootstrap server is a real host
             )
             self.rollout = RemoteCommand(
                 f"{name}-rollout",

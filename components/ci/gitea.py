@@ -153,17 +153,23 @@ def render_configure_script() -> str:
     account or reset its password to the configured one (the config owns it). Reads the admin
     login, password and email from GITEA_ADMIN_*; `--must-change-password=false` because the
     password is managed here, not by a human on first login."""
-    return """set -eu
-/usr/local/bin/docker-setup.sh
-gitea migrate
-if gitea admin user list --admin | awk 'NR > 1 { print $2 }' | grep -qxF "$GITEA_ADMIN_USERNAME"; then
-  gitea admin user change-password --username "$GITEA_ADMIN_USERNAME" --password "$GITEA_ADMIN_PASSWORD" \\
+    return "set -eu\n/usr/local/bin/docker-setup.sh\ngitea migrate\n" + _account_script(
+        "GITEA_ADMIN", "admin", admin=True
+    )
+
+
+def _account_script(env: str, label: str, *, admin: bool) -> str:
+    """Create the account `${env}_USERNAME` (an admin with `admin`) with `${env}_PASSWORD` and
+    `${env}_EMAIL`, or reset its password to the configured one when it exists."""
+    flag = " --admin" if admin else ""
+    return f"""if gitea admin user list{flag} | awk 'NR > 1 {{ print $2 }}' | grep -qxF "${env}_USERNAME"; then
+  gitea admin user change-password --username "${env}_USERNAME" --password "${env}_PASSWORD" \\
     --must-change-password=false
-  echo "admin $GITEA_ADMIN_USERNAME: password reset to the configured one"
+  echo "{label} ${env}_USERNAME: password reset to the configured one"
 else
-  gitea admin user create --admin --username "$GITEA_ADMIN_USERNAME" --password "$GITEA_ADMIN_PASSWORD" \\
-    --email "$GITEA_ADMIN_EMAIL" --must-change-password=false
-  echo "admin $GITEA_ADMIN_USERNAME: created"
+  gitea admin user create{flag} --username "${env}_USERNAME" --password "${env}_PASSWORD" \\
+    --email "${env}_EMAIL" --must-change-password=false
+  echo "{label} ${env}_USERNAME: created"
 fi
 """
 
@@ -172,17 +178,7 @@ def render_pull_account_script() -> str:
     """Init-container script, after the admin's: create the read-only pull account (a plain user,
     no admin, no organization) or reset its password to the configured one. Reads the login,
     password and email from GITEA_PULL_*."""
-    return """set -eu
-if gitea admin user list | awk 'NR > 1 { print $2 }' | grep -qxF "$GITEA_PULL_USERNAME"; then
-  gitea admin user change-password --username "$GITEA_PULL_USERNAME" --password "$GITEA_PULL_PASSWORD" \\
-    --must-change-password=false
-  echo "pull account $GITEA_PULL_USERNAME: password reset to the configured one"
-else
-  gitea admin user create --username "$GITEA_PULL_USERNAME" --password "$GITEA_PULL_PASSWORD" \\
-    --email "$GITEA_PULL_EMAIL" --must-change-password=false
-  echo "pull account $GITEA_PULL_USERNAME: created"
-fi
-"""
+    return "set -eu\n" + _account_script("GITEA_PULL", "pull account", admin=False)
 
 
 def _secret_env(name: str, key: str, secret: str = SECRET_NAME) -> dict[str, Any]:

@@ -85,30 +85,30 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> pulumi.Output[str]:
-    """Stdin lines 3 and 4 of the install and upgrade steps (secret): registries.yaml and the CA
-    certificate, each base64 on one line (an empty line 4: no CA file)."""
+def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> list[pulumi.Output[str]]:
+    """Stdin lines 3 and 4 of the install and upgrade steps (the caller keeps stdin secret):
+    registries.yaml and the CA certificate, each base64 on one line (an empty line 4: no CA file)."""
     ca_file = REGISTRY_CA_PATH if registry.ca_cert_pem is not None else None
 
-    def lines(values: list[str]) -> str:
-        password, ca = values
-        text = render_registries(
-            host=registry.host, username=registry.username, password=password, ca_file=ca_file, layout=layout
+    def registries_line(password: str) -> str:
+        return _b64(
+            render_registries(
+                host=registry.host, username=registry.username, password=password, ca_file=ca_file, layout=layout
+            )
         )
-        return f"{_b64(text)}\n{_b64(ca) if ca else ''}\n"
 
-    return pulumi.Output.secret(pulumi.Output.all(registry.password, registry.ca_cert_pem or "").apply(lines))
+    ca_line = pulumi.Output.from_input(registry.ca_cert_pem or "").apply(lambda ca: _b64(ca) if ca else "")
+    return [pulumi.Output.from_input(registry.password).apply(registries_line), ca_line]
 
 
-def registry_fingerprint(registry: RegistryAccess | None) -> pulumi.Output[str]:
-    """What the registry files converge to, without the password: host, user and CA (pure of
-    secrets), so the gate re-runs when they change. A new password alone restarts k3s (stdin
-    changed) without re-running the gate."""
+def registry_fingerprint(registry: RegistryAccess | None) -> str:
+    """What the registry files converge to, without the password: host, user and CA (pure, and
+    known at preview: all three are plain config values), so the gate re-runs when they change.
+    A new password alone restarts k3s (stdin changed) without re-running the gate. "": none."""
     if registry is None:
-        return pulumi.Output.from_input("")
-    return pulumi.Output.all(registry.host, registry.username, registry.ca_identity or "").apply(
-        lambda v: hashlib.sha256("\n".join(v).encode()).hexdigest()
-    )
+        return ""
+    parts = (registry.host, registry.username, registry.ca_identity or "")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,17 +228,17 @@ class K3sNode(pulumi.ComponentResource):
         )
         # Secrets on stdin, one per line: the join token, then (servers) the agent token's secret,
         # then with a registry registries.yaml and the CA certificate (base64; agents leave line 2 empty).
-        lines: pulumi.Output[str]
+        lines: list[pulumi.Input[str]] = [args.token]
         if node.role == Role.SERVER:
             assert args.agent_token is not None, "every server is given the agent token"
-            lines = pulumi.Output.all(args.token, args.agent_token).apply(lambda ts: f"{ts[0]}\n{ts[1]}\n")
+            lines.append(args.agent_token)
         elif args.registry is not None:
-            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n\n")
-        else:
-            lines = pulumi.Output.from_input(args.token).apply(lambda t: f"{t}\n")
+            lines.append("")
         if args.registry is not None:
-            lines = pulumi.Output.all(lines, registry_stdin(args.registry, layout)).apply(lambda p: p[0] + p[1])
-        stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
+            lines += registry_stdin(args.registry, layout)
+        stdin: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(*lines).apply(lambda values: "".join(f"{v}\n" for v in values))
+        )
         self.install = RemoteCommand(
             f"{name}-install",
             connection=conn,
@@ -282,11 +282,13 @@ class K3sNode(pulumi.ComponentResource):
                 depends_on=[self.install, *self.copies, *args.upgrade_after, self.drain],
             ),
         )
-        upgrade_digest = hashlib.sha256(upgrade_text.encode()).hexdigest()[:16]
-
-        def gate_text(registry_digest: str) -> str:
-            converges = upgrade_digest if not registry_digest else f"{upgrade_digest}+{registry_digest[:16]}"
-            return run(
+        converges = hashlib.sha256(upgrade_text.encode()).hexdigest()[:16]
+        if registry_digest := registry_fingerprint(args.registry):
+            converges += f"+{registry_digest[:16]}"
+        self.ready = RemoteCommand(
+            f"{name}-ready",
+            connection=api_conn,
+            create=run(
                 upgrade_gate_script(
                     hostname=node.hostname,
                     version=k3s.version,
@@ -294,12 +296,7 @@ class K3sNode(pulumi.ComponentResource):
                     timeout_s=gate.ready_timeout_seconds,
                     layout=api_layout,
                 )
-            )
-
-        self.ready = RemoteCommand(
-            f"{name}-ready",
-            connection=api_conn,
-            create=registry_fingerprint(args.registry).apply(gate_text),
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upgrade]),
         )
         self.register_outputs(

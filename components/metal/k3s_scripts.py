@@ -105,9 +105,13 @@ class HostLayout:
 
     root: str = ""
     """Prefix of every path k3s owns; "" on a real host (a per-host directory in the SSH tests)."""
-    systemd: bool = True
-    """Check the k3s unit with systemctl; off only for the directory-rooted hosts of the real-service
-    tests (tests/real/ssh, tests/real/kube), which run no init system. Never set from config."""
+
+    @property
+    def systemd(self) -> bool:
+        """Check the k3s unit with systemctl: on every real host (the lab's run systemd too); not on
+        the directory-rooted hosts of the real-service tests (tests/real/ssh, tests/real/kube),
+        which run no init system."""
+        return not self.root
 
     def path(self, absolute: str) -> str:
         return f"{self.root}{absolute}"
@@ -439,16 +443,17 @@ read_secrets() {{
   trap 'rm -f "$SECRETS"' EXIT
   cat >"$SECRETS"
 }}
+# True when line $1 of stdin is there and not empty.
+has_line() {{ awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS"; }}
 # Line $1 of stdin into file $2 (0600), only when it differs; true when it wrote. $3 names it.
 secret_to() {{
-  awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS" ||
-    fail "no $3 on stdin (line $1)"
+  has_line "$1" || fail "no $3 on stdin (line $1)"
   write_if_changed "$2" 0600 < <(sed -n "$1p" "$SECRETS")
 }}
 # Line $1 of stdin, base64, decoded into file $2 (mode $3) when it differs; an empty line removes
 # the file when it is ours ($4: a first line to recognise it by, "" for any). True when it changed.
 file_from_stdin() {{
-  if ! awk -v n="$1" 'NR == n && length($0) > 0 {{ found = 1 }} END {{ exit !found }}' "$SECRETS"; then
+  if ! has_line "$1"; then
     [ -f "$2" ] || return 1
     if [ -n "$4" ] && [ "$(head -n 1 "$2")" != "$4" ]; then return 1; fi
     rm -f "$2" || fail "cannot remove $2"

@@ -389,4 +389,5 @@ def test_a_rack_without_gitea_writes_no_registries(record: Callable[..., Recordi
     assert not [r for r in rec if r.name == "gitea-pull-password"]
     for node in lab_bare.rack.nodes:
         lines = rec.by_name(f"k3s-{node.hostname}-upgrade").inputs["stdin"].split("\n")
-        assert len(lines) <= 3  # the tokens only: no registries.yaml, no CA
+        # the tokens only (the join token; a server's agent token too): no registries.yaml, no CA
+        assert len(lines) == (3 if node.role == "server" else 2) and lines[-1] == ""

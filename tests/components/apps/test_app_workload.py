@@ -293,7 +293,7 @@ def test_the_rollout_report_passes_shellcheck() -> None:
     from components.metal.k3s_scripts import HostLayout
     from tests.components.metal.test_k3s_scripts import shellcheck
 
-    for layout in (HostLayout(), HostLayout(root="/tmp/hosts/a b", systemd=False)):
+    for layout in (HostLayout(), HostLayout(root="/tmp/hosts/a b")):
         shellcheck(
             rollout_report_script(
                 app="bible-api",

@@ -208,7 +208,7 @@ def test_config_and_scripts_never_carry_the_token() -> None:
 
 # --- every script through shellcheck ----------------------------------------------------------
 
-LAYOUTS = [HostLayout(), HostLayout(root="/tmp/hosts/a b", systemd=False)]
+LAYOUTS = [HostLayout(), HostLayout(root="/tmp/hosts/a b")]
 
 
 def all_scripts(layout: HostLayout) -> dict[str, str]:
@@ -246,6 +246,18 @@ def all_scripts(layout: HostLayout) -> dict[str, str]:
     both = [CONTROL_PLANE_TAINT, EXPERIMENTAL_TAINT]
     out["taints-two"] = taints_script(hostname="rack-cp-1", taints=both, layout=layout)
     return out
+
+
+def test_install_and_upgrade_wait_for_the_k3s_unit_on_a_real_host_only() -> None:
+    """A real host (root "", the lab's systemd hosts too) is ready when its k3s unit is active;
+    a directory-rooted test host runs no init system, so its scripts never ask systemctl."""
+    real, rooted = (all_scripts(layout) for layout in LAYOUTS)
+    steps = [name for name in real if name.startswith(("install-", "upgrade-"))]
+    assert len(steps) == 8
+    for name in steps:
+        unit = "k3s" if "-server-" in name else "k3s-agent"
+        assert f"systemctl is-active --quiet {unit};" in real[name], name
+        assert "systemctl" not in rooted[name], name
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["real-host", "test-root"])
@@ -432,7 +444,7 @@ class FakeAgent:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.layout = HostLayout(root=str(root), systemd=False)
+        self.layout = HostLayout(root=str(root))
         binary = f"#!/bin/sh\necho 'k3s version {VERSION} (fake)'\n"
         for path, text in (
             ("usr/local/bin/k3s", binary),

@@ -80,7 +80,7 @@ def keys(obj: dict[str, Any]) -> set[str]:
 
 def run_taints(api: KubeApi, n: Node, want: list[Any]) -> str:
     root = api.k3s_root("boot")
-    script = taints_script(hostname=n.hostname, taints=want, layout=HostLayout(root=str(root), systemd=False))
+    script = taints_script(hostname=n.hostname, taints=want, layout=HostLayout(root=str(root)))
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

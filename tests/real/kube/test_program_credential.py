@@ -39,7 +39,7 @@ def k3s_yaml(api: KubeApi, root: Path) -> None:
 
 
 def mint(api: KubeApi, root: Path) -> str:
-    script = program_kubeconfig_script(hostname="cred-1", layout=HostLayout(root=str(root), systemd=False))
+    script = program_kubeconfig_script(hostname="cred-1", layout=HostLayout(root=str(root)))
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

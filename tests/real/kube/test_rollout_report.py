@@ -90,7 +90,7 @@ def waiting(app: str, image: str, reason: str, message: str) -> dict[str, Any]:
 
 
 def run_report(api: KubeApi, app: str, image: str, timeout_s: int = 30) -> subprocess.CompletedProcess[str]:
-    layout = HostLayout(root=str(api.k3s_root("rollout")), systemd=False)
+    layout = HostLayout(root=str(api.k3s_root("rollout")))
     script = rollout_report_script(
         app=app, namespace=NS, image=image, revision="test", timeout_s=timeout_s, layout=layout
     )
@@ -130,6 +130,38 @@ def test_after_back_off_the_newest_pull_event_decides(kube_api: KubeApi) -> None
     assert result.returncode == 1
     assert f"auth: cannot pull {image}: Failed to pull image" in result.stderr
     assert "401 Unauthorized" in result.stderr
+
+
+def test_the_pull_error_that_happened_last_decides_not_the_first_one(kube_api: KubeApi) -> None:
+    """The kubelet folds a repeated error into its first event (count and lastTimestamp go up,
+    client-go's event correlator), so the event created last is not always the newest error: a
+    401 while the registry was briefly refusing, then the image's "not found" again, which an
+    event created first carries. The newest by lastTimestamp decides."""
+    image = "git.rack.test/bible/notes:0.4.0"
+    pod = deploy(kube_api, "notes", image)
+    report(kube_api, pod, waiting("notes", image, "ImagePullBackOff", f'Back-off pulling image "{image}"'))
+    earlier = datetime.fromtimestamp(datetime.now(UTC).timestamp() - 120, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name, error, first, last in (
+        ("notes-not-found", NOT_FOUND, earlier, now()),  # created first, repeated until now
+        ("notes-refused", UNAUTHORIZED, earlier, earlier),  # created second, once, two minutes ago
+    ):
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": NS},
+            "involvedObject": {"kind": "Pod", "namespace": NS, "name": pod["metadata"]["name"]},
+            "reason": "Failed",
+            "type": "Warning",
+            "message": f'Failed to pull image "{image}": {error.format(image=image)}',
+            "firstTimestamp": first,
+            "lastTimestamp": last,
+            "count": 1 if first == last else 12,
+            "source": {"component": "kubelet"},
+        }
+        kube_api.kubectl("create", "-f", "-", stdin=json.dumps(event))
+    result = run_report(kube_api, "notes", image)
+    assert result.returncode == 0, result.stderr
+    assert f"notes: {image} is not in the registry yet" in result.stdout
 
 
 def test_a_finished_rollout_is_reported(kube_api: KubeApi) -> None:

@@ -64,7 +64,7 @@ def run(api: KubeApi, script: str) -> subprocess.CompletedProcess[str]:
 
 
 def layout(api: KubeApi) -> HostLayout:
-    return HostLayout(root=str(api.k3s_root("gate")), systemd=False)
+    return HostLayout(root=str(api.k3s_root("gate")))
 
 
 def node(api: KubeApi, name: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ Layout, all created here and removed after (also when a test fails):
   program pins `nodes[].host-key`, and logs in as root with a key generated for the session.
 
 The namespaces share the machine's filesystem, so each host gets its own root directory under
-the session's temp dir and the scripts are built with `HostLayout(root=<that dir>,
-systemd=False)`: every path k3s owns (/etc/rancher, /var/lib/rancher, /usr/local/bin, the
+the session's temp dir and the scripts are built with `HostLayout(root=<that dir>)` (a rooted
+layout never asks systemctl): every path k3s owns (/etc/rancher, /var/lib/rancher, /usr/local/bin, the
 staging folder, the storage mount) is prefixed with it. /proc, /sys and the tools (bash, awk,
 mountpoint, df) are the real ones. There is no init system in a namespace, so the k3s test
 double (lab/k3s-double) stands in for k3s and its service and `systemctl` is not consulted: that
@@ -52,7 +52,7 @@ class SshHost:
 
     @property
     def layout(self) -> HostLayout:
-        return HostLayout(root=str(self.root), systemd=False)
+        return HostLayout(root=str(self.root))
 
 
 @dataclass
