@@ -51,7 +51,6 @@ def build_metal(loaded: Loaded, rack_ca: CaCertificate | None = None) -> MetalLa
             username=gitea_mod.PULL_USER,
             password=pull_password,
             ca_cert_pem=rack_ca.cert_pem if rack_ca is not None else None,
-            ca_identity=rack_ca.identity if rack_ca is not None else None,
         )
     cluster = K3sCluster(
         "k3s",

@@ -1,6 +1,6 @@
 """The rack's private CA and the serving certificate it signs, made by two dynamic providers.
 
-Creates nothing by itself; `RackCa` (components/system/rack_ca.py) registers:
+Creates nothing by itself; `new_rack_ca` and `RackCa` (components/system/rack_ca.py) register:
 - `CaCertificate`: an ECDSA P-256 key and a self-signed CA certificate (`CA:TRUE, pathlen:0`,
   keyCertSign + cRLSign) valid `validity_days`. Made once, in the provider's `create` (never at
   preview, never in the program); its `diff` replaces it only when its `common_name` changes, so
@@ -262,11 +262,6 @@ class CaCertificate(dynamic.Resource):
     def __init__(self, name: str, *, common_name: str, validity_days: int, opts: pulumi.ResourceOptions):
         props = {"common_name": common_name, "validity_days": validity_days, "cert_pem": None, "private_key_pem": None}
         super().__init__(_CaProvider(), name, props, opts)
-        self.identity = common_name
-        """The CA's common name, known before `up` (its certificate is not). Not the CA's identity
-        in every case: `diff` replaces the CA only when this changes, but `pulumi up --replace`
-        (docs/trust.md's re-keying) makes a new CA under the same name; what must follow every new
-        CA keys on `cert_pem`."""
 
 
 class ServingCertificate(dynamic.Resource):

@@ -74,11 +74,8 @@ class RegistryAccess:
     """Its password (secret)."""
     ca_cert_pem: pulumi.Input[str] | None = None
     """The rack CA's certificate (PEM), written to REGISTRY_CA_PATH and named as `tls.ca_file`;
-    None: containerd verifies the registry against the node's system store."""
-    ca_identity: str | None = None
-    """What names that CA, known at preview (`CaCertificate.identity`, its common name: the CA is
-    replaced only when it changes); the gates' fingerprint keys on it, not on the certificate,
-    which is unknown until the first `up` made it."""
+    None: containerd verifies the registry against the node's system store. A new certificate
+    (any new CA, `--replace` included) is a trigger of each node's gate, which then runs again."""
 
 
 def _b64(text: str) -> str:
@@ -102,12 +99,14 @@ def registry_stdin(registry: RegistryAccess, layout: HostLayout) -> list[pulumi.
 
 
 def registry_fingerprint(registry: RegistryAccess | None) -> str:
-    """What the registry files converge to, without the password: host, user and CA (pure, and
-    known at preview: all three are plain config values), so the gate re-runs when they change.
-    A new password alone restarts k3s (stdin changed) without re-running the gate. "": none."""
+    """What the registry files converge to, without the password and the CA's certificate: host,
+    user and whether a CA file is named (pure, and known at preview), so the gate re-runs when they
+    change. The certificate itself is the gate's trigger (it is unknown until the first `up` made
+    it, and would hide the gate's text from the plan). A new password alone restarts k3s (stdin
+    changed) without re-running the gate. "": none."""
     if registry is None:
         return ""
-    parts = (registry.host, registry.username, registry.ca_identity or "")
+    parts = (registry.host, registry.username, REGISTRY_CA_PATH if registry.ca_cert_pem is not None else "")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -297,6 +296,10 @@ class K3sNode(pulumi.ComponentResource):
                     layout=api_layout,
                 )
             ),
+            # A new CA certificate (written by the upgrade step) replaces the gate: it runs again.
+            triggers=[args.registry.ca_cert_pem]
+            if args.registry is not None and args.registry.ca_cert_pem is not None
+            else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.upgrade]),
         )
         self.register_outputs(

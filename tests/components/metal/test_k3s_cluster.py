@@ -625,8 +625,6 @@ def build_with_registry(record: Callable[..., Recording], ca: str | None) -> Rec
             username="rack-puller",
             password=pulumi.Output.secret(PULL_PASSWORD),
             ca_cert_pem=ca,
-            # a new CA comes with a new common name (CaCertificate replaces only then)
-            ca_identity=None if ca is None else {CA_ONE: "homelab rack CA (one)", CA_TWO: "homelab rack CA (two)"}[ca],
         )
         K3sCluster("k3s", K3sClusterArgs(rack=rack, registry=registry))
 
