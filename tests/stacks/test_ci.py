@@ -346,6 +346,24 @@ def test_a_state_backend_name_resolves_through_dns_records(homelab_raw: dict[str
         assert str(parse_rack(homelab_raw).state_backend_ip()) == "192.168.10.60", written
 
 
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        # digits and dots are an address, never a name, though RFC 1123 would let a label be digits
+        ("300.1.1.1", "'300.1.1.1' is not an IPv4 address"),
+        ("192.168.10", "'192.168.10' is not an IPv4 address"),
+        ("minio_1:9000", "'minio_1:9000' is neither an IPv4 address nor a DNS name"),
+        (3232238140, "must be an IPv4 address written as text"),  # YAML's int, not 192.168.10.60
+    ],
+)
+def test_a_state_backend_address_is_an_ip_or_a_name(homelab_raw: dict[str, Any], written: Any, message: str) -> None:
+    homelab_raw["gitea"]["runners"]["state-backend"] = {"address": written, "port": 9000}
+    with pytest.raises(ConfigError) as err:
+        parse_rack(homelab_raw)
+    (issue,) = err.value.issues
+    assert issue.path == "rack.gitea.runners.state-backend.address" and message in issue.message, issue
+
+
 def test_runners_trust_the_rack_ca_of_the_system_layer(
     record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
 ) -> None:
