@@ -517,7 +517,7 @@ class GiteaRunners(pulumi.ComponentResource):
         if args.ca_cert_pem is not None:
             # The bundle is written at pod start: a new CA rolls the pods.
             digest = pulumi.Output.from_input(args.ca_cert_pem).apply(
-                lambda pem: hashlib.sha256((pem or "").encode()).hexdigest()  # None: unknown under mocks
+                lambda pem: hashlib.sha256(pem.encode()).hexdigest()
             )
             dep["spec"]["template"]["metadata"]["annotations"] = {CA_DIGEST_ANNOTATION: digest}
         configs = [self.config_map, *([self.ca_config_map] if self.ca_config_map is not None else [])]
