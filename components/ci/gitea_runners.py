@@ -437,20 +437,16 @@ def render_secret(s: RunnerSettings, token: Any) -> dict[str, Any]:
 
 def lan_egress(s: RunnerSettings) -> list[dict[str, Any]]:
     """The LAN peers a deploy needs, each address with exactly its port: the API servers on 6443,
-    SSH (grouped by port: the Pis share `ssh.port`, the GPU host has its own), the state backend."""
-    rules = []
-    if s.api_addresses:
-        peers = [cidr_peer(host_network(a)) for a in sorted(set(s.api_addresses))]
-        rules.append(rule(peers, tcp(API_PORT), egress=True))
+    SSH (the Pis share `ssh.port`, the GPU host has its own), the state backend. One rule per port,
+    listing the addresses that are reached on it."""
+    backend = [s.state_backend] if s.state_backend is not None else []
     by_port: dict[int, set[str]] = defaultdict(set)
-    for address, port in s.ssh_peers:
+    for address, port in [*((a, API_PORT) for a in s.api_addresses), *s.ssh_peers, *backend]:
         by_port[port].add(address)
-    for port in sorted(by_port):
-        rules.append(rule([cidr_peer(host_network(a)) for a in sorted(by_port[port])], tcp(port), egress=True))
-    if s.state_backend is not None:
-        address, port = s.state_backend
-        rules.append(rule([cidr_peer(host_network(address))], tcp(port), egress=True))
-    return rules
+    return [
+        rule([cidr_peer(host_network(a)) for a in sorted(by_port[port])], tcp(port), egress=True)
+        for port in sorted(by_port)
+    ]
 
 
 def render_network_policy(s: RunnerSettings) -> dict[str, Any]:
