@@ -501,22 +501,23 @@ class GiteaRunners(pulumi.ComponentResource):
         self.secret = KubernetesObject(f"{name}-secret", sec, child)
         cm = render_config_map(s, with_ca=with_ca)
         self.config_map = KubernetesObject(f"{name}-config", cm, child)
-        self.ca_config_map = None
-        if args.ca_cert_pem is not None:
-            self.ca_config_map = KubernetesObject(f"{name}-ca", render_ca_config_map(s, args.ca_cert_pem), child)
+        ca_cm = render_ca_config_map(s, args.ca_cert_pem) if args.ca_cert_pem is not None else None
         dep = render_deployment(
             s,
             config_map=cm["metadata"]["name"],
             secret=sec["metadata"]["name"],
-            ca_config_map=CA_NAME if with_ca else None,
+            ca_config_map=ca_cm["metadata"]["name"] if ca_cm is not None else None,
         )
-        if args.ca_cert_pem is not None:
+        configs = [self.config_map]
+        self.ca_config_map = None
+        if ca_cm is not None:
+            self.ca_config_map = KubernetesObject(f"{name}-ca", ca_cm, child)
+            configs.append(self.ca_config_map)
             # The bundle is written at pod start: a new CA rolls the pods.
-            digest = pulumi.Output.from_input(args.ca_cert_pem).apply(
+            digest = pulumi.Output.from_input(ca_cm["data"][CA_KEY]).apply(
                 lambda pem: hashlib.sha256(pem.encode()).hexdigest()
             )
             dep["spec"]["template"]["metadata"]["annotations"] = {CA_DIGEST_ANNOTATION: digest}
-        configs = [self.config_map, *([self.ca_config_map] if self.ca_config_map is not None else [])]
         self.deployment = KubernetesObject(
             f"{name}-deployment", dep, pulumi.ResourceOptions(parent=self, depends_on=[self.secret, *configs])
         )
