@@ -505,17 +505,11 @@ RunnerLabel = Annotated[str, AfterValidator(_runner_label)]
 
 
 def _backend_address(value: Any) -> Any:
-    """An IPv4 address, or a DNS name that `rack.dns.records` must give an address (rack_problems)."""
-    if isinstance(value, IPv4Address):
-        return value
-    if not isinstance(value, str):
-        got = f"{type(value).__name__} {value!r}"
-        raise ValueError(f"must be an IPv4 address or a DNS name written as text (got {got})")
-    try:
-        return IPv4Address(value)
-    except ValueError:
-        pass
-    if re.fullmatch(r"[\d.]+", value) or not (_HOSTNAME.match(value) or _DOMAIN.match(value)):
+    """A DNS name, which `rack.dns.records` must give an address (rack_problems), or an IPv4
+    address as `_ipv4` reads one (text of digits and dots, or not text at all, is meant as one)."""
+    if not isinstance(value, str) or re.fullmatch(r"[\d.]+", value):
+        return _ipv4(value)
+    if not (_HOSTNAME.match(value) or _DOMAIN.match(value)):
         raise ValueError(f"'{value}' is neither an IPv4 address nor a DNS name (e.g. 192.168.10.60 or minio)")
     return value
 

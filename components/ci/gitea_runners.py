@@ -437,20 +437,16 @@ def render_secret(s: RunnerSettings, token: Any) -> dict[str, Any]:
 
 def lan_egress(s: RunnerSettings) -> list[dict[str, Any]]:
     """The LAN peers a deploy needs, each address with exactly its port: the API servers on 6443,
-    SSH (grouped by port: the Pis share `ssh.port`, the GPU host has its own), the state backend."""
-    rules = []
-    if s.api_addresses:
-        peers = [cidr_peer(host_network(a)) for a in sorted(set(s.api_addresses))]
-        rules.append(rule(peers, tcp(API_PORT), egress=True))
+    SSH (the Pis share `ssh.port`, the GPU host has its own), the state backend. One rule per port,
+    listing the addresses that are reached on it."""
+    backend = [s.state_backend] if s.state_backend is not None else []
     by_port: dict[int, set[str]] = defaultdict(set)
-    for address, port in s.ssh_peers:
+    for address, port in [*((a, API_PORT) for a in s.api_addresses), *s.ssh_peers, *backend]:
         by_port[port].add(address)
-    for port in sorted(by_port):
-        rules.append(rule([cidr_peer(host_network(a)) for a in sorted(by_port[port])], tcp(port), egress=True))
-    if s.state_backend is not None:
-        address, port = s.state_backend
-        rules.append(rule([cidr_peer(host_network(address))], tcp(port), egress=True))
-    return rules
+    return [
+        rule([cidr_peer(host_network(a)) for a in sorted(by_port[port])], tcp(port), egress=True)
+        for port in sorted(by_port)
+    ]
 
 
 def render_network_policy(s: RunnerSettings) -> dict[str, Any]:
@@ -505,22 +501,23 @@ class GiteaRunners(pulumi.ComponentResource):
         self.secret = KubernetesObject(f"{name}-secret", sec, child)
         cm = render_config_map(s, with_ca=with_ca)
         self.config_map = KubernetesObject(f"{name}-config", cm, child)
-        self.ca_config_map = None
-        if args.ca_cert_pem is not None:
-            self.ca_config_map = KubernetesObject(f"{name}-ca", render_ca_config_map(s, args.ca_cert_pem), child)
+        ca_cm = render_ca_config_map(s, args.ca_cert_pem) if args.ca_cert_pem is not None else None
         dep = render_deployment(
             s,
             config_map=cm["metadata"]["name"],
             secret=sec["metadata"]["name"],
-            ca_config_map=CA_NAME if with_ca else None,
+            ca_config_map=ca_cm["metadata"]["name"] if ca_cm is not None else None,
         )
-        if args.ca_cert_pem is not None:
+        configs = [self.config_map]
+        self.ca_config_map = None
+        if ca_cm is not None:
+            self.ca_config_map = KubernetesObject(f"{name}-ca", ca_cm, child)
+            configs.append(self.ca_config_map)
             # The bundle is written at pod start: a new CA rolls the pods.
-            digest = pulumi.Output.from_input(args.ca_cert_pem).apply(
-                lambda pem: hashlib.sha256((pem or "").encode()).hexdigest()  # None: unknown under mocks
+            digest = pulumi.Output.from_input(ca_cm["data"][CA_KEY]).apply(
+                lambda pem: hashlib.sha256(pem.encode()).hexdigest()
             )
             dep["spec"]["template"]["metadata"]["annotations"] = {CA_DIGEST_ANNOTATION: digest}
-        configs = [self.config_map, *([self.ca_config_map] if self.ca_config_map is not None else [])]
         self.deployment = KubernetesObject(
             f"{name}-deployment", dep, pulumi.ResourceOptions(parent=self, depends_on=[self.secret, *configs])
         )

@@ -36,12 +36,13 @@ from components.core.network_policy import (
     Endpoint,
 )
 from components.gpu import inference_gateway
-from plan.engine import DefaultMocks, Recording, Registration
+from plan.engine import Recording, Registration
 from rack.config import Rack
 from rack.endpoints import ServiceEndpoint, inference_endpoint
 from rack.loader import Loaded
 from rack.vocabulary import Category
 from stacks.ci import CI_NAMESPACE, RUNNERS_NAMESPACE
+from tests.components.core.dynamic_mocks import ProviderRunningMocks
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 POD_OWNERS = {
@@ -123,9 +124,10 @@ def validate(m: dict[str, Any]) -> bool:
     return True
 
 
-class KnownSecrets(DefaultMocks):
-    """The default mocks, plus a value for every generated secret (a dynamic resource), so the
-    Secrets' stringData is known and can be validated and inspected (values are test strings)."""
+class KnownSecrets(ProviderRunningMocks):
+    """Dynamic resources answered by their own provider (the rack CA's certificate is a real one,
+    as `pulumi up` stores it), and a test string as every generated secret's value, so the Secrets'
+    stringData is known and can be validated and inspected."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         rid, state = super().new_resource(args)

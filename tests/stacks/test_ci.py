@@ -5,6 +5,7 @@ config rule that Gitea needs PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -346,15 +347,40 @@ def test_a_state_backend_name_resolves_through_dns_records(homelab_raw: dict[str
         assert str(parse_rack(homelab_raw).state_backend_ip()) == "192.168.10.60", written
 
 
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        # digits and dots are an address, never a name, though RFC 1123 would let a label be digits
+        ("300.1.1.1", "'300.1.1.1' is not an IPv4 address"),
+        ("192.168.10", "'192.168.10' is not an IPv4 address"),
+        ("minio_1:9000", "'minio_1:9000' is neither an IPv4 address nor a DNS name"),
+        (3232238140, "must be an IPv4 address written as text"),  # YAML's int, not 192.168.10.60
+    ],
+)
+def test_a_state_backend_address_is_an_ip_or_a_name(homelab_raw: dict[str, Any], written: Any, message: str) -> None:
+    homelab_raw["gitea"]["runners"]["state-backend"] = {"address": written, "port": 9000}
+    with pytest.raises(ConfigError) as err:
+        parse_rack(homelab_raw)
+    (issue,) = err.value.issues
+    assert issue.path == "rack.gitea.runners.state-backend.address" and message in issue.message, issue
+
+
 def test_runners_trust_the_rack_ca_of_the_system_layer(
     record: Callable[..., Recording], homelab: Loaded, platform_with_endpoints: dict[str, bool]
 ) -> None:
-    # The composition hands the system layer's CA to the runners: the CA ConfigMap exists and the
-    # runner pods mount it.
-    rec = record_stack(record, homelab)
-    assert manifest(rec.by_name("gitea-runners-ca"))["metadata"]["name"] == "gitea-runner-ca"
-    pod = pod_spec(manifest(rec.by_name("gitea-runners-deployment")))
-    assert {"name": "rack-ca", "configMap": {"name": "gitea-runner-ca"}} in pod["volumes"]
+    # The composition hands the system layer's CA to the runners: the CA ConfigMap holds the
+    # certificate the CA's own provider made, the runner pods mount it, and their template carries
+    # its digest (a new CA rolls them).
+    mocks = KnownSecrets()
+    rec = record(lambda: composition.build(homelab), preview=False, mocks=mocks)
+    ca_pem = mocks.created["rack-ca-ca"]["cert_pem"]
+    assert ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+    ca = manifest(rec.by_name("gitea-runners-ca"))
+    assert ca["metadata"]["name"] == "gitea-runner-ca" and ca["data"] == {"ca.crt": ca_pem}
+    template = manifest(rec.by_name("gitea-runners-deployment"))["spec"]["template"]
+    assert {"name": "rack-ca", "configMap": {"name": "gitea-runner-ca"}} in template["spec"]["volumes"]
+    digest = hashlib.sha256(ca_pem.encode()).hexdigest()
+    assert template["metadata"]["annotations"] == {"homelab.rack/ca-sha256": digest}
 
 
 def test_the_pull_account_and_every_node_share_one_generated_password(
