@@ -141,9 +141,8 @@ class RackCa(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["private_key_pem"]),
         )
         self.serving_cert_pem = self.serving.cert_pem
-        # `or ""`: a value is None only where no provider ran (mocks that echo inputs as outputs).
         data = pulumi.Output.all(self.serving.cert_pem, self.serving.private_key_pem).apply(
-            lambda ck: tls_data(ck[0] or "", ck[1] or "")
+            lambda ck: tls_data(ck[0], ck[1])
         )
         self.secret_name = SECRET_NAME
         self.secret = KubernetesObject(f"{name}-secret", render_tls_secret(data), child)

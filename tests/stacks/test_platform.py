@@ -18,18 +18,20 @@ import pytest
 from components.core.layout import HOSTNAME_LABEL, WORKLOAD_LABEL
 from components.platform.pinned_volume import pinned_node
 from components.system import new_rack_ca
-from plan.engine import DefaultMocks, Recording, Registration, run_program
+from plan.engine import Recording, Registration, run_program
 from rack.config import DatabaseKind
 from rack.loader import Loaded, RackSecrets
 from stacks.metal import build_metal
 from stacks.platform import PlatformLayer, build_platform, database_clients
 from stacks.system import build_system
+from tests.components.core.dynamic_mocks import ProviderRunningMocks
 
 GENERATED = "GeneratedPw0123456789abcdefXYZ42"
 
 
-class GeneratedSecretMocks(DefaultMocks):
-    """TEST DOUBLE of the GeneratedSecret provider's create: the dynamic resource returns a value."""
+class GeneratedSecretMocks(ProviderRunningMocks):
+    """Dynamic resources answered by their own provider (the rack CA), and TEST DOUBLE of the
+    GeneratedSecret provider's create: a known value."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         rid, state = super().new_resource(args)
