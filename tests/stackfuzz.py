@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -34,8 +35,6 @@ def budget(bounded: int) -> int:
 
 def fuzz_settings(bounded: int, deadline_s: float) -> settings:
     # the profile (tests/conftest.py) fixes the seed; each property its budget and deadline
-    from datetime import timedelta
-
     return settings(max_examples=budget(bounded), deadline=timedelta(seconds=deadline_s))
 
 
