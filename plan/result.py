@@ -14,7 +14,7 @@ from typing import Any
 from components.core.layout import NAMESPACES
 from plan.engine import Recording, Registration, run_program
 from plan.scheduler import Node, Placement, Problem, Schedule, nodes_from_rack, schedule, workloads_from
-from plan.wiring import INGRESS_TYPE, gitea_database_links, ingress_json, lan_dns_json, storage_json, volumes_json
+from plan.wiring import gitea_database_links, ingress_json, lan_dns_json, storage_json, urls_json, volumes_json
 from rack.config import Rack
 from rack.k3s_releases import release_warnings
 from rack.loader import Loaded
@@ -72,17 +72,10 @@ class PlanResult:
         )
 
     def urls(self) -> list[dict[str, str]]:
-        """Every URL the rack will serve, read from the Ingress objects the program registers
-        (one per rule host and path: what Traefik will route), sorted; `service` is where it leads."""
-        out: dict[str, str] = {}
-        for r in self.recording.of_type(INGRESS_TYPE):
-            namespace = ((r.inputs.get("metadata") or {}).get("namespace")) or "default"
-            for rule in (r.inputs.get("spec") or {}).get("rules") or []:
-                for path in ((rule.get("http") or {}).get("paths")) or []:
-                    backend = ((path.get("backend") or {}).get("service")) or {}
-                    suffix = path.get("path", "/") or "/"
-                    out[f"https://{rule.get('host')}{suffix}"] = f"{namespace}/{backend.get('name')}"
-        return [{"url": url, "service": service} for url, service in sorted(out.items())]
+        """Every URL the rack will serve (`plan.wiring.urls_json` of the ingress routes)."""
+        registrations = self.recording.registrations
+        workloads, _ = workloads_from(registrations)
+        return urls_json(ingress_json(self.loaded.rack, registrations, workloads, self.sched.nodes))
 
     def to_json(self) -> dict[str, Any]:
         sched = self.sched
@@ -90,6 +83,7 @@ class PlanResult:
         workloads, _ = workloads_from(registrations)
         volumes = volumes_json(registrations, workloads, sched.nodes)
         rack = self.loaded.rack
+        ingress = ingress_json(rack, registrations, workloads, sched.nodes)
         return {
             "stack": self.stack,
             "nodes": [_node_json(n, rack, volumes) for n in sched.nodes],
@@ -98,8 +92,8 @@ class PlanResult:
             "backups": self.backups,
             "links": app_links(self.loaded, sched.placements) + gitea_database_links(registrations, workloads),
             "volumes": volumes,
-            "ingress": ingress_json(rack, registrations, workloads, sched.nodes),
-            "urls": self.urls(),
+            "ingress": ingress,
+            "urls": urls_json(ingress),
             "dns": lan_dns_json(rack, registrations),
             # By URN: the SDK's registration order varies from run to run (it follows asyncio
             # scheduling), and a plan diffed between two commits must show only real changes.

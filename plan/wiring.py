@@ -7,6 +7,7 @@ Creates nothing in Pulumi. Pure functions of the registered objects (the rendere
 - `storage_json`: a node's `storage` (config: path and size) with the Gi its volumes request;
 - `ingress_json`: every Ingress rule (host -> Service -> the workloads its selector matches) and
   the node the names resolve to (see `ingress_json` for why that node is the one serving them);
+- `urls_json`: the URLs those routes serve (`https://<host><path>` -> Service);
 - `gitea_database_links`: Gitea -> the database Service its rendered env points at;
 - `lan_dns_json`: where the LAN asks for the names under the domain (`rack.dns.address`), the
   node there and the ports of the registered `coredns-lan` Service.
@@ -169,6 +170,13 @@ def ingress_json(
         "node": at.hostname if serves and at is not None else None,
         "routes": sorted(routes, key=lambda x: (str(x["host"]), str(x["path"]))),
     }
+
+
+def urls_json(ingress: dict[str, Any]) -> list[dict[str, str]]:
+    """Every URL the rack will serve, from `ingress_json`'s routes (one per rule host and path:
+    what Traefik will route), sorted; `service` is where it leads."""
+    urls = {f"https://{r['host']}{r['path'] or '/'}": r["service"] for r in ingress["routes"]}
+    return [{"url": url, "service": service} for url, service in sorted(urls.items())]
 
 
 LAN_DNS_SERVICE = (CONFIGMAP_NAMESPACE, SERVICE_NAME)

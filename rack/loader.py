@@ -50,6 +50,7 @@ OPTION_KEYS: dict[str, str] = {
 SKIPPABLE_LAYERS: tuple[str, ...] = ("gpu",)
 """The layers `homelab:skip-layers` may name."""
 
+
 @dataclass(frozen=True)
 class ConfigWarning:
     key: str
@@ -220,12 +221,6 @@ class _ShapeError(Exception):
         self.message = message
 
 
-def _check_shape(value: Any, root: str) -> None:
-    issues = shape_issues(value, root)
-    if issues:
-        raise ConfigError(issues)
-
-
 class _StackLoader(yaml.SafeLoader):
     """PyYAML's safe loader, with the Python errors its constructors raise on values that look
     like ints, floats, booleans or timestamps but are not (`2001-13-45`, `!!int x`, `!!bool maybe`,
@@ -287,7 +282,8 @@ def load_from_pulumi() -> Loaded:
         raise ConfigError([Issue("homelab:rack", too_deep)]) from None
     if raw is None:
         raise ConfigError([Issue("homelab:rack", "required: the stack config has no homelab:rack")])
-    _check_shape(raw, "rack")
+    if shapes := shape_issues(raw, "rack"):
+        raise ConfigError(shapes)
     rack = parse_rack(raw)
     present_keys = {key for key in SECRET_KEYS if config.get(key) is not None}
     missing = required_secret_issues(rack, present_keys)
@@ -352,8 +348,6 @@ class StackFile:
                 loader.dispose()
         except yaml.YAMLError as exc:
             raise ConfigError([Issue(str(path), f"is not valid YAML: {exc}")]) from None
-        except RecursionError:
-            raise ConfigError([Issue(str(path), "is not valid YAML here: nested too deeply for the parser")]) from None
         if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
             raise ConfigError([Issue(str(path), "must be a mapping with a `config:` mapping")])
         odd = [key for key in (data.get("config") or {}) if not isinstance(key, str)]
@@ -374,11 +368,9 @@ class StackFile:
                 issues.append(Issue(f"{prefix}{key}", f"must be a secret: `pulumi config set --secret {prefix}{key}`"))
         if RACK_KEY not in ours:
             issues.append(Issue(f"{prefix}{RACK_KEY}", "required: the stack file has no homelab:rack"))
-        shapes = {k: shape_issues(v, "rack" if k == RACK_KEY else f"{prefix}{k}") for k, v in ours.items()}
-        for found in shapes.values():
-            issues.extend(found)
-        if any(shapes.values()):
-            raise ConfigError(issues)
+        shapes = [i for k, v in ours.items() for i in shape_issues(v, "rack" if k == RACK_KEY else f"{prefix}{k}")]
+        if shapes:
+            raise ConfigError(issues + shapes)
         rack: Rack | None = None
         try:
             rack = parse_rack(ours.get(RACK_KEY)) if RACK_KEY in ours else None

@@ -85,22 +85,14 @@ def lab_bare() -> Loaded:
 # --- Hypothesis: a fixed budget and seed in `make test`, a long profile by hand -------------------
 # HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest tests/rack/test_fuzz_loader.py tests/plan/test_fuzz_plan.py
 # (docs/development.md). Each property sets its own budget through tests.stackfuzz.budget.
-settings.register_profile(
-    "bounded",
-    derandomize=True,  # the same examples on every run: a failure in CI is a failure on the laptop
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+_FUZZ_COMMON: dict[str, Any] = {
+    "database": None,
+    "print_blob": True,  # a failure prints @reproduce_failure(...) to replay it
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
     # no explain phase: it re-runs the failing example under a tracer, which breaks the time limits
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
-settings.register_profile(
-    "long",
-    derandomize=False,
-    database=None,
-    print_blob=True,  # a failure prints @reproduce_failure(...) to replay it
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    # no explain phase: it re-runs the failing example under a tracer, which breaks the time limits
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+}
+# the same examples on every run: a failure in CI is a failure on the laptop
+settings.register_profile("bounded", derandomize=True, **_FUZZ_COMMON)
+settings.register_profile("long", derandomize=False, **_FUZZ_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bounded"))

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -20,6 +21,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from rack.config import format_loc
+from rack.loader import MAX_DEPTH
 from tests.conftest import ROOT, stack_raw
 
 SCHEMA: dict[str, Any] = json.loads((ROOT / "schema" / "stack.schema.json").read_text())
@@ -34,8 +36,6 @@ def budget(bounded: int) -> int:
 
 def fuzz_settings(bounded: int, deadline_s: float) -> settings:
     # the profile (tests/conftest.py) fixes the seed; each property its budget and deadline
-    from datetime import timedelta
-
     return settings(max_examples=budget(bounded), deadline=timedelta(seconds=deadline_s))
 
 
@@ -415,16 +415,20 @@ def deep_nesting(draw: st.DrawFn) -> Case:
     """A value nested 1 to 3000 levels deep (flow lists or mappings) at a key of the sample rack."""
     name = draw(st.sampled_from(sorted(SAMPLES)))
     slot = draw(st.sampled_from([s for s in SLOTS[name] if s.loc]))
-    depth = draw(st.one_of(st.integers(1, 40), st.integers(41, 3000)))
+    # within the model; past the loader's limit but within its YAML composer's (2 x MAX_DEPTH); past both
+    depth = draw(st.one_of(st.integers(1, 40), st.integers(41, 2 * MAX_DEPTH), st.integers(2 * MAX_DEPTH, 3000)))
     opener, closer = draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
     rack = json.loads(json.dumps(SAMPLES[name]))
     set_at(rack, slot.loc, "DEEP-HERE")
     text = dump({"homelab:rack": rack}, flow=True).decode()
     nested = opener * depth + "1" + closer * depth
     named: tuple[str, ...] = ()
+    messages: dict[str, str] = {}
     if depth > 40:  # past the model's depth and the loader's limit, within or past PyYAML's own
         named = (format_loc(slot.loc, "rack"),)
-    return Case(text.replace("DEEP-HERE", nested, 1).encode(), "deep", named)
+        # refused for its depth (a type error at the key would name it too, without saying why)
+        messages = {named[0]: f"nested more than {MAX_DEPTH} levels deep"}
+    return Case(text.replace("DEEP-HERE", nested, 1).encode(), "deep", named, messages)
 
 
 @st.composite
@@ -445,8 +449,11 @@ def alias_bombs(draw: st.DrawFn) -> Case:
     leaves = fanout**levels
     # too big to expand (whatever the slot takes), or a list or mapping where the schema wants neither
     too_big = leaves > 1_000_000
-    named = (format_loc(slot.loc, "rack"),) if too_big or not types_of(slot.schema) & {"array", "object", "any"} else ()
-    return Case(dump({"homelab:rack": rack}, flow=draw(st.sampled_from([True, False]))), "alias", named)
+    where = format_loc(slot.loc, "rack")
+    named = (where,) if too_big or not types_of(slot.schema) & {"array", "object", "any"} else ()
+    # too big: refused for its size before any type check (a type error at the key would not say why)
+    messages = {where: "once YAML aliases (*name) are expanded"} if too_big else {}
+    return Case(dump({"homelab:rack": rack}, flow=draw(st.sampled_from([True, False]))), "alias", named, messages)
 
 
 def any_case(*, valid_share: bool = False) -> st.SearchStrategy[Case]:

@@ -12,7 +12,7 @@ from pulumi.runtime import mocks as _mocks
 import stacks.composition as composition
 from plan.engine import RecordingMonitor
 from rack.loader import Loaded
-from tests.conftest import stack_raw
+from tests.conftest import loaded_from, stack_raw
 from tests.stacks.test_apps import KnownSecrets
 
 
@@ -53,3 +53,18 @@ def test_urls_and_admin_logins_are_outputs(known_secrets: None, homelab: Loaded)
         pulumi.Output.is_secret(outs["gitea_admin_password"]),  # type: ignore[arg-type]
         pulumi.Output.is_secret(outs["grafana_admin_password"]),  # type: ignore[arg-type]
     ).apply(check)
+
+
+@pulumi.runtime.test
+def test_dns_address_is_the_racks_own_and_absent_without_one(known_secrets: None) -> None:
+    # The sample puts the LAN DNS on the ingress node; another node's address (rack-pi-2, a
+    # general node in the sample) tells rack.dns.address apart from rack.ingress.address.
+    def outputs(raw: dict[str, Any]) -> dict[str, Any]:
+        loaded = loaded_from(raw)
+        return composition.login_outputs(composition.build(loaded), loaded)
+
+    raw = stack_raw("homelab")
+    raw["dns"]["address"] = "192.168.10.22"
+    assert outputs(raw)["dns_address"] == "192.168.10.22"
+    del raw["dns"]["address"]
+    assert "dns_address" not in outputs(raw)
