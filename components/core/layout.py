@@ -77,18 +77,18 @@ LAN_DNS_POOL = "rack-lan-dns"
 """The ServiceLB pool of the LAN DNS Service: the one node at `rack.dns.address`."""
 
 
-def servicelb_labels(*, lan_dns: bool | None) -> dict[str, str]:
-    """ServiceLB node labels pinning the LAN DNS Service to one node (pure).
+def servicelb_labels(*, lan_dns: bool) -> dict[str, str]:
+    """ServiceLB node labels (pure): every node `enablelb=true`, and the node at `rack.dns.address`
+    (`lan_dns`) also the LAN DNS pool.
 
-    `lan_dns` None: no LAN DNS address, no labels (ServiceLB's default: every node). Otherwise
-    every node is labelled `enablelb=true`, so every other LoadBalancer Service (Traefik, Gitea's
-    SSH) still runs on every node, and the node at the address (`lan_dns` True) also carries the
-    pool label. k3s' `newDaemonSet` (pkg/cloudprovider/servicelb.go) sets the svclb DaemonSet's
-    nodeSelector to `enablelb: "true"` only when some node has the enablelb label, and adds
-    `lbpool: <the Service's lbpool label>` to it; the pool alone, without enablelb on the nodes,
-    would be ignored (docs.k3s.io/networking/networking-services, "ServiceLB node selection")."""
-    if lan_dns is None:
-        return {}
+    Every node, always: k3s' `newDaemonSet` (pkg/cloudprovider/servicelb.go) sets an svclb
+    DaemonSet's nodeSelector to `enablelb: "true"` once some node has the enablelb label, and
+    resets it only on a change to a node that still carries the label (`onChangeNode`). Labels that
+    came and went with `rack.dns.address` would leave Traefik's and Gitea's SSH svclb DaemonSets
+    selecting no node after the key is removed; labelled always, every LoadBalancer Service keeps
+    every node, and the pool (`lbpool: <the Service's lbpool label>`, added to the selector of a
+    Service carrying it) pins the LAN DNS Service to its node (docs.k3s.io/networking/
+    networking-services, "ServiceLB node selection")."""
     labels = {SERVICELB_ENABLE_LABEL: "true"}
     if lan_dns:
         labels[SERVICELB_POOL_LABEL] = LAN_DNS_POOL

@@ -102,11 +102,11 @@ def ssh_connection(rack: Rack, node: Node, private_key: pulumi.Input[str] | None
 
 
 def render_node_layout(node: Node, *, lan_dns_address: IPv4Address | None = None) -> dict[str, Any]:
-    """The Node fields this program applies: class/role/arch labels, and with `rack.dns.address`
-    the ServiceLB labels pinning the LAN DNS Service to the node at that address
-    (`servicelb_labels`) (pure). Labels are a map, so server-side apply owns only these keys.
+    """The Node fields this program applies: class/role/arch labels and the ServiceLB labels
+    (`servicelb_labels`: every node in the enablelb set, the node at `rack.dns.address` in the LAN
+    DNS pool) (pure). Labels are a map, so server-side apply owns only these keys.
     Taints are the `-taints` command's (`taints_script`)."""
-    lan_dns = None if lan_dns_address is None else node.address == lan_dns_address
+    lan_dns = lan_dns_address is not None and node.address == lan_dns_address
     return {
         "apiVersion": "v1",
         "kind": "Node",

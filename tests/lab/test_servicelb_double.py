@@ -44,8 +44,18 @@ ALL = ["192.168.10.11", "192.168.10.21", "192.168.10.22", "192.168.10.31", "192.
 
 
 def test_without_labels_every_node_serves() -> None:
-    assert double().eligible_ips(api_nodes(None)) == ALL
-    assert double().eligible_ips(api_nodes(None), "rack-lan-dns") == ALL  # a pool alone is ignored
+    """k3s with no node carrying `enablelb`: no nodeSelector at all, so a pool is ignored too."""
+    nodes = api_nodes(None)
+    for n in nodes:
+        n["metadata"]["labels"] = {k: v for k, v in n["metadata"]["labels"].items() if "svccontroller" not in k}
+    assert double().eligible_ips(nodes) == ALL
+    assert double().eligible_ips(nodes, "rack-lan-dns") == ALL
+
+
+def test_without_a_lan_dns_address_every_node_serves_and_no_node_is_in_the_pool() -> None:
+    nodes = api_nodes(None)  # the program's labels: enablelb on every node, the pool on none
+    assert double().eligible_ips(nodes) == ALL
+    assert double().eligible_ips(nodes, "rack-lan-dns") == []
 
 
 def test_the_lan_dns_pool_is_the_one_node_and_other_services_keep_every_node() -> None:

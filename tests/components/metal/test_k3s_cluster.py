@@ -595,17 +595,21 @@ def test_the_provider_gets_a_service_account_token_never_the_admin_certificate(
     assert rec.by_name("k3s-kubeconfig").inputs["logging"] == "none"
 
 
-def test_without_a_lan_dns_address_no_node_gets_a_servicelb_label(record: Callable[..., Recording]) -> None:
-    """ServiceLB's default (every node) stays untouched: one enablelb label on any node would
-    switch every LoadBalancer Service to the labelled nodes only."""
+def test_without_a_lan_dns_address_every_node_stays_in_servicelb_s_set(record: Callable[..., Recording]) -> None:
+    """Without rack.dns.address every node still carries enablelb=true and none the pool: the
+    labels never come and go with the key, since k3s keeps an svclb DaemonSet's enablelb selector
+    once no node carries the label (`onChangeNode`, pkg/cloudprovider/servicelb.go), which would
+    leave Traefik's and Gitea's SSH svclb pods on no node."""
     raw = raw_rack()
     del raw["dns"]["address"]
     rack: Rack = parse_rack(raw)
     rec = build(record, raw)
     for node in rack.nodes:
         labels = rec.by_name(f"k3s-{node.hostname}-layout").inputs["metadata"]["labels"]
-        assert labels == node_labels(node_class=node.node_class, role=node.role, arch=node.arch)
-        assert not any(k.startswith("svccontroller.k3s.cattle.io/") for k in labels)
+        assert labels == {
+            **node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
+            "svccontroller.k3s.cattle.io/enablelb": "true",
+        }
 
 
 # --- the rack's registry: registries.yaml and the CA file on every node ------------------------
