@@ -9,8 +9,9 @@ server's objects, the engine's own diff (`preview --json`) and history.
 
 lab/e2e.sh runs it between lab-up and lab-down (also after a failure). Exit 0 only when all
 selected steps pass; a summary table (step, result, wall time, what was measured) ends the output and is
-also written to build/e2e/summary.json. HOMELAB_E2E_STEPS=1,4 runs only those steps (by number;
-step 1 is the bootstrap the others build on).
+also written to build/e2e/summary.json. HOMELAB_E2E_STEPS=1,3,4 runs only those steps (by
+number; each builds on the state the steps before it leave: step 1 bootstraps, step 4 removes the
+agent step 3 adds).
 
     .venv/bin/python lab/e2e.py        (after `source build/lab/env.sh` and `. toolchain/env.sh`)
 """
