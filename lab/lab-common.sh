@@ -106,7 +106,7 @@ kill_pidfiles() {
 }
 
 # Kill every process inside a network namespace (the host's sshd, its sessions, whatever they
-# started, the API forwarder). The host's mount namespace dies with its last process.
+# started, the k3s supervisor). The host's mount namespace dies with its last process.
 kill_netns_pids() {
     local ns="$1" pids round
     for round in 1 2 3 4 5 6 7 8 9 10; do
@@ -122,7 +122,7 @@ kill_netns_pids() {
 
 # Start a host: systemd-nspawn booting the host's Debian root (lab-host-init.sh) inside the host's
 # network namespace and a private mount namespace (its "SSD" mounted at the storage path, if it
-# has one); an API forwarder on servers.
+# has one); the k3s supervisor (lab/k3s-supervisor.py) on servers.
 host_start() {
     local name="$1" addr="$2" role="$3" storage="${4:--}" ns hd
     ns="$(ns_of "$name")"
@@ -134,11 +134,12 @@ host_start() {
         "$lab_here/lab-host-init.sh" "$name" "$hd" "$(cat "$LAB_RUN/bin")" "$(cat "$LAB_RUN/rootfs")" "$LAB_DATASTORE" "$storage" \
         </dev/null >>"$hd/console.log" 2>&1 &
     if [[ "$role" == server ]]; then
-        # A k3s server serves the API on :6443 of its own address (and 127.0.0.1 inside the
-        # host). The lab's one kube-apiserver sits on the bridge; forward to it.
-        setsid ip netns exec "$ns" socat \
-            "TCP-LISTEN:$LAB_API_PORT,fork,reuseaddr" "TCP:$LAB_BRIDGE_ADDR:$LAB_API_PORT" \
-            </dev/null >>"$hd/api-forward.log" 2>&1 &
+        # A k3s server serves its supervisor (/cacerts, /ping) and the API on :6443 of its own
+        # address (and 127.0.0.1 inside the host). The lab's one kube-apiserver sits on the
+        # bridge: lab/k3s-supervisor.py answers as the server and passes the rest to it.
+        setsid ip netns exec "$ns" "$(readlink -f "$LAB_PYTHON")" "$lab_here/k3s-supervisor.py" \
+            "0.0.0.0:$LAB_API_PORT" "$LAB_BRIDGE_ADDR:$LAB_API_PORT" "$LAB_PKI" \
+            </dev/null >>"$hd/k3s-supervisor.log" 2>&1 &
     fi
 }
 

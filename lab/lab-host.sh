@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Take one lab host down or bring it back (root), for the "host is down" step of the e2e:
-#   lab-host.sh stop HOSTNAME    kill everything in the host (sshd, sessions, API forwarder):
+#   lab-host.sh stop HOSTNAME    kill everything in the host (sshd, sessions, k3s supervisor):
 #                                ssh to it is refused, like a host whose sshd is gone
 #   lab-host.sh start HOSTNAME   boot it again: same network, same disk (its overlay upper dirs
 #                                keep what was written, like a reboot), fresh /tmp and /run

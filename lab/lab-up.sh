@@ -9,9 +9,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lab-common.sh"
 
 [[ $EUID -eq 0 ]] || die "lab-up needs root (network namespaces, bridge, mounts)"
-for tool in ip unshare setsid ssh ssh-keygen ssh-agent ssh-add openssl curl socat mmdebstrap systemd-nspawn; do
+for tool in ip unshare setsid ssh ssh-keygen ssh-agent ssh-add openssl curl mmdebstrap systemd-nspawn; do
     command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] ||
-        die "$tool not found (apt-get install iproute2 util-linux openssh-client openssl curl socat mmdebstrap systemd-container)"
+        die "$tool not found (apt-get install iproute2 util-linux openssh-client openssl curl mmdebstrap systemd-container)"
 done
 [[ -x "$LAB_PYTHON" ]] || die "no python at $LAB_PYTHON (make venv)"
 
@@ -269,7 +269,7 @@ for h in "${hosts[@]}"; do
     } >"$up/etc/lab/apiserver.env"
     if [[ "$role" == server ]]; then
         cp "$LAB_PKI/admin.kubeconfig" "$up/etc/lab/admin.kubeconfig"
-        # As k3s writes it: admin credentials, server https://127.0.0.1:6443 (forwarded).
+        # As k3s writes it: admin credentials, server https://127.0.0.1:6443 (the supervisor).
         sed "s|server: $LAB_API_URL|server: https://127.0.0.1:$LAB_API_PORT|" \
             "$LAB_PKI/admin.kubeconfig" >"$up/etc/lab/k3s.yaml"
         chmod 0600 "$up/etc/lab/k3s.yaml"

@@ -2,7 +2,7 @@
 
 The double runs as the program's air-gap path installs it (make-airgap.sh stamps it) in a
 directory-rooted host under tmp_path, without systemd (it starts once in the foreground). No lab
-is needed: the "server" it dials is a TLS listener on loopback started here. Upstream behaviour,
+is needed: the server a lab agent validates is lab/k3s-supervisor.py on loopback, started here. Upstream behaviour,
 and where it is stated:
 - `k3s agent` passes every config.yaml key to its flag parser: an unknown key fails the start
   (k3s-io/k3s pkg/configfilearg/defaultparser.go: ValidFlags covers only `server` and
@@ -11,21 +11,21 @@ and where it is stated:
 - registries.yaml is YAML with the top-level keys `mirrors` and `configs`
   (docs.k3s.io/installation/private-registry); a file that does not parse fails the start.
 - the token's password must match the server's (agents present user `node`; k3s docs cli/token).
-- the `server:` URL is dialled and its certificate must validate against the cluster CA
-  (docs.k3s.io/cli/token, "TLS Bootstrapping").
+- the `server:` URL is dialled first: `GET /cacerts`, the server's certificate validated against
+  the bundle it serves, a full token's hash compared with the sha256 of those bytes, each failure
+  "Failed to validate connection to cluster at <url>: ..." (k3s-io/k3s pkg/clientaccess/token.go
+  getCACerts, validateCAHash; pkg/agent/config; docs.k3s.io/cli/token, "TLS Bootstrapping").
 """
 
 from __future__ import annotations
 
-import socket
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.k3s_supervisor import free_port, make_pki, supervisor, token
 from tests.prereq import need
 
 REPO = Path(__file__).resolve().parents[3]
@@ -178,98 +178,82 @@ def test_a_well_formed_registries_yaml_is_accepted(cluster: tuple[Path, Path]) -
 # --- the server URL is dialled ------------------------------------------------------------------
 
 
-def _pki(tmp: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a serving certificate for 127.0.0.1 signed by it (openssl)."""
-    need("openssl", "openssl")
-    d = tmp / name
-    d.mkdir()
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", f"/CN={name}-ca", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=server",
-        "-keyout", str(d / "tls.key"), "-out", str(d / "tls.csr"))  # fmt: skip
-    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(d / "tls.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-        "-CAcreateserial", "-days", "1", "-extfile", str(d / "ext"), "-out", str(d / "tls.crt"))  # fmt: skip
-    return d / "ca.crt", d / "tls.crt", d / "tls.key"
-
-
-@pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
-    """A TLS listener on loopback answering every request 200 (stands in for the server's
-    supervisor), with its cluster CA and a foreign CA; yields (port, cluster CA, foreign CA)."""
-    ca, cert, key = _pki(tmp_path, "cluster")
-    foreign, _, _ = _pki(tmp_path, "foreign")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(4096)
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
-            except (ssl.SSLError, OSError):
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield port, ca, foreign
-    stop.set()
-    thread.join(5)
-    listener.close()
-
-
-def _lab_agent(tmp: Path, server_url: str, ca: Path) -> Path:
-    """An agent configured as in the lab (K3S_DOUBLE_KUBECONFIG: dial, then register)."""
+def _lab_agent(tmp: Path, server_url: str, token: str) -> Path:
+    """An agent configured as in the lab (K3S_DOUBLE_KUBECONFIG: validate the server, then
+    register; the registration fails here: no API)."""
     root = _host(tmp, "lab-agent", "K3S_DOUBLE_KUBECONFIG=/nonexistent/node.kubeconfig\n")
     (root / "etc/lab").mkdir(parents=True)
     (root / "etc/lab/apiserver.env").write_text(
-        f"LAB_NODE_KUBECONFIG=/nonexistent/node.kubeconfig\nLAB_NODE_ADDRESS=127.0.0.1\n"
-        f"LAB_KUBECTL=/bin/false\nLAB_CA_CERT={ca}\n"
+        "LAB_NODE_KUBECONFIG=/nonexistent/node.kubeconfig\nLAB_NODE_ADDRESS=127.0.0.1\nLAB_KUBECTL=/bin/false\n"
     )
-    _configure(root, AGENT_CONFIG.replace("https://10.0.0.11:6443", server_url), "K10abc::node:secret")
+    _configure(root, AGENT_CONFIG.replace("https://10.0.0.11:6443", server_url), token)
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@pytest.fixture
+def server_pki(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A k3s server's :6443 as the lab runs it (lab/k3s-supervisor.py, serving /cacerts) with its
+    cluster PKI; yields (URL, PKI directory)."""
+    pki = make_pki(tmp_path, "cluster")
+    with supervisor(pki) as url:
+        yield url, pki
 
 
-def test_an_unreachable_server_url_fails_the_start(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
-    _, ca, _ = tls_server
-    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{_free_port()}", ca)
-    started = _start(agent, "agent")
-    assert started.returncode != 0
-    assert "Failed to validate connection to cluster" in started.stderr
+def _failure(started: subprocess.CompletedProcess[str]) -> str:
+    assert started.returncode != 0, started.stderr
+    return started.stderr
 
 
-def test_a_server_of_another_cluster_fails_the_start(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
-    port, _, foreign = tls_server
-    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{port}", foreign)
-    started = _start(agent, "agent")
-    assert started.returncode != 0
-    assert "Failed to validate connection to cluster" in started.stderr
+def test_an_unreachable_server_url_fails_the_start(tmp_path: Path, server_pki: tuple[str, Path]) -> None:
+    _, pki = server_pki
+    url = f"https://127.0.0.1:{free_port()}"
+    stderr = _failure(_start(_lab_agent(tmp_path, url, token(pki, "node", "secret")), "agent"))
+    assert f"Failed to validate connection to cluster at {url}: failed to get CA certs" in stderr
 
 
-def test_a_reachable_server_of_this_cluster_is_dialled(tmp_path: Path, tls_server: tuple[int, Path, Path]) -> None:
-    """The dial passes; the start then goes on to register the Node (which fails here: no API)."""
-    port, ca, _ = tls_server
-    agent = _lab_agent(tmp_path, f"https://127.0.0.1:{port}", ca)
-    started = _start(agent, "agent")
+def test_a_server_of_another_cluster_fails_the_start(tmp_path: Path, server_pki: tuple[str, Path]) -> None:
+    """The token pins this cluster's CA; the server at the URL serves another's on /cacerts."""
+    url, _ = server_pki
+    ours = make_pki(tmp_path, "ours")
+    stderr = _failure(_start(_lab_agent(tmp_path, url, token(ours, "node", "secret")), "agent"))
+    assert f"Failed to validate connection to cluster at {url}: token CA hash does not match" in stderr
+
+
+def test_a_server_whose_certificate_its_own_bundle_does_not_validate_fails_the_start(tmp_path: Path) -> None:
+    """getCACerts' second request: the server's certificate must validate against the bundle it
+    serves ("CA cert validation failed"): a supervisor serving another CA's file."""
+    pki = make_pki(tmp_path, "cluster")
+    other = make_pki(tmp_path, "other")
+    (pki / "ca.crt").rename(pki / "own-ca.crt")
+    (pki / "ca.crt").write_bytes((other / "ca.crt").read_bytes())
+    with supervisor(pki) as url:
+        stderr = _failure(_start(_lab_agent(tmp_path, url, token(other, "node", "secret")), "agent"))
+    assert f"Failed to validate connection to cluster at {url}: CA cert validation failed" in stderr
+
+
+def test_a_malformed_token_ca_hash_fails_the_start(tmp_path: Path, server_pki: tuple[str, Path]) -> None:
+    """parseToken: a hash is empty or 64 hex digits."""
+    url, _ = server_pki
+    stderr = _failure(_start(_lab_agent(tmp_path, url, "K10abc::node:secret"), "agent"))
+    assert "invalid token CA hash length" in stderr
+
+
+def test_a_reachable_server_of_this_cluster_is_validated(tmp_path: Path, server_pki: tuple[str, Path]) -> None:
+    """/cacerts fetched, the hash matches: the start goes on to register the Node (which fails
+    here: no API)."""
+    url, pki = server_pki
+    started = _start(_lab_agent(tmp_path, url, token(pki, "node", "secret")), "agent")
     assert "Failed to validate connection to cluster" not in started.stderr
+    assert "registering Node agent-1" in started.stderr
+    fetched = tmp_path / "lab-agent/var/lib/rancher/k3s/double/cacerts"
+    assert fetched.read_bytes() == (pki / "ca.crt").read_bytes()
+
+
+def test_a_token_without_a_ca_hash_trusts_what_the_server_serves_with_a_warning(
+    tmp_path: Path, server_pki: tuple[str, Path]
+) -> None:
+    """validateCAHash: no hash in the token, a CA not in the host's bundle: k3s warns and goes on."""
+    url, _ = server_pki
+    started = _start(_lab_agent(tmp_path, url, "secret"), "agent")
+    assert "the token does not include a CA hash" in started.stderr
     assert "registering Node agent-1" in started.stderr

@@ -4,8 +4,9 @@ Brings the lab up once for the module (real kube-apiserver, kube-controller-mana
 kube-scheduler and etcd built from Go modules, KWOK, one network namespace with a real OpenSSH
 server per host of Pulumi.lab.yaml) and proves:
 - the API server answers on the bridge, authenticates clients by certificate, and is reachable
-  from inside a host (directly, and through the server host's :6443 forwarder under the names in
-  its serving certificate);
+  from inside a host (directly, and through the server host's :6443 k3s supervisor double under
+  the names in its serving certificate, which answers /cacerts and /ping itself and passes the
+  client's own identity on);
 - every host answers SSH with its own host key and hostname; a file written on one host under
   the paths k3s uses is invisible on another host and on the machine;
 - a host's node identity may register its own Node and not another's (Node authorizer +
@@ -99,7 +100,6 @@ def _needs() -> None:
     need("systemd-nspawn", "systemd-container", root=True)
     need("mmdebstrap", "mmdebstrap", root=True)
     need("ssh", "openssh-client")
-    need("socat", "socat")
     need("openssl", "openssl")
     need("curl", "curl")
     need("ip", "iproute2", root=True)
@@ -319,13 +319,40 @@ post() { curl -sS -o /dev/null -w '%{http_code}\n' --cacert "$LAB_CA_CERT" --cer
         lab_rack.api("DELETE", f"/api/v1/nodes/{me}")
 
 
-def test_api_reachable_from_hosts_and_through_the_server_forwarder(lab_rack: Lab) -> None:
+def test_api_reachable_from_hosts_and_through_the_server_supervisor(lab_rack: Lab) -> None:
     server = next(h for h in lab_rack.hosts if h["role"] == "server")
     ca = lab_rack.env["LAB_CA_CERT"]
     ctx = ssl.create_default_context(cafile=ca)
+    supervisor = f"https://{server['address']}:6443"
     # From the machine, under the server host's address (the program's rewritten k3s.yaml).
-    with urllib.request.urlopen(f"https://{server['address']}:6443/readyz", context=ctx, timeout=10) as resp:
+    with urllib.request.urlopen(f"{supervisor}/readyz", context=ctx, timeout=10) as resp:
         assert resp.read() == b"ok"
+    # What a k3s server answers itself (k3s pkg/server/handlers/router.go): the CA bundle's bytes
+    # on /cacerts (what a token's hash pins), "pong" on /ping.
+    with urllib.request.urlopen(f"{supervisor}/cacerts", context=ctx, timeout=10) as resp:
+        assert resp.read() == Path(ca).read_bytes()
+    with urllib.request.urlopen(f"{supervisor}/ping", context=ctx, timeout=10) as resp:
+        assert resp.read() == b"pong"
+    # The rest reaches the API server as the client: the admin certificate's identity (lab-up:
+    # CN=lab-admin, O=system:masters), whatever X-Remote-* headers the client adds; no
+    # certificate: anonymous, who may not list nodes (403, not refused outright).
+    status, _ = lab_rack.api("GET", "/api/v1/nodes", base=supervisor)
+    assert status == 200
+    admin = ssl.create_default_context(cafile=ca)
+    admin.load_cert_chain(lab_rack.env["LAB_ADMIN_CERT"], lab_rack.env["LAB_ADMIN_KEY"])
+    review = urllib.request.Request(
+        f"{supervisor}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        data=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode(),
+        headers={"Content-Type": "application/json", "X-Remote-User": "someone-else", "X-Remote-Group": "forged"},
+        method="POST",
+    )
+    with urllib.request.urlopen(review, context=admin, timeout=10) as resp:
+        user = json.loads(resp.read())["status"]["userInfo"]
+    assert user["username"] == "lab-admin"
+    assert "system:masters" in user["groups"] and "forged" not in user["groups"]
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(f"{supervisor}/api/v1/nodes", context=ctx, timeout=10)
+    assert denied.value.code == 403
     # Inside the server host, the k3s.yaml address; inside an agent, the bridge address.
     assert (
         lab_rack.ssh(server["hostname"], "curl -sS --cacert /etc/lab/ca.crt https://127.0.0.1:6443/readyz").stdout
