@@ -5,18 +5,13 @@ server in tests/real/lab/test_lab_smoke.py."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
-from tests.conftest import ROOT
+from tests.lab import lab_script
 
 
 def _supervisor() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k3s_supervisor", ROOT / "lab" / "k3s-supervisor.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return lab_script("k3s-supervisor.py")
 
 
 # As Python's ssl module reports a verified client certificate (SSLSocket.getpeercert()).

@@ -5,22 +5,18 @@ labels the program's NodePatch writes (components.metal.k3s_cluster.render_node_
 
 from __future__ import annotations
 
-import importlib.util
 from ipaddress import IPv4Address
 from types import ModuleType
 from typing import Any
 
 from components.metal.k3s_cluster import render_node_layout
 from rack.config import parse_rack
-from tests.conftest import ROOT, stack_raw
+from tests.conftest import stack_raw
+from tests.lab import lab_script
 
 
 def double() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("servicelb_double", ROOT / "lab" / "servicelb-double.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return lab_script("servicelb-double.py")
 
 
 def api_nodes(dns_address: str | None) -> list[dict[str, Any]]:
