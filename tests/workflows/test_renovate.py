@@ -223,9 +223,24 @@ def renovate_bin() -> Path:
                 cmd = [npm, "install", "--prefix", str(partial), "--no-audit", "--no-fund", "--omit=dev"]
                 cmd += ["--loglevel=error", f"renovate@{RENOVATE_VERSION}"]
                 env = {**os.environ, "npm_config_update_notifier": "false"}
+                # Renovate's optional `re2` is built by node-gyp, which needs this Node's headers:
+                # those of its own installation (<prefix>/include/node) when present, else node-gyp
+                # downloads them from nodejs.org (unreachable offline) and npm drops re2 silently.
+                node_prefix = Path(node).resolve().parent.parent
+                if (node_prefix / "include" / "node" / "node_api.h").exists():
+                    env["npm_config_nodedir"] = str(node_prefix)
                 result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
                 if result.returncode != 0:
                     pytest.fail(f"npm install renovate@{RENOVATE_VERSION} failed:\n{result.stderr[-3000:]}")
+                # Without re2 Renovate checks regexes with JavaScript's RegExp, which refuses the
+                # `(?m)` flags of renovate.json's custom managers (RE2 syntax, as Renovate documents
+                # them): the tests would fail for the test machine, not for the config.
+                re2 = subprocess.run([node, "-e", "require('re2')"], cwd=partial, capture_output=True, text=True)
+                if re2.returncode != 0:
+                    unmet(
+                        f"renovate@{RENOVATE_VERSION}'s optional re2 did not build (node-gyp found no Node "
+                        f"headers: install them under {node_prefix}/include/node, or set npm's nodedir)"
+                    )
                 partial.rename(prefix)
                 done.write_text(f"renovate@{RENOVATE_VERSION}\n")
     modules = prefix / "node_modules"
@@ -245,16 +260,21 @@ def run_validator(renovate_bin: Path, config: Path, *args: str) -> subprocess.Co
     )
 
 
+def git(repo: Path, *args: str) -> None:
+    """git in a test's repository, as an identity of its own (none need be configured here)."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, timeout=120)
+
+
 def copy_repo(dest: Path) -> Path:
     """The repository as a clone would have it (with uncommitted work), committed in a new git repo."""
     for path in files_of(ROOT):
         target = dest / path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / path, target)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
-    env["GIT_COMMITTER_EMAIL"] = "t@t"
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run(["git", *cmd], cwd=dest, env=env, check=True, capture_output=True, timeout=120)
+        git(dest, *cmd)
     return dest
 
 
@@ -331,7 +351,7 @@ def test_a_pin_that_loses_its_renovate_comment_is_reported(renovate_bin: Path, t
     comment = "    # renovate: datasource=docker depName=grafana/grafana\n"
     assert text.count(comment) == 1
     config.write_text(text.replace(comment, ""))
-    subprocess.run(["git", "commit", "-qam", "break"], cwd=repo, check=True, capture_output=True, timeout=60)
+    git(repo, "commit", "-qam", "break")
     missing = uncovered(scan(repo), extract(renovate_bin, repo))
     default = Monitoring.model_fields["grafana_version"].default
     assert [(p.file, p.kind, p.value) for p in missing] == [("rack/config.py", "Python default", default)]
