@@ -1,8 +1,9 @@
 """Renovate keeps every version pin of the repository current (renovate.json, docs/renovate.md).
 
 Checked with Renovate itself: the npm package `renovate` at RENOVATE_VERSION, installed on first
-use into ~/.cache/homelab-rack/renovate/<version> (outside the repository; HOMELAB_RENOVATE_CACHE
-moves it). Node and npm are prerequisites (tests/prereq.py): locally a missing or too old one
+use (tests/workflows/renovate_npm.py, which .ci/run also starts in the background) into
+~/.cache/homelab-rack/renovate/<version> (outside the repository; HOMELAB_RENOVATE_CACHE moves
+it). Node and npm are prerequisites (tests/prereq.py): locally a missing or too old one
 skips, in CI it fails.
 
 - `renovate-config-validator --strict` accepts renovate.json, and refuses broken ones.
@@ -20,7 +21,6 @@ skips, in CI it fails.
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import json
 import os
@@ -41,16 +41,14 @@ from packaging.requirements import Requirement
 from rack.config import Monitoring
 from tests.conftest import ROOT
 from tests.prereq import need, unmet
+from tests.workflows import renovate_npm
 
-# renovate: datasource=npm depName=renovate
-RENOVATE_VERSION = "39.264.1"
-"""The newest Renovate whose engines include Node 20 (what CI has); .gitea/workflows/renovate.yml
-runs the same release, so the config is validated by the Renovate that runs it."""
+RENOVATE_VERSION = renovate_npm.RENOVATE_VERSION
+"""tests/workflows/renovate_npm.py's pin (installed there, also by .ci/run in the background)."""
 
 RENOVATE_NODE = "^20.15.1 || ^22.11.0"
 """The Node versions that Renovate release runs on (its package.json `engines`; checked after install)."""
 
-CACHE = Path(os.environ.get("HOMELAB_RENOVATE_CACHE", Path.home() / ".cache" / "homelab-rack" / "renovate"))
 THIS = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 EXCLUDED: dict[str, str] = {
@@ -210,39 +208,12 @@ def renovate_bin() -> Path:
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
     if not node_runs_renovate(version):  # before a 400 MB install that could not run
         unmet(f"node {version} does not run renovate@{RENOVATE_VERSION} (it needs node {RENOVATE_NODE})")
-    prefix = CACHE / RENOVATE_VERSION
-    done = prefix / ".complete"
-    if not done.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with open(CACHE / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers install once
-            if not done.exists():
-                partial = CACHE / f"{RENOVATE_VERSION}.partial"
-                shutil.rmtree(partial, ignore_errors=True)
-                shutil.rmtree(prefix, ignore_errors=True)
-                cmd = [npm, "install", "--prefix", str(partial), "--no-audit", "--no-fund", "--omit=dev"]
-                cmd += ["--loglevel=error", f"renovate@{RENOVATE_VERSION}"]
-                env = {**os.environ, "npm_config_update_notifier": "false"}
-                # Renovate's optional `re2` is built by node-gyp, which needs this Node's headers:
-                # those of its own installation (<prefix>/include/node) when present, else node-gyp
-                # downloads them from nodejs.org (unreachable offline) and npm drops re2 silently.
-                node_prefix = Path(node).resolve().parent.parent
-                if (node_prefix / "include" / "node" / "node_api.h").exists():
-                    env["npm_config_nodedir"] = str(node_prefix)
-                result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
-                if result.returncode != 0:
-                    pytest.fail(f"npm install renovate@{RENOVATE_VERSION} failed:\n{result.stderr[-3000:]}")
-                # Without re2 Renovate checks regexes with JavaScript's RegExp, which refuses the
-                # `(?m)` flags of renovate.json's custom managers (RE2 syntax, as Renovate documents
-                # them): the tests would fail for the test machine, not for the config.
-                re2 = subprocess.run([node, "-e", "require('re2')"], cwd=partial, capture_output=True, text=True)
-                if re2.returncode != 0:
-                    unmet(
-                        f"renovate@{RENOVATE_VERSION}'s optional re2 did not build (node-gyp found no Node "
-                        f"headers: install them under {node_prefix}/include/node, or set npm's nodedir)"
-                    )
-                partial.rename(prefix)
-                done.write_text(f"renovate@{RENOVATE_VERSION}\n")
+    try:
+        prefix = renovate_npm.install(node, npm)
+    except renovate_npm.InstallError as err:
+        if err.prerequisite:
+            unmet(str(err))
+        pytest.fail(str(err))
     modules = prefix / "node_modules"
     engines = json.loads((modules / "renovate" / "package.json").read_text())["engines"]["node"]
     assert engines == RENOVATE_NODE, f"renovate@{RENOVATE_VERSION} needs node {engines}: update RENOVATE_NODE"
