@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.prereq import need
+from tests.prereq import free_port, need
 
 SUPERVISOR = Path(__file__).resolve().parents[1] / "lab" / "k3s-supervisor.py"
 
@@ -48,13 +48,6 @@ def token(pki: Path, user: str, password: str) -> str:
     """The secure-format token pinning `pki`'s CA: k3s' FormatTokenBytes (the sha256 of the CA
     file's bytes, for a one-certificate bundle)."""
     return f"K10{hashlib.sha256((pki / 'ca.crt').read_bytes()).hexdigest()}::{user}:{password}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.prereq import need, unmet
+from tests.prereq import free_port, need, unmet
 from tests.real.ssh.conftest import _wait_for_port
 from tests.toolchain.test_toolchain import REPO, _built_bin
 
@@ -45,12 +45,6 @@ STOCK_SSHD_CONFIG = Path("/usr/share/openssh/sshd_config")
 """Debian's pristine sshd_config, shipped by openssh-server (what /etc/ssh/sshd_config starts as)."""
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 """The key Pulumi's state marks a secret value with (sdk/go/common/resource/sig)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -91,7 +85,7 @@ def sshd() -> Iterator[Sshd]:
         client = home / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client)], check=True)
         (home / "authorized_keys").write_text(client.with_suffix(".pub").read_text())
-        port = _free_port()
+        port = free_port()
         options += [
             "-o", f"Port={port}",
             "-o", "ListenAddress=127.0.0.1",

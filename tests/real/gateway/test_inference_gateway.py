@@ -11,7 +11,6 @@ again 200 once it is back; traffic is proxied unchanged while up.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import threading
 import time
@@ -27,17 +26,11 @@ import pytest
 from components.gpu import inference_gateway as gateway
 from rack.config import GpuContainer
 from rack.endpoints import ServiceEndpoint
-from tests.prereq import need
+from tests.prereq import free_port, need
 
 pytestmark = [pytest.mark.slow]
 
 HEALTH = "/api/tags"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ModelServer:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from components.ci.gitea import render_db_init_script, render_runner_token_script
-from tests.prereq import need
+from tests.prereq import free_port, need
 
 pytestmark = [pytest.mark.realdb]
 
@@ -53,12 +52,6 @@ def pg_bin(name: str) -> str:
         if os.path.exists(path):
             return path
     return need(name, "postgresql")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

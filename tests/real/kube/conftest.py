@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,17 +28,11 @@ from typing import Any
 
 import pytest
 
-from tests.prereq import lab_binary, need
+from tests.prereq import free_port, lab_binary, need
 
 ADMIN_TOKEN = "kube-test-admin-token-7d2f3a91c4e8"
 NODE_MONITOR_GRACE = 12
 """Seconds without a kubelet status before the node lifecycle controller taints a Node (kept short)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -133,7 +126,7 @@ def kube_api() -> Iterator[KubeApi]:
             _own_copy(lab_binary(b), tmp / "bin")
             for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
         )
-        client, peer, secure = _free_port(), _free_port(), _free_port()
+        client, peer, secure = free_port(), free_port(), free_port()
         subprocess.run(
             [openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp / "sa.key")],
             check=True,
@@ -198,7 +191,7 @@ def kube_api() -> Iterator[KubeApi]:
             "kube-controller-manager",
             [
                 kcm, "--kubeconfig", str(kubeconfig), "--leader-elect=false",
-                "--bind-address", "127.0.0.1", "--secure-port", str(_free_port()),
+                "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
                 "--controllers", "nodelifecycle,serviceaccount,serviceaccount-token,disruption",
                 "--service-account-private-key-file", str(tmp / "sa.key"),
                 "--root-ca-file", str(tmp / "certs" / "apiserver.crt"),

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,7 @@ import yaml
 from components.observability import monitoring_config as mc
 from rack.config import Monitoring, parse_rack
 from tests.conftest import stack_raw
+from tests.prereq import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -55,12 +55,6 @@ def binary(name: str) -> Path:
             pytest.fail(problem)
         pytest.skip(problem)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_rules(directory: Path) -> Path:
@@ -380,9 +374,7 @@ def test_vmalert_fires_for_an_off_node_copy_older_than_two_periods(store: Store,
         (rules / name).write_text(text)
     now = time.time()
     pushed = {"postgres": now - 3 * 86400, "mysql": now - 3600, "gitea": now - 8 * 86400}
-    store.import_text(
-        "".join(sample(mc.BACKUP_METRIC, {"dataset": d}, at, int(at * 1000)) for d, at in pushed.items())
-    )
+    store.import_text("".join(sample(mc.BACKUP_METRIC, {"dataset": d}, at, int(at * 1000)) for d, at in pushed.items()))
     store.flush()
     port = free_port()
     args = [f"-rule={rules}/*.yaml", f"-datasource.url={store.url}", f"-remoteWrite.url={store.url}",

@@ -23,17 +23,11 @@ from pathlib import Path
 import pytest
 
 from rack.config import _host_key
-from tests.prereq import need
+from tests.prereq import free_port, need
 
 pytestmark = [pytest.mark.realssh]
 
 TYPES = {"ed25519": "ssh-ed25519", "ecdsa": "ecdsa-sha2-nistp256", "rsa": "ssh-rsa"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, 
         lines.append(f"HostKey {path}")
     client_key = tmp / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True)
-    port = _free_port()
+    port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
         "\n".join(

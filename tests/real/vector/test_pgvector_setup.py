@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from components.platform.database_manifests import DATABASE_NAME, DATABASE_USER,
 from components.platform.vector_store import EXTENSION, render_job, setup_statements
 from rack.config import Database as DatabaseConfig
 from rack.config import DatabaseKind
-from tests.prereq import need
+from tests.prereq import free_port, need
 
 pytestmark = [pytest.mark.realdb]
 
@@ -51,12 +50,6 @@ def pg_bin() -> Path:
             pytest.fail(problem)
         pytest.skip(problem)
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
