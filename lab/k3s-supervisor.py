@@ -53,10 +53,11 @@ def _address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _response(status: str, body: bytes) -> bytes:
+def _response(status: str, body: bytes, *, head: bool = False) -> bytes:
+    """A whole response; for a HEAD request its headers only (the length still the body's)."""
     return (
         f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
+    ).encode() + (b"" if head else body)
 
 
 def identity_headers(peercert: dict | None) -> list[str]:
@@ -72,12 +73,12 @@ def identity_headers(peercert: dict | None) -> list[str]:
     ]
 
 
-def rewrite_head(lines: list[str], peercert: dict | None) -> bytes:
+def rewrite_head(lines: list[str], identity: list[str]) -> bytes:
     """The request head as sent upstream: client identity headers replaced, one request per
     connection (`Connection: close`) unless the client asks to upgrade it."""
     headers = [line for line in lines[1:] if not line.lower().startswith(DROPPED)]
     upgrade = any(line.lower().startswith("upgrade:") for line in lines[1:])
-    headers += identity_headers(peercert)
+    headers += identity
     headers.append("Connection: Upgrade" if upgrade else "Connection: close")
     return ("\r\n".join([lines[0], *headers]) + "\r\n\r\n").encode("latin-1")
 
@@ -123,18 +124,18 @@ class Supervisor:
         lines = head[:-4].decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         path = target.split("?", 1)[0]
-        if path in ("/cacerts", "/ping") and method in ("GET", "HEAD"):
+        if path in ("/cacerts", "/ping"):  # any method: k3s' mux routes these paths without a method matcher
             body = self.cacerts if path == "/cacerts" else b"pong"
-            writer.write(_response("200 OK", body if method == "GET" else b""))
+            writer.write(_response("200 OK", body, head=method == "HEAD"))
             await writer.drain()
             return
-        peercert = writer.get_extra_info("peercert")
-        tls = self.as_proxy if identity_headers(peercert) else self.as_is
+        identity = identity_headers(writer.get_extra_info("peercert"))
+        tls = self.as_proxy if identity else self.as_is
         up_reader, up_writer = await asyncio.wait_for(
             asyncio.open_connection(*self.upstream, ssl=tls, server_hostname=self.upstream[0]), 10
         )
         try:
-            up_writer.write(rewrite_head(lines, peercert))
+            up_writer.write(rewrite_head(lines, identity))
             await up_writer.drain()
             to_server = asyncio.ensure_future(_pipe(reader, up_writer))
             to_client = asyncio.ensure_future(_pipe(up_reader, writer))

@@ -40,7 +40,8 @@ def test_a_certificate_s_identity_replaces_what_the_client_claims() -> None:
         "X-Remote-Extra-Scopes: all",
         "Accept: application/json",
     ]
-    sent = _headers(_supervisor().rewrite_head(lines, NODE))
+    supervisor = _supervisor()
+    sent = _headers(supervisor.rewrite_head(lines, supervisor.identity_headers(NODE)))
     assert sent == [
         "GET /api/v1/secrets HTTP/1.1",
         "Host: 10.77.0.11:6443",
@@ -54,9 +55,10 @@ def test_a_certificate_s_identity_replaces_what_the_client_claims() -> None:
 
 def test_without_a_certificate_no_identity_is_asserted() -> None:
     lines = ["GET /version HTTP/1.1", "Authorization: Bearer abc", "X-Remote-User: lab-admin", "Connection: keep-alive"]
-    sent = _headers(_supervisor().rewrite_head(lines, None))
+    supervisor = _supervisor()
+    assert supervisor.identity_headers(None) == supervisor.identity_headers({}) == []
+    sent = _headers(supervisor.rewrite_head(lines, supervisor.identity_headers(None)))
     assert sent == ["GET /version HTTP/1.1", "Authorization: Bearer abc", "Connection: close"]
-    assert _headers(_supervisor().rewrite_head(lines, {})) == sent
 
 
 def test_an_upgrade_keeps_its_connection() -> None:
@@ -65,7 +67,8 @@ def test_an_upgrade_keeps_its_connection() -> None:
         "Connection: Upgrade",
         "Upgrade: websocket",
     ]
-    sent = _headers(_supervisor().rewrite_head(lines, ADMIN))
+    supervisor = _supervisor()
+    sent = _headers(supervisor.rewrite_head(lines, supervisor.identity_headers(ADMIN)))
     assert sent[-1] == "Connection: Upgrade"
     assert "Upgrade: websocket" in sent
     assert "X-Remote-User: lab-admin" in sent and "X-Remote-Group: system:masters" in sent

@@ -19,7 +19,10 @@ and where it is stated:
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +260,24 @@ def test_a_token_without_a_ca_hash_trusts_what_the_server_serves_with_a_warning(
     started = _start(_lab_agent(tmp_path, url, "secret"), "agent")
     assert "the token does not include a CA hash" in started.stderr
     assert "registering Node agent-1" in started.stderr
+
+
+def test_the_supervisor_serves_cacerts_to_any_method(server_pki: tuple[str, Path]) -> None:
+    """k3s routes /cacerts with no method matcher (pkg/server/handlers/router.go `router.Handle`),
+    and Go's server answers HEAD with the GET's headers and no body."""
+    url, pki = server_pki
+    ctx = ssl.create_default_context(cafile=pki / "ca.crt")
+    ca = (pki / "ca.crt").read_bytes()
+    for method in ("GET", "POST"):
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/cacerts", method=method), context=ctx) as resp:
+            assert resp.read() == ca
+    # HEAD on a raw connection (an HTTP client would not read a body after HEAD): everything sent.
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"HEAD /cacerts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f"Content-Length: {len(ca)}".encode() in head.split(b"\r\n")
+    assert body == b""
