@@ -19,6 +19,9 @@
 //   - the `typechecker` runtime option (mypy, pyright): run over the program
 //     directory before the program, failing the run on type errors.
 //   - GetPluginInfo, About, GetProgramDependencies.
+//   - shutdown as upstream's host: SIGINT (the engine's close) stops serving
+//     and exits 0, even when SIGINT was ignored at start; so does an engine
+//     unreachable for 5 minutes.
 //
 // Everything else (InstallDependencies, code generation, `pulumi new`
 // prompts) answers Unimplemented; the engine treats that
@@ -33,9 +36,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/logging"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -70,7 +75,29 @@ func main() {
 		os.Exit(1)
 	}
 
+	// As upstream's host (sdk/python/cmd/pulumi-language-python/main.go, main):
+	// SIGINT, which the engine sends every plugin it closes before it kills
+	// the group 5 s later (cmdutil.TerminateProcessGroup), stops serving and
+	// exits 0. NotifyContext installs a handler even when SIGINT was ignored
+	// at start (a CI job or `cmd &` from a script), where Go's default would
+	// leave it ignored and every closed host would cost those 5 s.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	cancelChannel := make(chan bool)
+	go func() {
+		<-ctx.Done()
+		cancel() // deregister the handler
+		close(cancelChannel)
+	}()
+	// Also as upstream: stop when the engine has been unreachable for 5 minutes.
+	if engineAddress != "" {
+		if err := rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, cancel); err != nil {
+			fmt.Fprintf(os.Stderr, "could not start health check host RPC server: %v\n", err)
+			os.Exit(1)
+		}
+	}
+
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
+		Cancel: cancelChannel,
 		Init: func(srv *grpc.Server) error {
 			pulumirpc.RegisterLanguageRuntimeServer(srv, &host{
 				execShim:      execShim,
