@@ -28,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -127,6 +128,8 @@ class Run:
 
     passphrase: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     outputs: list[Path] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    """When the run began: step 5 scans the machine's temp files written since."""
 
     def pulumi_env(self) -> dict[str, str]:
         e = dict(os.environ)
@@ -135,6 +138,11 @@ class Run:
         e.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
         # The program must use the configured key (a secret), not the lab's ssh-agent.
         e.pop("SSH_AUTH_SOCK", None)
+        # pulumi-kubernetes writes the provider's kubeconfig (the program's token) to
+        # $TMPDIR/kubeconfig* on every configure and never removes it (provider/pkg/provider
+        # provider.go, writeKubeconfigToFile in util.go): keep those copies in the workspace,
+        # which the next run wipes, not in the machine's /tmp.
+        e["TMPDIR"] = str(WS / "tmp")
         return e
 
     def save(self, label: str, proc: subprocess.CompletedProcess[str]) -> Path:
@@ -190,6 +198,7 @@ def setup_workspace(run: Run) -> None:
         shutil.rmtree(WS)
     LOGS.mkdir(parents=True)
     (WS / "state").mkdir()
+    (WS / "tmp").mkdir(mode=0o700)
     project = (ROOT / "Pulumi.yaml").read_text()
     project = project.replace("runtime:", f"main: {ROOT}\nruntime:", 1).replace(
         "virtualenv: .venv", f"virtualenv: {ROOT / '.venv'}"
@@ -801,7 +810,17 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
             if isinstance(pem, dict):  # {"4dabf18193072939515e22adb298388d": ..., "plaintext": "..."}
                 pem = json.loads(pem.get("plaintext", '""'))
             values[f"{name} private key (PEM body)"] = "".join(pem.splitlines()[1:-1])
-    for label in ("k3s token secret part", "ssh private key (body)", "rack-ca-ca private key (PEM body)"):
+        if name.endswith("-kubeconfig") and resource["type"] == "command:remote:Command":
+            stdout = (resource.get("outputs") or {}).get("stdout") or ""
+            if isinstance(stdout, dict):
+                stdout = json.loads(stdout.get("plaintext", '""'))
+            values["provider token (homelab-pulumi)"] = yaml.safe_load(stdout)["users"][0]["user"]["token"]
+    for label in (
+        "k3s token secret part",
+        "ssh private key (body)",
+        "rack-ca-ca private key (PEM body)",
+        "provider token (homelab-pulumi)",
+    ):
         if not values.get(label) or values[label] not in _unwrapped(shown.stdout):
             raise StepError(f"control failed: `stack export --show-secrets` does not show the {label}")
     places: list[Path] = [*run.outputs]
@@ -814,13 +833,21 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
             [p for p in (pulumi_home / "logs").rglob("*") if p.is_file()] if (pulumi_home / "logs").is_dir() else []
         )
     places += [STACK_FILE]
+    # The machine's temp directory (pulumi-kubernetes writes its kubeconfig to $TMPDIR, which
+    # the run points at its workspace): whatever landed there since the run began.
+    machine_tmp = Path(tempfile.gettempdir())
+    places += [
+        p
+        for p in machine_tmp.iterdir()
+        if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= run.started and p.stat().st_size < 1 << 23
+    ]
     leaks, scanned = leaks_in(places, values)
     ctx.secret_values, ctx.scanned_outputs = values, len(run.outputs)
     if leaks:
         raise StepError("secrets in plaintext:\n  " + "\n  ".join(leaks))
     return (
         f"{len(values)} secret values (and their base64) absent from {len(places)} files "
-        f"({scanned // 1024} KiB): state, CLI output, lab and sshd logs"
+        f"({scanned // 1024} KiB): state, CLI output, lab and sshd logs, {machine_tmp}'s new files"
     )
 
 
