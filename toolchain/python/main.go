@@ -77,8 +77,9 @@ func main() {
 
 	// As upstream's host (sdk/python/cmd/pulumi-language-python/main.go, main):
 	// SIGINT, which the engine sends every plugin it closes before it kills
-	// the group 5 s later (cmdutil.TerminateProcessGroup), stops serving and
-	// exits 0. NotifyContext installs a handler even when SIGINT was ignored
+	// the group 5 s later (sdk/v3 go/common/resource/plugin/plugin.go, the
+	// `kill` of ExecPlugin: cmdutil.InterruptChildren, then KillChildren),
+	// stops serving and exits 0. NotifyContext installs a handler even when SIGINT was ignored
 	// at start (a CI job or `cmd &` from a script), where Go's default would
 	// leave it ignored and every closed host would cost those 5 s.
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
