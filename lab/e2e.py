@@ -26,6 +26,7 @@ import re
 import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -793,6 +794,29 @@ def leaks_in(places: list[Path], values: dict[str, str]) -> tuple[list[str], int
     return leaks, scanned
 
 
+def _shown_output(resource: dict[str, Any], key: str) -> str:
+    """A string output of a resource in `stack export --show-secrets`, a secret one unwrapped
+    ({"4dabf18193072939515e22adb298388d": ..., "plaintext": "<JSON>"})."""
+    value = (resource.get("outputs") or {}).get(key) or ""
+    if isinstance(value, dict):
+        value = json.loads(value.get("plaintext", '""'))
+    return str(value)
+
+
+def _written_since(directory: Path, since: float) -> list[Path]:
+    """The regular files directly in `directory` modified at or after `since` (under 8 MiB); one
+    that vanishes while listed (another process's temp file) is skipped."""
+    found = []
+    for path in directory.iterdir():
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mtime >= since and st.st_size < 1 << 23:
+            found.append(path)
+    return found
+
+
 def step5_no_plaintext_secrets(ctx: Context) -> str:
     run = ctx.run
     values = _secret_values(run)
@@ -802,19 +826,16 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     # Control: the scan finds secrets where they are really shown (so a leak could not hide),
     # the token as a string and the SSH key as a JSON-escaped PEM (the commands' connection).
     # The rack CA's and Traefik's certificate keys live in the state only (dynamic resources'
-    # secret outputs): read them from the one place that shows them.
+    # secret outputs), and so does the provider's token (a TokenRequest, never a Secret): read
+    # them from the one place that shows them.
     for resource in json.loads(shown.stdout)["deployment"].get("resources", []):
         name = urn_name(resource["urn"])
         if name in ("rack-ca-ca", "rack-ca-serving"):
-            pem = (resource.get("outputs") or {}).get("private_key_pem") or ""
-            if isinstance(pem, dict):  # {"4dabf18193072939515e22adb298388d": ..., "plaintext": "..."}
-                pem = json.loads(pem.get("plaintext", '""'))
+            pem = _shown_output(resource, "private_key_pem")
             values[f"{name} private key (PEM body)"] = "".join(pem.splitlines()[1:-1])
         if name.endswith("-kubeconfig") and resource["type"] == "command:remote:Command":
-            stdout = (resource.get("outputs") or {}).get("stdout") or ""
-            if isinstance(stdout, dict):
-                stdout = json.loads(stdout.get("plaintext", '""'))
-            values["provider token (homelab-pulumi)"] = yaml.safe_load(stdout)["users"][0]["user"]["token"]
+            kubeconfig = yaml.safe_load(_shown_output(resource, "stdout"))
+            values["provider token (homelab-pulumi)"] = kubeconfig["users"][0]["user"]["token"]
     for label in (
         "k3s token secret part",
         "ssh private key (body)",
@@ -836,11 +857,7 @@ def step5_no_plaintext_secrets(ctx: Context) -> str:
     # The machine's temp directory (pulumi-kubernetes writes its kubeconfig to $TMPDIR, which
     # the run points at its workspace): whatever landed there since the run began.
     machine_tmp = Path(tempfile.gettempdir())
-    places += [
-        p
-        for p in machine_tmp.iterdir()
-        if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= run.started and p.stat().st_size < 1 << 23
-    ]
+    places += _written_since(machine_tmp, run.started)
     leaks, scanned = leaks_in(places, values)
     ctx.secret_values, ctx.scanned_outputs = values, len(run.outputs)
     if leaks:
