@@ -26,6 +26,37 @@ import pulumi
 SECRET_OUTPUTS = ["data", "stringData"]
 """What pulumi-kubernetes' typed `Secret` marks as secret outputs (its `additional_secret_outputs`)."""
 
+FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
+"""pulumi-kubernetes' annotation naming the server-side-apply field manager of an object (read
+first by the provider's `fieldManagerName`, pkg/provider/provider.go)."""
+
+
+def field_manager() -> str:
+    """The one field manager of every object this stack applies: `pulumi-<project>-<stack>`.
+
+    Without it pulumi-kubernetes names a random manager per resource when it first plans its
+    create (`pulumi-kubernetes-<random>`, kept in the state). A create whose run was killed
+    (power loss, `kill -9`) is applied under one such name but never recorded; the documented
+    recovery (`pulumi refresh --clear-pending-creates`, then `pulumi up`) applies the object again
+    under a second name, and both then own every field. The next change of one of them fails with
+    `Server-Side Apply field conflict detected ... conflict with "pulumi-kubernetes-<first>"`
+    (make e2e-faults, step F1 then F3). One stable name per stack makes the second apply the
+    same manager's. Another stack, or another tool, applying the same field still conflicts, as it
+    should. A stack whose objects carry random names moves to this one on its next `up`: the
+    provider applies under the new name, then relinquishes the old (`ssa.Relinquish`)."""
+    return f"pulumi-{pulumi.get_project()}-{pulumi.get_stack()}"
+
+
+def _with_field_manager(metadata: Any) -> Any:
+    def add(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+        meta = dict(meta or {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), FIELD_MANAGER_ANNOTATION: field_manager()}
+        return meta
+
+    if isinstance(metadata, pulumi.Output):
+        return metadata.apply(add)
+    return add(metadata)
+
 
 def type_token(api_version: str, kind: str) -> str:
     """`apps/v1` + `Deployment` -> `kubernetes:apps/v1:Deployment`; the core group is `core/v1`."""
@@ -45,9 +76,12 @@ class KubernetesObject(pulumi.CustomResource):
         patch: bool = False,
     ):
         """`patch=True` registers a server-side-apply patch of the object (`kubernetes:core/v1:NodePatch`
-        for a `Node`): fields left out of the manifest are not claimed."""
+        for a `Node`): fields left out of the manifest are not claimed. Every object, patch or
+        not, is applied by the stack's one field manager (`field_manager`), so no two resources
+        of this program may patch the same object."""
         kind = manifest["kind"]
         props = dict(manifest)
+        props["metadata"] = _with_field_manager(props.get("metadata"))
         if kind == "Secret":
             # As the typed Secret does: the whole data maps are secret inputs and secret outputs.
             for key in SECRET_OUTPUTS:

@@ -47,6 +47,7 @@ def test_homelab_system_layer(record: Any, homelab: Loaded) -> None:
         "name": "coredns-custom",
         "namespace": "kube-system",
         "labels": {"rack.homelab.io/managed": "true"},
+        "annotations": {"pulumi.com/patchFieldManager": "pulumi-homelab-homelab"},
     }
     (hcc,) = rec.of_type("kubernetes:helm.cattle.io/v1:HelmChartConfig")
     assert hcc.inputs["metadata"]["name"] == "traefik"

@@ -518,7 +518,11 @@ def test_node_patches_carry_the_layout_and_validate_against_kubernetes_1_31(reco
             **node_labels(node_class=node.node_class, role=node.role, arch=node.arch),
             **servicelb,
         }
-        assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
+        # Forced over k3s' own labels, as the stack's one field manager (the recording's homelab/homelab).
+        assert patch.inputs["metadata"]["annotations"] == {
+            "pulumi.com/patchForce": "true",
+            "pulumi.com/patchFieldManager": "pulumi-homelab-homelab",
+        }
         # never spec.taints: an atomic list, a server-side apply would own (and replace) all of it
         assert "spec" not in patch.inputs
         taints = rec.by_name(f"k3s-{node.hostname}-taints")
