@@ -13,17 +13,21 @@ the user is left with:
 2. a k3s minor upgrade interrupted the same way (SIGKILL, then SIGINT of the resumed run): the
    same recovery converges, every host upgraded once, the data volumes and StatefulSets the very
    objects they were (uids);
-3. the API server down, with a change to a Deployment pending: `pulumi up` and `pulumi refresh`
-   fail naming the unreachable cluster and its address; `pulumi preview` plans the change (the
-   provider diffs without the cluster) and exits 0; after each, the state is as it was
-   (exported, decrypted, compared without timestamps: no resource dropped, pulumi-kubernetes
-   #1485); the next `up` once it is back converges;
-4. one agent's host down: `preview`, `refresh` and `up` with nothing to change there succeed and
-   leave the state as it was (a refresh dials no host; it reads the Kubernetes objects' live
-   status, which is all it changes); an `up` that must reach the host fails naming it (e2e
-   step 6 tests that mid-upgrade);
-5. the API server restarted while an `up` updates several Kubernetes objects: the run fails or
-   completes, leaving no pending operation or lock, and the next `up` converges.
+3. the API server down (the control plane stopped as k3s stops on the bootstrap server: API
+   server, controller-manager and scheduler are one process there), with a change to a Deployment
+   pending: `pulumi up` and `pulumi refresh` fail naming the unreachable cluster and its address;
+   `pulumi preview` plans the change (the provider diffs without the cluster) and exits 0; after
+   each, the state is as it was (exported, decrypted, compared without timestamps: no resource
+   dropped, pulumi-kubernetes #1485); the next `up` once it is back converges;
+4. one agent's host down, from a settled cluster: `preview`, `refresh` and `up` with nothing to
+   change there succeed and leave the state as it was (a refresh dials no host; it reads the
+   Kubernetes objects' live status, which is all it changes; KWOK keeps the host's Node Ready, so
+   the NotReady node of a real rack is not part of this: docs/troubleshooting.md says what a
+   refresh records then); an `up` that must reach the host fails naming it (e2e step 6 tests that
+   mid-upgrade);
+5. the API server restarted (the control plane, as k3s restarts) while an `up` updates several
+   Kubernetes objects: the run fails or completes, leaving no pending operation or lock, and the
+   next `up` converges.
 
 The random kill points come from one seed, printed first: HOMELAB_FAULTS_SEED=<n> repeats a run.
 HOMELAB_FAULTS_STEPS=F1,F3 runs only those steps (F1 is the bootstrap the others build on).
@@ -41,14 +45,18 @@ import random
 import re
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e
@@ -88,38 +96,77 @@ class Faults:
 @dataclass
 class Interrupted:
     signal: str
-    at_s: float
+    at_step: int
+    """Sent when the run started this step (1-based) of those the preview before it planned."""
+    planned: int
     finished_first: bool
     returncode: int
+    at_s: float
+    """Seconds into the run when it was sent (or when the run finished, if first)."""
+    started: str
+    """The step whose start triggered it."""
     seconds: float
     pending: list[str]
     log: Path
 
     def describe(self) -> str:
         if self.finished_first:
-            return f"{self.signal} planned at {self.at_s:.1f} s: the run had finished (exit {self.returncode})"
+            return (
+                f"{self.signal} planned at step {self.at_step}/{self.planned}: the run had finished "
+                f"after {self.at_s:.1f} s (exit {self.returncode})"
+            )
         what = f"{len(self.pending)} pending ({', '.join(self.pending[:3])}{', ...' if len(self.pending) > 3 else ''})"
-        return f"{self.signal} at {self.at_s:.1f} s -> exit {self.returncode} after {self.seconds:.1f} s, {what}"
+        return (
+            f"{self.signal} at step {self.at_step}/{self.planned} ({self.started}), {self.at_s:.1f} s in "
+            f"-> exit {self.returncode} after {self.seconds:.1f} s, {what}"
+        )
 
 
-def interrupted_up(fx: Faults, sig: signal.Signals, at_s: float, label: str) -> Interrupted:
-    """`pulumi up` sent `sig` `at_s` seconds after it started (SIGINT: what Ctrl-C sends the
-    CLI; SIGKILL: a laptop that loses power, an OOM kill). SIGKILL goes to the CLI alone: its
-    plugins (language host, providers) are orphaned as they are in real life."""
+STEP_STARTED = re.compile(
+    r"^\s*[-+~<>]+\s+(?P<type>[\w.-]+:[\w./-]+:[\w.-]+)\s+(?P<name>\S+)\s+"
+    r"(?:creating|updating|deleting|replacing|creating replacement|deleting original|reading)\s+\("
+)
+"""The CLI's line for a step that has begun (`--non-interactive`: ` +  command:remote:Command
+k3s-lab-cp-1-preflight creating (0s) `); its later progress lines repeat the type and name."""
+
+
+def steps_started(out: str) -> list[str]:
+    """The steps a run has begun so far, in order, from its output (the stack itself left out)."""
+    seen: dict[str, None] = {}
+    for line in out.splitlines():
+        m = STEP_STARTED.match(line)
+        if m and m["type"] != "pulumi:pulumi:Stack":
+            seen.setdefault(f"{m['type']} {m['name']}", None)
+    return list(seen)
+
+
+def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
+    """`pulumi up` sent `sig` when it begins a random step of those planned (SIGINT: what Ctrl-C
+    sends the CLI; SIGKILL: a laptop that loses power, an OOM kill), so the fault lands inside the
+    run whatever this machine's speed: the engine's preview first counts the steps, the seed picks
+    the one (from 10 % to 90 % of them). SIGKILL goes to the CLI alone: its plugins (language host,
+    providers) are orphaned as they are in real life."""
     run = fx.run
+    # The CLI shows no line for a provider or the stack: they are not counted.
+    planned = len([u for _, u in run.changes(f"{label}-preview") if "::pulumi:" not in u])
+    at_step = max(1, round(fx.rng.uniform(0.1, 0.9) * planned))
     argv = e2e.pulumi_argv("up", "--yes", "--skip-preview")
     started = time.monotonic()
     # Output to a file: a pipe nobody reads while the run goes on would block the CLI once full.
     out_file = WS / f"{label}.out"
     with out_file.open("w") as handle:
         proc = subprocess.Popen(argv, cwd=WS, env=run.pulumi_env(), stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        proc.wait(timeout=at_s)
-        finished = True
-    except subprocess.TimeoutExpired:
-        finished = False
-        ORPHANS.extend(descendants(proc.pid))
-        proc.send_signal(sig)
+    trigger = ""
+    while proc.poll() is None:
+        begun = steps_started(out_file.read_text())
+        if planned and len(begun) >= at_step:
+            trigger = begun[at_step - 1]
+            ORPHANS.extend(descendants(proc.pid))
+            proc.send_signal(sig)
+            break
+        time.sleep(0.1)
+    at_s = time.monotonic() - started
+    finished = not trigger
     try:
         proc.wait(timeout=600)
     except subprocess.TimeoutExpired as exc:
@@ -132,7 +179,7 @@ def interrupted_up(fx: Faults, sig: signal.Signals, at_s: float, label: str) -> 
     if sig == signal.SIGKILL and not finished:
         time.sleep(2)  # the orphaned plugins notice their parent is gone
     pending = [f"{p['type']} {urn_name(p['resource']['urn'])}" for p in pending_operations(fx)]
-    return Interrupted(sig.name, at_s, finished, proc.returncode, seconds, pending, log)
+    return Interrupted(sig.name, at_step, planned, finished, proc.returncode, at_s, trigger, seconds, pending, log)
 
 
 ORPHANS: list[tuple[int, bytes]] = []
@@ -208,6 +255,41 @@ def resource_urns(export: dict[str, Any]) -> list[str]:
     return sorted(r["urn"] for r in export["deployment"]["resources"] if "::pulumi:providers:" not in r["urn"])
 
 
+def field_manager_problems(export: dict[str, Any]) -> list[str]:
+    """The stack's Kubernetes objects (every one in the state, patches by their object) not
+    applied by exactly one Pulumi field manager, the stack's: `pulumi-<project>-<stack>` from the
+    workspace's Pulumi.yaml and the stack name, read live from each object's managedFields. A
+    create run twice (killed, then recovered) under two names leaves two, and the next change of
+    a field they share fails with a server-side-apply conflict. Objects with more than one come
+    first."""
+    project = yaml.safe_load((WS / "Pulumi.yaml").read_text())["name"]
+    want = f"pulumi-{project}-{e2e.STACK}"
+    ids: dict[str, set[str]] = {}
+    for r in export["deployment"]["resources"]:
+        if not r["type"].startswith("kubernetes:") or "id" not in r:
+            continue
+        _, group_version, kind = r["type"].split(":")
+        group, version = group_version.split("/")
+        kind = kind.removesuffix("Patch")
+        ids.setdefault(kind if group == "core" else f"{kind}.{version}.{group}", set()).add(r["id"])
+    problems: list[str] = []
+    for kind, wanted in sorted(ids.items()):
+        # kubectl leaves managedFields out of its output unless asked.
+        for obj in json.loads(kubectl("get", kind, "-A", "--show-managed-fields", "-o", "json").stdout)["items"]:
+            meta = obj["metadata"]
+            name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+            if name not in wanted:
+                continue
+            managers = sorted(
+                {m["manager"] for m in meta.get("managedFields", []) if m["manager"].startswith("pulumi-")}
+            )
+            if len(managers) > 1:
+                problems.insert(0, f"{kind} {name}: {len(managers)} managers {managers}")
+            elif managers != [want]:
+                problems.append(f"{kind} {name}: {managers}, not {want}")
+    return problems
+
+
 def plain_state(fx: Faults) -> dict[str, Any]:
     """The state with its secrets decrypted, held in memory only (never logged): the engine
     encrypts a secret afresh on each write, so ciphertexts differ where values do not."""
@@ -262,7 +344,9 @@ def state_diff(before: dict[str, Any], after: dict[str, Any], *, live_outputs: b
                 for f in sorted(set(a[u][k]) | set(b[u][k]))
                 if a[u][k].get(f) != b[u][k].get(f)
             ]
-            out.append(f"changed {urn_name(u)} ({', '.join(fields or keys)})")
+            # What the provider said of an object it read as not ready (not secret: its messages).
+            why = f": {b[u]['initErrors']}" if "initErrors" in keys and b[u].get("initErrors") else ""
+            out.append(f"changed {urn_name(u)} ({', '.join(fields or keys)}){why}")
     return out
 
 
@@ -328,26 +412,43 @@ def cluster_ok(version: str) -> None:
     e2e.pod_placements()
 
 
-# --- the API server ------------------------------------------------------------------------------
+# --- the control plane ----------------------------------------------------------------------------
+
+CONTROL_PLANE = {
+    "kube-apiserver": None,
+    "kube-controller-manager": "https://127.0.0.1:10257/healthz",
+    "kube-scheduler": "https://127.0.0.1:10259/healthz",
+}
+"""The lab's control-plane processes (lab-up's pid files) and their health endpoints (the API
+server's is /readyz through kubectl). On a rack they are one process: "Operation of all Kubernetes
+control plane components is encapsulated in a single binary and process" (k3s-io/k3s README), so
+the API server of the bootstrap server going down or restarting is k3s going down or restarting
+there, and the controllers go and come back with it. Stopping the API server alone would leave a
+controller-manager that lived through the outage: its node lifecycle controller, which saw no
+lease renewed for longer than the grace period, marks every node Unknown and its pods NotReady
+once the API answers again, which a freshly started one never does (it takes "now" as the last
+heartbeat of each node it first sees: pkg/controller/nodelifecycle/node_lifecycle_controller.go,
+tryUpdateNodeHealth, k8s v1.31.14)."""
 
 
-def apiserver_pidfile() -> Path:
-    return e2e.LAB_DIR / "run" / "kube-apiserver.pid"
-
-
-def stop_apiserver(sig: signal.Signals = signal.SIGTERM) -> list[str]:
-    """Stop the lab's kube-apiserver (lab-up's process, its pid file) with `sig` (SIGTERM: a
-    restart, the API server drains its requests; SIGKILL: the server loses power): returns its
-    command line."""
-    pid, _ = apiserver_pidfile().read_text().split()
-    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
-    os.kill(int(pid), sig)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _alive(int(pid)):
-        time.sleep(0.1)
-    if _alive(int(pid)):
-        os.kill(int(pid), signal.SIGKILL)
-    return argv
+def stop_control_plane(sig: signal.Signals = signal.SIGTERM) -> dict[str, list[str]]:
+    """Stop the lab's control plane (kube-apiserver, kube-controller-manager, kube-scheduler) with
+    `sig` (SIGTERM: k3s restarted, the API server drains its requests; SIGKILL: the server loses
+    power): returns each one's command line."""
+    stopped, pids = {}, []
+    for name in CONTROL_PLANE:
+        pid = int((e2e.LAB_DIR / "run" / f"{name}.pid").read_text().split()[0])
+        stopped[name] = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+        pids.append(pid)
+    for pid in pids:
+        os.kill(pid, sig)
+    for pid in pids:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return stopped
 
 
 def _alive(pid: int) -> bool:
@@ -358,57 +459,67 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def start_apiserver(argv: list[str]) -> None:
-    """Start it again with the same command line, recorded in the same pid file (lab-down stops
-    it), and wait until it is ready."""
-    with open(e2e.LAB_DIR / "run" / "kube-apiserver.log", "a") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    apiserver_pidfile().write_text(f"{proc.pid} {argv[0]}\n")
+def start_control_plane(stopped: dict[str, list[str]]) -> None:
+    """Start them again with the same command lines, recorded in the same pid files (lab-down
+    stops them): the API server first, then the controllers once it is ready, as k3s does; wait
+    until each is healthy."""
 
-    def ready() -> str | None:
+    def launch(name: str) -> None:
+        argv = stopped[name]
+        with open(e2e.LAB_DIR / "run" / f"{name}.log", "a") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        (e2e.LAB_DIR / "run" / f"{name}.pid").write_text(f"{proc.pid} {argv[0]}\n")
+
+    def api_ready() -> str | None:
         probe = kubectl("get", "--raw", "/readyz", check=False)
         return None if probe.returncode == 0 else f"not ready: {probe.stderr.strip()[-200:]}"
 
-    e2e.wait_for("the API server back", ready, timeout_s=120)
+    launch("kube-apiserver")
+    e2e.wait_for("the API server back", api_ready, timeout_s=120)
+    for name, url in CONTROL_PLANE.items():
+        if url is None:
+            continue
+        launch(name)
+
+        def healthy(url: str = url) -> str | None:
+            try:
+                with urllib.request.urlopen(url, context=ssl._create_unverified_context(), timeout=2) as r:
+                    return None if r.status == 200 else f"HTTP {r.status}"
+            except OSError as exc:
+                return str(exc)
+
+        e2e.wait_for(f"{name} back", healthy, timeout_s=120)
 
 
-def kubelet_status_resync() -> str | None:
-    """Play the kubelets' part after the API server was away: KWOK (the lab's stand-in for the
-    kubelets) renews leases and node status again, but does not set back the pods' Ready
-    condition that the node lifecycle controller turned False while the nodes were NotReady,
-    which a kubelet's status sync does (its containers never stopped: ContainersReady stayed
-    True). So: Ready := True on the Running pods of Ready nodes whose ContainersReady is True;
-    then the rollout check. Returns its problem, or None."""
-    ready_nodes = {
-        n["metadata"]["name"]
-        for n in objects("nodes", namespaced=False)
-        if {c["type"]: c["status"] for c in n["status"].get("conditions", [])}.get("Ready") == "True"
-    }
-    for pod in objects("pods"):
-        status = pod.get("status", {})
-        conditions = status.get("conditions", [])
-        kinds = {c["type"]: c["status"] for c in conditions}
-        if (
-            pod["spec"].get("nodeName") in ready_nodes
-            and status.get("phase") == "Running"
-            and kinds.get("Ready") == "False"
-            and kinds.get("ContainersReady") == "True"
-        ):
-            index = [c["type"] for c in conditions].index("Ready")
-            patch = json.dumps([{"op": "replace", "path": f"/status/conditions/{index}/status", "value": "True"}])
-            meta = pod["metadata"]
-            kubectl(
-                "patch",
-                "pod",
-                meta["name"],
-                "-n",
-                meta["namespace"],
-                "--subresource=status",
-                "--type=json",
-                "-p",
-                patch,
-            )
-    return e2e.rollout_problem()
+def settled() -> str | None:
+    """What a refresh reads of the cluster is settled: every node Ready, every workload rolled out
+    and ready, and every Service ready as pulumi-kubernetes reads one (pkg/await/service.go,
+    serviceInitAwaiter.read: a Service with a selector needs Endpoints with a ready address and
+    none not ready; a LoadBalancer an ingress address). A refresh taken before that records the
+    Service's `initErrors`, and the next `up` waits on it. Returns the first problem, or None."""
+    for node in objects("nodes", namespaced=False):
+        if {c["type"]: c["status"] for c in node["status"].get("conditions", [])}.get("Ready") != "True":
+            return f"node {node['metadata']['name']} is not Ready"
+    problem = e2e.rollout_problem()
+    if problem:
+        return problem
+    endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in objects("endpoints")}
+    for svc in objects("services"):
+        meta, spec = svc["metadata"], svc["spec"]
+        name = f"{meta['namespace']}/{meta['name']}"
+        if spec.get("type") == "LoadBalancer" and not (svc.get("status", {}).get("loadBalancer") or {}).get("ingress"):
+            return f"service {name}: no load-balancer ingress"
+        if not spec.get("selector") or spec.get("clusterIP") == "None" or spec.get("type") == "ExternalName":
+            continue
+        subsets = endpoints.get((meta["namespace"], meta["name"]), {}).get("subsets") or []
+        if not any(s.get("addresses") for s in subsets):
+            return f"service {name}: no ready endpoint"
+        waiting = [
+            a.get("targetRef", {}).get("name", a.get("ip")) for s in subsets for a in s.get("notReadyAddresses", [])
+        ]
+        if waiting:
+            return f"service {name}: endpoints not ready {waiting}"
+    return None
 
 
 # --- the steps -----------------------------------------------------------------------------------
@@ -418,12 +529,12 @@ def step1_bootstrap_interrupted(fx: Faults) -> str:
     run = fx.run
     preview = json.loads(run.pulumi("preview", "--json", label="preview-from-nothing").stdout)
     fx.reference = sorted(s["urn"] for s in preview["steps"] if "::pulumi:providers:" not in s["urn"])
-    first = interrupted_up(fx, signal.SIGINT, fx.rng.uniform(8, 30), "up-bootstrap-sigint")
+    first = interrupted_up(fx, signal.SIGINT, "up-bootstrap-sigint")
     print(f"   bootstrap: {first.describe()}", flush=True)
     if first.pending and not first.finished_first:
         raise StepError(f"Ctrl-C left pending operations (a graceful cancel must not): {first.pending}")
     # The documented answer to Ctrl-C is `pulumi up` again: that run is killed in turn.
-    second = interrupted_up(fx, signal.SIGKILL, fx.rng.uniform(8, 25), "up-bootstrap-sigkill")
+    second = interrupted_up(fx, signal.SIGKILL, "up-bootstrap-sigkill")
     print(f"   resumed bootstrap: {second.describe()}", flush=True)
     typed = recover(fx, "recover-bootstrap", killed=not second.finished_first)
     export = check_converged(fx, "bootstrap")
@@ -440,10 +551,14 @@ def step1_bootstrap_interrupted(fx: Faults) -> str:
         raise StepError(f"the interrupted bootstrap and its recovery replaced or deleted resources: {changes}")
     cluster_ok(read_config()["config"]["homelab:rack"]["k3s"]["version"])
     check_outputs(fx, "bootstrap")
+    managers = field_manager_problems(export)
+    if managers:
+        raise StepError(f"objects applied by more than the stack's one field manager: {managers[:5]}")
     return (
         f"{first.describe()}; then {second.describe()}; recovered with {' ; '.join(typed)}: "
         f"{len(urns)} resources = the preview from nothing, k3s started once on each of {len(starts)} hosts, "
-        "nothing replaced, no pending operation or lock, preview --expect-no-changes"
+        "nothing replaced, no pending operation or lock, preview --expect-no-changes, "
+        "every Kubernetes object applied by the stack's one field manager"
     )
 
 
@@ -457,11 +572,11 @@ def step2_upgrade_interrupted(fx: Faults) -> str:
     k3s = read_config()["config"]["homelab:rack"]["k3s"]
     e2e.make_airgap(Path(k3s["install"]["airgap-dir"]), e2e.K3S_VERSION_NEXT)
     e2e.edit_rack(lambda r: r["k3s"].update(version=e2e.K3S_VERSION_NEXT))
-    first = interrupted_up(fx, signal.SIGKILL, fx.rng.uniform(8, 25), "up-upgrade-sigkill")
+    first = interrupted_up(fx, signal.SIGKILL, "up-upgrade-sigkill")
     print(f"   upgrade: {first.describe()}", flush=True)
     # The recovery up is the one Ctrl-C'd; `pulumi up` again after that.
     typed = [] if first.finished_first else clear_after_kill(fx, "recover-upgrade")
-    second = interrupted_up(fx, signal.SIGINT, fx.rng.uniform(5, 20), "up-upgrade-sigint")
+    second = interrupted_up(fx, signal.SIGINT, "up-upgrade-sigint")
     print(f"   resumed upgrade: {second.describe()}", flush=True)
     if second.pending and not second.finished_first:
         raise StepError(f"Ctrl-C left pending operations: {second.pending}")
@@ -482,6 +597,9 @@ def step2_upgrade_interrupted(fx: Faults) -> str:
         raise StepError(f"the interrupted upgrade and its recovery replaced or deleted resources: {changes}")
     cluster_ok(e2e.K3S_VERSION_NEXT)
     e2e.check_upgraded_nodes(e2e.K3S_VERSION_NEXT)
+    managers = field_manager_problems(export)
+    if managers:
+        raise StepError(f"objects applied by more than the stack's one field manager: {managers[:5]}")
     return (
         f"{first.describe()}; then {second.describe()}; recovered with {' ; '.join(typed)}: "
         f"every host upgraded to {e2e.K3S_VERSION_NEXT} with one k3s start, {len(uids)} data objects keep their uids, "
@@ -498,7 +616,7 @@ def step3_api_server_down(fx: Faults) -> str:
     run = fx.run
     e2e.edit_rack(lambda r: next(a for a in r["apps"] if a["name"] == "web").update(image=e2e.NEW_IMAGE))
     before = plain_state(fx)
-    argv = stop_apiserver(signal.SIGKILL)
+    stopped = stop_control_plane(signal.SIGKILL)
     results = {}
     try:
         for label, args in (
@@ -515,14 +633,14 @@ def step3_api_server_down(fx: Faults) -> str:
             if diff:
                 raise StepError(f"`pulumi {label}` with the API server down changed the state: {diff[:10]}")
     finally:
-        start_apiserver(argv)
+        start_control_plane(stopped)
     for label in ("up", "refresh"):
         code, _, named = results[label]
         if code == 0 or not named:
             raise StepError(f"`pulumi {label}` with the API server down: exit {code}, names it: {named}")
     run.up("up-api-back")
     check_converged(fx, "api-back")
-    e2e.wait_for("web on the new image, every workload ready", kubelet_status_resync)
+    e2e.wait_for("web on the new image, the cluster settled", settled)
     return (
         "; ".join(
             f"{label}: exit {code} in {s} s{' naming: ' + n[0][:110] if n else ', no error'}"
@@ -534,6 +652,8 @@ def step3_api_server_down(fx: Faults) -> str:
 
 def step4_agent_host_down(fx: Faults) -> str:
     run = fx.run
+    # From a settled cluster: what the refreshes below read must differ only by the host.
+    e2e.wait_for("the cluster settled before the host goes down", settled)
     before = plain_state(fx)
     e2e.lab_host("stop", HOST_DOWN)
     results = {}
@@ -621,9 +741,9 @@ def step5_api_server_restart(fx: Faults) -> str:
         proc.kill()
         raise StepError("the up never started updating a Kubernetes object")
     restart_at = time.monotonic()
-    argv_api = stop_apiserver()
+    stopped = stop_control_plane()
     time.sleep(fx.rng.uniform(1, 5))
-    start_apiserver(argv_api)
+    start_control_plane(stopped)
     down_s = time.monotonic() - restart_at
     try:
         proc.wait(timeout=600)
@@ -642,7 +762,7 @@ def step5_api_server_restart(fx: Faults) -> str:
     outcome = "completed" if proc.returncode == 0 else f"failed (exit {proc.returncode}: {why})"
     run.up("up-after-restart")
     check_converged(fx, "restart")
-    e2e.wait_for("apps on the new images, every workload ready", kubelet_status_resync)
+    e2e.wait_for("apps on the new images, the cluster settled", settled)
     images = {
         c["image"]
         for d in objects("deployments")
