@@ -108,6 +108,8 @@ class Interrupted:
     seconds: float
     pending: list[str]
     log: Path
+    repaired: str = ""
+    """What the kill cut of the file backend and the repair typed (repair_cut_sidecars), if any."""
 
     def describe(self) -> str:
         if self.finished_first:
@@ -119,6 +121,7 @@ class Interrupted:
         return (
             f"{self.signal} at step {self.at_step}/{self.planned} ({self.started}), {self.at_s:.1f} s in "
             f"-> exit {self.returncode} after {self.seconds:.1f} s, {what}"
+            + (f"; {self.repaired}" if self.repaired else "")
         )
 
 
@@ -164,6 +167,9 @@ def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
             ORPHANS.extend(descendants(proc.pid))
             proc.send_signal(sig)
             break
+        if time.monotonic() - started > 900:
+            proc.kill()
+            raise StepError(f"`pulumi up` neither began step {at_step}/{planned} nor finished within 900 s")
         time.sleep(0.1)
     at_s = time.monotonic() - started
     finished = not trigger
@@ -176,10 +182,44 @@ def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
     out = out_file.read_text()
     out_file.unlink()
     log = run.save(label, subprocess.CompletedProcess(argv, proc.returncode, out, ""))
+    repaired = ""
     if sig == signal.SIGKILL and not finished:
         time.sleep(2)  # the orphaned plugins notice their parent is gone
+        repaired = repair_cut_sidecars(fx)
     pending = [f"{p['type']} {urn_name(p['resource']['urn'])}" for p in pending_operations(fx)]
-    return Interrupted(sig.name, at_step, planned, finished, proc.returncode, at_s, trigger, seconds, pending, log)
+    return Interrupted(
+        sig.name, at_step, planned, finished, proc.returncode, at_s, trigger, seconds, pending, log, repaired
+    )
+
+
+SIDECAR_REPAIR = ["find", "<state>/.pulumi", "-type", "f", "-name", "*.attrs", "-empty", "-delete"]
+"""docs/troubleshooting.md's command for a state a kill cut (`failed to load checkpoint: EOF`)."""
+
+
+def repair_cut_sidecars(fx: Faults) -> str:
+    """The file backend (gocloud.dev/blob/fileblob, writerWithSidecar.Close) writes a blob's
+    metadata sidecar `<blob>.attrs` in place (os.Create, then the JSON) before it renames the new
+    blob in, and reading a blob decodes its sidecar: a kill between the two leaves it empty, and
+    every command on the stack fails with `failed to load checkpoint: EOF` (the stack file itself
+    is the last complete checkpoint, the new one never renamed in). An empty sidecar is never
+    valid; without one fileblob reads with defaults. So: if the kill cut one, check that the state
+    is unreadable as users see it when it is the stack's, then type the documented repair.
+    Returns what happened, or "" when nothing was cut."""
+    state = WS / "state"
+    cut = sorted(p.relative_to(state).as_posix() for p in (state / ".pulumi").rglob("*.attrs") if p.stat().st_size == 0)
+    if not cut:
+        return ""
+    seen = ""
+    if any(c.startswith(".pulumi/stacks/") and c.count(".json") == 1 and not c.endswith(".bak.attrs") for c in cut):
+        proc = fx.run.pulumi("stack", "export", label="export-cut-state", check=False)
+        seen = " ".join((proc.stdout + proc.stderr).split())[-80:]
+        if proc.returncode == 0 or "failed to load checkpoint" not in seen:
+            raise StepError(
+                f"the kill cut {cut} but the state still loads ({seen!r}): the repair is not what is needed"
+            )
+    argv = [str(state / ".pulumi") if a == "<state>/.pulumi" else a for a in SIDECAR_REPAIR]
+    e2e.cmd(argv, "repair-cut-sidecars")
+    return f"the kill cut {cut}{f' ({seen})' if seen else ''}: removed as troubleshooting.md says"
 
 
 ORPHANS: list[tuple[int, bytes]] = []
@@ -536,7 +576,8 @@ def step1_bootstrap_interrupted(fx: Faults) -> str:
     # The documented answer to Ctrl-C is `pulumi up` again: that run is killed in turn.
     second = interrupted_up(fx, signal.SIGKILL, "up-bootstrap-sigkill")
     print(f"   resumed bootstrap: {second.describe()}", flush=True)
-    typed = recover(fx, "recover-bootstrap", killed=not second.finished_first)
+    typed = [" ".join(SIDECAR_REPAIR)] if second.repaired else []
+    typed += recover(fx, "recover-bootstrap", killed=not second.finished_first)
     export = check_converged(fx, "bootstrap")
     urns = resource_urns(export)
     if urns != fx.reference:
@@ -575,7 +616,8 @@ def step2_upgrade_interrupted(fx: Faults) -> str:
     first = interrupted_up(fx, signal.SIGKILL, "up-upgrade-sigkill")
     print(f"   upgrade: {first.describe()}", flush=True)
     # The recovery up is the one Ctrl-C'd; `pulumi up` again after that.
-    typed = [] if first.finished_first else clear_after_kill(fx, "recover-upgrade")
+    typed = [" ".join(SIDECAR_REPAIR)] if first.repaired else []
+    typed += [] if first.finished_first else clear_after_kill(fx, "recover-upgrade")
     second = interrupted_up(fx, signal.SIGINT, "up-upgrade-sigint")
     print(f"   resumed upgrade: {second.describe()}", flush=True)
     if second.pending and not second.finished_first:
