@@ -32,8 +32,9 @@ from .conftest import KubeApi
 
 pytestmark = [pytest.mark.realkube, pytest.mark.slow]
 
-MANAGER = "pulumi-kubernetes-taints-test"
-"""A field manager of its own, as pulumi-kubernetes gives each NodePatch."""
+MANAGER = "pulumi-homelab-homelab"
+"""The field manager the program's NodePatch names, the stack's (`pulumi.com/patchFieldManager`:
+pulumi-<project>-<stack>, components/core/kubernetes_object.py), apart from k3s' and kubectl's."""
 UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 LIFECYCLE = {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}
 
