@@ -99,7 +99,6 @@ class Interrupted:
     at_step: int
     """Sent when the run started this step (1-based) of those the preview before it planned."""
     planned: int
-    finished_first: bool
     returncode: int
     at_s: float
     """Seconds into the run when it was sent (or when the run finished, if first)."""
@@ -110,6 +109,11 @@ class Interrupted:
     log: Path
     repaired: str = ""
     """What the kill cut of the file backend and the repair typed (repair_cut_sidecars), if any."""
+
+    @property
+    def finished_first(self) -> bool:
+        """The run ended before it began the step: nothing was sent."""
+        return not self.started
 
     def describe(self) -> str:
         if self.finished_first:
@@ -133,14 +137,12 @@ STEP_STARTED = re.compile(
 k3s-lab-cp-1-preflight creating (0s) `); its later progress lines repeat the type and name."""
 
 
-def steps_started(out: str) -> list[str]:
-    """The steps a run has begun so far, in order, from its output (the stack itself left out)."""
-    seen: dict[str, None] = {}
-    for line in out.splitlines():
+def note_steps_started(lines: list[str], begun: dict[str, None]) -> None:
+    """Add to `begun` (kept in order) the steps these output lines show begun, the stack left out."""
+    for line in lines:
         m = STEP_STARTED.match(line)
         if m and m["type"] != "pulumi:pulumi:Stack":
-            seen.setdefault(f"{m['type']} {m['name']}", None)
-    return list(seen)
+            begun.setdefault(f"{m['type']} {m['name']}", None)
 
 
 def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
@@ -159,20 +161,22 @@ def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
     out_file = WS / f"{label}.out"
     with out_file.open("w") as handle:
         proc = subprocess.Popen(argv, cwd=WS, env=run.pulumi_env(), stdout=handle, stderr=subprocess.STDOUT)
-    trigger = ""
-    while proc.poll() is None:
-        begun = steps_started(out_file.read_text())
-        if planned and len(begun) >= at_step:
-            trigger = begun[at_step - 1]
-            ORPHANS.extend(descendants(proc.pid))
-            proc.send_signal(sig)
-            break
-        if time.monotonic() - started > 900:
-            proc.kill()
-            raise StepError(f"`pulumi up` neither began step {at_step}/{planned} nor finished within 900 s")
-        time.sleep(0.1)
+    trigger, partial = "", ""
+    begun: dict[str, None] = {}
+    with out_file.open() as reader:  # read as it grows: each line once
+        while proc.poll() is None:
+            *lines, partial = (partial + reader.read()).split("\n")
+            note_steps_started(lines, begun)
+            if planned and len(begun) >= at_step:
+                trigger = list(begun)[at_step - 1]
+                ORPHANS.extend(descendants(proc.pid))
+                proc.send_signal(sig)
+                break
+            if time.monotonic() - started > 900:
+                proc.kill()
+                raise StepError(f"`pulumi up` neither began step {at_step}/{planned} nor finished within 900 s")
+            time.sleep(0.1)
     at_s = time.monotonic() - started
-    finished = not trigger
     try:
         proc.wait(timeout=600)
     except subprocess.TimeoutExpired as exc:
@@ -183,17 +187,22 @@ def interrupted_up(fx: Faults, sig: signal.Signals, label: str) -> Interrupted:
     out_file.unlink()
     log = run.save(label, subprocess.CompletedProcess(argv, proc.returncode, out, ""))
     repaired = ""
-    if sig == signal.SIGKILL and not finished:
+    if sig == signal.SIGKILL and trigger:
         time.sleep(2)  # the orphaned plugins notice their parent is gone
         repaired = repair_cut_sidecars(fx)
     pending = [f"{p['type']} {urn_name(p['resource']['urn'])}" for p in pending_operations(fx)]
-    return Interrupted(
-        sig.name, at_step, planned, finished, proc.returncode, at_s, trigger, seconds, pending, log, repaired
-    )
+    return Interrupted(sig.name, at_step, planned, proc.returncode, at_s, trigger, seconds, pending, log, repaired)
 
 
 SIDECAR_REPAIR = ["find", "<state>/.pulumi", "-type", "f", "-name", "*.attrs", "-empty", "-delete"]
 """docs/troubleshooting.md's command for a state a kill cut (`failed to load checkpoint: EOF`)."""
+
+
+def project_name() -> str:
+    """The project's name, from the workspace's Pulumi.yaml (the state's path and the field
+    manager's name carry it)."""
+    name: str = yaml.safe_load((WS / "Pulumi.yaml").read_text())["name"]
+    return name
 
 
 def repair_cut_sidecars(fx: Faults) -> str:
@@ -210,7 +219,7 @@ def repair_cut_sidecars(fx: Faults) -> str:
     if not cut:
         return ""
     seen = ""
-    if any(c.startswith(".pulumi/stacks/") and c.count(".json") == 1 and not c.endswith(".bak.attrs") for c in cut):
+    if f".pulumi/stacks/{project_name()}/{e2e.STACK}.json.attrs" in cut:  # the stack's own checkpoint
         proc = fx.run.pulumi("stack", "export", label="export-cut-state", check=False)
         seen = " ".join((proc.stdout + proc.stderr).split())[-80:]
         if proc.returncode == 0 or "failed to load checkpoint" not in seen:
@@ -302,8 +311,7 @@ def field_manager_problems(export: dict[str, Any]) -> list[str]:
     create run twice (killed, then recovered) under two names leaves two, and the next change of
     a field they share fails with a server-side-apply conflict. Objects with more than one come
     first."""
-    project = yaml.safe_load((WS / "Pulumi.yaml").read_text())["name"]
-    want = f"pulumi-{project}-{e2e.STACK}"
+    want = f"pulumi-{project_name()}-{e2e.STACK}"
     ids: dict[str, set[str]] = {}
     for r in export["deployment"]["resources"]:
         if not r["type"].startswith("kubernetes:") or "id" not in r:
